@@ -1,0 +1,260 @@
+"""The DuckDB catalog over an output directory: sources, examples (no audio), rejections, shards,
+runs, mixtures. Shards and manifests are the truth; `build` recreates the catalog from them and
+gives the same tables as the incremental `ingest_commit` calls a job makes as it commits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, RUN_SCHEMA, SHARD_SCHEMA, SOURCE_SCHEMA
+from pipelines.shards import file_records, manifests
+
+CATALOG = "catalog.duckdb"
+EXAMPLE_COLUMNS = [n for n in EXAMPLE_SCHEMA.names if n != "audio"]
+
+_DUCK_TYPES = {
+    "string": "VARCHAR", "int8": "TINYINT", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT",
+    "float": "FLOAT", "double": "DOUBLE", "bool": "BOOLEAN",
+}
+
+
+def _ddl(schema, extra: str = "") -> str:
+    cols = []
+    for f in schema:
+        t = str(f.type)
+        cols.append(f'"{f.name}" {_DUCK_TYPES.get(t, "VARCHAR" if t == "string" else None) or "JSON"}')
+    return ", ".join(cols) + extra
+
+
+def catalog_path(out_dir: str | Path) -> Path:
+    return Path(out_dir) / CATALOG
+
+
+def connect(out_dir: str | Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    p = catalog_path(out_dir)
+    if read_only and not p.exists():
+        raise FileNotFoundError(f"{p}: no catalog here (run a job, or `tandem catalog build {out_dir}`)")
+    return duckdb.connect(str(p), read_only=read_only)
+
+
+def _create(con: duckdb.DuckDBPyConnection) -> None:
+    # Tables come from the Arrow contracts themselves, so nested columns (words, segments,
+    # spans, metrics) get the same DuckDB types whether a table starts empty or from a shard.
+    ex = EXAMPLE_SCHEMA.remove(EXAMPLE_SCHEMA.get_field_index("audio"))
+    ex = ex.append(pa.field("status", pa.string())).append(pa.field("shard", pa.string()))
+    for name, schema in (("examples", ex), ("rejections", REJECTION_SCHEMA), ("sources", SOURCE_SCHEMA)):
+        if not _has(con, name):
+            empty = schema.empty_table()  # noqa: F841 (read by DuckDB's replacement scan)
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty")
+    con.execute(f"CREATE TABLE IF NOT EXISTS shards ({_ddl(SHARD_SCHEMA)})")
+    con.execute(f"CREATE TABLE IF NOT EXISTS runs ({_ddl(RUN_SCHEMA)})")
+    con.execute("CREATE TABLE IF NOT EXISTS commits (commit_id VARCHAR, run_id VARCHAR, job VARCHAR, "
+                "seq BIGINT, created_at VARCHAR, work_items BIGINT, files BIGINT)")
+    con.execute("CREATE TABLE IF NOT EXISTS mixtures (name VARCHAR, component VARCHAR, sql VARCHAR, "
+                "weight DOUBLE)")
+
+
+def _ensure_from_parquet(con, table: str, path: str, select: str) -> None:
+    con.execute(f"INSERT INTO {table} SELECT {select} FROM read_parquet(?)", [path])
+
+
+def _example_select(kind: str, rel: str) -> str:
+    cols = ", ".join(f'"{c}"' for c in EXAMPLE_COLUMNS)
+    status = "accepted" if kind == "shards" else "rejected"
+    return f"{cols}, '{status}' AS status, '{rel}' AS shard"
+
+
+def _ingest_file(con, out_dir: Path, rel: str) -> None:
+    kind = rel.split("/", 1)[0]
+    path = str(out_dir / rel)
+    if kind in ("shards", "rejected"):
+        _ensure_from_parquet(con, "examples", path, _example_select(kind, rel))
+    elif kind == "rejections":
+        _ensure_from_parquet(con, "rejections", path, ", ".join(f'"{c}"' for c in REJECTION_SCHEMA.names))
+    elif kind == "sources":
+        _ensure_from_parquet(con, "sources", path, ", ".join(f'"{c}"' for c in SOURCE_SCHEMA.names))
+
+
+def _drop_file(con, rel: str) -> None:
+    kind = rel.split("/", 1)[0]
+    if kind in ("shards", "rejected") and _has(con, "examples"):
+        con.execute("DELETE FROM examples WHERE shard = ?", [rel])
+    con.execute("DELETE FROM shards WHERE path = ?", [rel])
+
+
+def _has(con, table: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                            [table]).fetchone()[0])
+
+
+def _apply_manifest(con, out_dir: Path, m: dict) -> None:
+    for rel in m.get("retired", []):
+        _drop_file(con, rel)
+    for rel, meta in sorted(m["files"].items()):
+        _ingest_file(con, out_dir, rel)
+        if rel.split("/", 1)[0] in ("shards", "rejected"):
+            con.execute("INSERT INTO shards VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [Path(rel).stem, rel.split("/", 1)[0], rel, meta["rows"], meta["bytes"],
+                         meta["sha256"], m["commit_id"], m["run_id"]])
+    con.execute("INSERT INTO commits VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [m["commit_id"], m["run_id"], m.get("job"), m["seq"], m["created_at"],
+                 len(m.get("work_keys", [])), len(m["files"])])
+
+
+def _load_runs(con, out_dir: Path) -> None:
+    con.execute("DELETE FROM runs")
+    d = out_dir / "runs"
+    if not d.exists():
+        return
+    for p in sorted(d.glob("*.json")):
+        r = json.loads(p.read_text())
+        con.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(RUN_SCHEMA))})",
+                    [r.get(n) if isinstance(r.get(n), (str, type(None))) else json.dumps(r.get(n))
+                     for n in RUN_SCHEMA.names])
+
+
+def _load_mixtures(con, out_dir: Path) -> None:
+    con.execute("DELETE FROM mixtures")
+    d = out_dir / "mixtures"
+    if not d.exists():
+        return
+    for p in sorted(d.glob("*.json")):
+        m = json.loads(p.read_text())
+        for i, comp in enumerate(m.get("components", [])):
+            con.execute("INSERT INTO mixtures VALUES (?, ?, ?, ?)",
+                        [m.get("name", p.stem), comp.get("name", str(i)), comp["sql"], float(comp.get("weight", 1.0))])
+
+
+def _views(con) -> None:
+    con.execute("""CREATE OR REPLACE VIEW hours AS
+        SELECT language, kind, status, count(*) AS examples, round(sum(duration_s) / 3600, 4) AS hours
+        FROM examples GROUP BY ALL ORDER BY ALL""")
+    con.execute("""CREATE OR REPLACE VIEW rejection_reasons AS
+        SELECT stage, filter, reason, count(*) AS n, round(sum(CASE WHEN isnan(duration_s) THEN 0 ELSE duration_s END) / 3600, 4) AS hours
+        FROM rejections GROUP BY ALL ORDER BY n DESC""")
+
+
+def _with_lock(out_dir: Path, fn):
+    """DuckDB allows one writing process; retry briefly if a reader holds the file."""
+    last = None
+    for _ in range(50):
+        try:
+            con = duckdb.connect(str(catalog_path(out_dir)))
+        except duckdb.IOException as e:
+            last = e
+            time.sleep(0.2)
+            continue
+        try:
+            fn(con)
+            return
+        finally:
+            con.close()
+    raise RuntimeError(f"{catalog_path(out_dir)}: catalog is locked by another process: {last}")
+
+
+def ingest_commit(out_dir: str | Path, manifest: dict) -> None:
+    """Incremental update after one commit (what a running job calls)."""
+    out_dir = Path(out_dir)
+
+    def go(con):
+        _create(con)
+        con.execute("BEGIN")
+        seen = con.execute("SELECT count(*) FROM commits WHERE commit_id = ?", [manifest["commit_id"]]).fetchone()[0]
+        if not seen:
+            _apply_manifest(con, out_dir, manifest)
+        _views(con)
+        con.execute("COMMIT")
+    _with_lock(out_dir, go)
+
+
+def refresh_meta(out_dir: str | Path) -> None:
+    """Reload the small tables (runs, mixtures) from their JSON files."""
+    out_dir = Path(out_dir)
+
+    def go(con):
+        _create(con)
+        _load_runs(con, out_dir)
+        _load_mixtures(con, out_dir)
+        _views(con)
+    _with_lock(out_dir, go)
+
+
+def build(out_dir: str | Path) -> Path:
+    """Rebuild the catalog from the committed files, into a temp file swapped in atomically."""
+    out_dir = Path(out_dir)
+    if not out_dir.exists():
+        raise FileNotFoundError(f"{out_dir}: no such output directory")
+    tmp = out_dir / f".{CATALOG}.tmp-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        _create(con)
+        for m in manifests(out_dir):
+            _apply_manifest(con, out_dir, m)
+        _load_runs(con, out_dir)
+        _load_mixtures(con, out_dir)
+        _views(con)
+    finally:
+        con.close()
+    os.replace(tmp, catalog_path(out_dir))
+    Path(str(tmp) + ".wal").unlink(missing_ok=True)
+    return catalog_path(out_dir)
+
+
+def query(out_dir: str | Path, sql: str, params: list | None = None):
+    """Run SQL on the catalog read-only; returns (column names, rows)."""
+    con = connect(out_dir, read_only=True)
+    try:
+        cur = con.execute(sql, params or [])
+        cols = [d[0] for d in cur.description] if cur.description else []
+        return cols, cur.fetchall()
+    finally:
+        con.close()
+
+
+def summary(out_dir: str | Path) -> dict:
+    """Hours by language/kind/status, rejections by reason, sources by status, shard totals."""
+    con = connect(out_dir, read_only=True)
+    try:
+        def rows(sql):
+            cur = con.execute(sql)
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+        return {
+            "hours": rows("SELECT * FROM hours"),
+            "rejections": rows("SELECT * FROM rejection_reasons"),
+            "sources": rows("SELECT kind, status, count(*) AS n, round(sum(duration_s)/3600, 4) AS hours "
+                            "FROM sources GROUP BY ALL ORDER BY ALL"),
+            "shards": rows("SELECT kind, count(*) AS files, sum(rows) AS rows, sum(bytes) AS bytes "
+                           "FROM shards GROUP BY ALL ORDER BY ALL"),
+            "runs": rows("SELECT run_id, job, status, started_at, finished_at FROM runs ORDER BY started_at"),
+        }
+    finally:
+        con.close()
+
+
+def table_fingerprint(out_dir: str | Path) -> dict[str, list]:
+    """Sorted contents of every table, to compare a rebuilt catalog with an incremental one."""
+    con = connect(out_dir, read_only=True)
+    try:
+        out = {}
+        for t in ("sources", "examples", "rejections", "shards", "runs", "mixtures"):
+            cols = [r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()]
+            out[t] = sorted(map(repr, con.execute(f"SELECT {', '.join(chr(34) + c + chr(34) for c in cols)} FROM {t}").fetchall()))
+        return out
+    finally:
+        con.close()
+
+
+def live_files_match(out_dir: str | Path) -> bool:
+    """The catalog's shard rows match the manifests (a cheap consistency check)."""
+    recs = {r["path"] for r in file_records(out_dir) if r["kind"] in ("shards", "rejected")}
+    _, rows = query(out_dir, "SELECT path FROM shards")
+    return recs == {r[0] for r in rows}

@@ -1,0 +1,371 @@
+"""Parquet shards written atomically, committed in groups, readable by pyarrow, DuckDB and datasets.
+
+Layout of an output directory OUT:
+  shards/*.parquet      accepted examples (EXAMPLE_SCHEMA)
+  rejected/*.parquet    examples a filter rejected, audio kept (EXAMPLE_SCHEMA)
+  rejections/*.parquet  why anything was rejected (REJECTION_SCHEMA)
+  sources/*.parquet     every input seen, accepted or not (SOURCE_SCHEMA)
+  _commits/*.json       one manifest per commit: the commit point
+  _staging/<commit>/    files of a commit being written
+  runs/<run_id>.json    one record per run
+  catalog.duckdb        the catalog (rebuildable from the above)
+
+A commit writes its files into _staging (temp name, fsync, rename), then its manifest into
+_commits (temp, fsync, rename: the commit point), then moves the files into place. On open, a
+writer rolls forward every manifest whose files are still staged and deletes staging dirs that
+have no manifest, so the public folders only ever hold complete, committed files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+from .contracts import (
+    EXAMPLE_SCHEMA, REJECTION_SCHEMA, SOURCE_SCHEMA, rejection_row, stable_hash, to_table,
+)
+
+KINDS = {"shards": EXAMPLE_SCHEMA, "rejected": EXAMPLE_SCHEMA, "rejections": REJECTION_SCHEMA,
+         "sources": SOURCE_SCHEMA}
+COMMITS = "_commits"
+STAGING = "_staging"
+
+
+class OutputError(OSError):
+    """The output directory cannot be written (permissions, full disk); nothing was made visible."""
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_table_atomic(table: pa.Table, path: Path, *, row_group_rows: int = 8,
+                       compression: str = "zstd") -> dict:
+    """Write `table` to `path` via a temp file, fsync, rename. Returns rows, bytes, sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        # audio is FLAC already: no dictionary, no second compression pass over it
+        pq.write_table(table, tmp, row_group_size=max(1, row_group_rows), compression=compression,
+                       use_dictionary=[c for c in table.column_names if c not in ("audio",)],
+                       write_statistics=True)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"rows": table.num_rows, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _write_json_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+# ---- reading the committed state ---------------------------------------------------------------
+
+def manifests(out_dir: str | Path) -> list[dict]:
+    d = Path(out_dir) / COMMITS
+    if not d.exists():
+        return []
+    out = []
+    for p in sorted(d.glob("*.json")):
+        with open(p) as f:
+            out.append(json.load(f))
+    out.sort(key=lambda m: (m["created_at"], m["commit_id"]))
+    return out
+
+
+def committed_files(out_dir: str | Path, kind: str) -> list[Path]:
+    """Committed, not retired files of `kind` (shards, rejected, rejections, sources), in commit order."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown file kind {kind!r}; one of {sorted(KINDS)}")
+    out_dir = Path(out_dir)
+    live: dict[str, None] = {}
+    for m in manifests(out_dir):
+        for rel in m["files"]:
+            if rel.split("/", 1)[0] == kind:
+                live[rel] = None
+        for rel in m.get("retired", []):
+            live.pop(rel, None)
+    return [out_dir / rel for rel in live]
+
+
+def file_records(out_dir: str | Path) -> list[dict]:
+    """One record per live file: kind, path, rows, bytes, sha256, commit_id, run_id."""
+    recs: dict[str, dict] = {}
+    for m in manifests(out_dir):
+        for rel, meta in m["files"].items():
+            recs[rel] = {"kind": rel.split("/", 1)[0], "path": rel, "commit_id": m["commit_id"],
+                         "run_id": m["run_id"], **meta}
+        for rel in m.get("retired", []):
+            recs.pop(rel, None)
+    return list(recs.values())
+
+
+def iter_rows(paths: Iterable[str | Path], columns: list[str] | None = None) -> Iterator[dict]:
+    """Stream rows of Parquet files one row group at a time (bounded memory)."""
+    for p in paths:
+        pf = pq.ParquetFile(str(p))
+        for rg in range(pf.num_row_groups):
+            for row in pf.read_row_group(rg, columns=columns).to_pylist():
+                yield row
+
+
+def iter_examples(out_dir: str | Path, columns: list[str] | None = None, kind: str = "shards") -> Iterator[dict]:
+    return iter_rows(committed_files(out_dir, kind), columns)
+
+
+def verify(out_dir: str | Path) -> list[str]:
+    """Checksums of every live file against its manifest; returns the list of problems."""
+    problems = []
+    for rec in file_records(out_dir):
+        p = Path(out_dir) / rec["path"]
+        if not p.exists():
+            problems.append(f"{rec['path']}: missing")
+        elif sha256_file(p) != rec["sha256"]:
+            problems.append(f"{rec['path']}: checksum mismatch")
+    return problems
+
+
+def recover(out_dir: str | Path) -> dict:
+    """Roll committed-but-unmoved files forward; drop staging left by a crashed, uncommitted commit."""
+    out_dir = Path(out_dir)
+    rolled, dropped = 0, 0
+    committed_ids = set()
+    for m in manifests(out_dir):
+        committed_ids.add(m["commit_id"])
+        stage = out_dir / STAGING / m["commit_id"]
+        if stage.exists():
+            for rel in m["files"]:
+                src, dst = stage / rel, out_dir / rel
+                if src.exists():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(src, dst)
+                    rolled += 1
+            shutil.rmtree(stage, ignore_errors=True)
+        for rel in m.get("retired", []):
+            (out_dir / rel).unlink(missing_ok=True)
+    staging = out_dir / STAGING
+    if staging.exists():
+        for d in staging.iterdir():
+            if d.name not in committed_ids:
+                shutil.rmtree(d, ignore_errors=True)
+                dropped += 1
+    return {"rolled_forward": rolled, "dropped_uncommitted": dropped}
+
+
+# ---- writing ------------------------------------------------------------------------------------
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1e6) % 1_000_000:06d}Z"
+
+
+class JobWriter:
+    """Buffers finished work items and commits them in atomic groups.
+
+    A source is committed together with all its examples, rejected examples and rejections, so a
+    crash loses whole items only and a rerun redoes exactly those (no gap, no duplicate).
+    """
+
+    def __init__(self, out_dir: str | Path, cfg: dict, *, run_id: str, job: str,
+                 config_hash: str | None = None, on_commit=None, dedup=None):
+        self.out = Path(out_dir)
+        self.cfg = cfg
+        self.run_id = run_id
+        self.job = job
+        self.config_hash = config_hash
+        self.on_commit = on_commit
+        self.dedup = dedup
+        sh = cfg.get("shards", {})
+        self.target_bytes = int(sh.get("target_bytes", 256 << 20))
+        self.row_group_rows = int(sh.get("row_group_rows", 8))
+        self.compression = sh.get("compression", "zstd")
+        self.max_items = int(sh.get("max_items_per_commit", 64))
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe = self.out / f".write-probe-{uuid.uuid4().hex[:6]}"
+            probe.write_bytes(b"x")
+            probe.unlink()
+        except OSError as e:
+            raise OutputError(f"output directory {self.out} is not writable: {e.strerror or e}") from None
+        self.recovered = recover(self.out)
+        self._seq = len(manifests(self.out))
+        self._committed_keys, self._committed_sources = self._load_committed()
+        self._reset()
+        self.totals = {"items": 0, "examples": 0, "rejected_examples": 0, "rejections": 0,
+                       "duplicates": 0, "commits": 0, "audio_s": 0.0}
+
+    # committed state -------------------------------------------------------------------------
+    def _load_committed(self) -> tuple[set[str], set[str]]:
+        keys, sources = set(), set()
+        files = committed_files(self.out, "sources")
+        for row in iter_rows(files, columns=["work_key", "source_id", "status"]):
+            keys.add(row["work_key"])
+            if row["source_id"] and row["status"] == "accepted":
+                sources.add(row["source_id"])
+        return keys, sources
+
+    def committed_work_keys(self) -> set[str]:
+        return set(self._committed_keys)
+
+    def is_committed(self, work_key: str) -> bool:
+        return work_key in self._committed_keys
+
+    # buffering -------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self._buf = {k: [] for k in KINDS}
+        self._buf_bytes = 0
+        self._buf_items = 0
+        self._retire: list[str] = []
+        self._keys: list[str] = []
+
+    def add(self, item: dict) -> None:
+        """Take one finished work item (see docs/INTERFACES.md); commit when a shard is full."""
+        src = dict(item.get("source") or {})
+        sid = src.get("source_id") or item.get("source_id")
+        examples = list(item.get("examples") or [])
+        rejected = list(item.get("rejected_examples") or [])
+        rejections = list(item.get("rejections") or [])
+        status = "rejected" if item.get("status") == "rejected" else "accepted"
+        if status == "accepted" and sid and sid in self._committed_sources:
+            # the same audio under another name (or committed by an earlier run): keep one
+            rejections.append(rejection_row(
+                uri=item.get("uri", ""), source_id=sid, kind=item.get("kind"), stage="writer",
+                filter="dedup_source", reason="duplicate_source",
+                detail=f"{item.get('uri')}: same decoded audio as an already committed source {sid}",
+                duration_s=float(item.get("duration_s") or 0.0), config_hash=self.config_hash,
+                run_id=self.run_id))
+            rejected, examples, status = [], [], "duplicate"
+            self.totals["duplicates"] += 1
+        if self.dedup is not None and examples:
+            kept = []
+            for ex in examples:
+                d = self.dedup.check_and_add(ex)
+                if getattr(d, "keep", True):
+                    kept.append(ex)
+                else:
+                    rejected.append(ex)
+                    rejections.append(rejection_row(
+                        uri=item.get("uri", ""), source_id=sid, example_id=ex["example_id"],
+                        kind=ex.get("kind"), stage="dedup", filter=getattr(d, "filter", "dedup"),
+                        reason=d.reason, detail=getattr(d, "detail", "") or "",
+                        language=ex.get("language"), duration_s=ex.get("duration_s"),
+                        metrics=getattr(d, "metrics", {}) or {}, config_hash=self.config_hash,
+                        run_id=self.run_id))
+            examples = kept
+        if status == "accepted" and not examples and rejections:
+            status = "rejected"
+        for r in rejections:
+            r["run_id"] = self.run_id
+            r["config_hash"] = r.get("config_hash") or self.config_hash
+        for e in examples + rejected:
+            e["config_hash"] = e.get("config_hash") or self.config_hash
+            e["pipeline_version"] = e.get("pipeline_version") or __version__
+        src.update(
+            source_id=sid, uri=src.get("uri") or item.get("uri"), kind=src.get("kind") or item.get("kind"),
+            status=status, num_examples=len(examples), work_key=item["work_key"],
+            config_hash=self.config_hash, run_id=self.run_id)
+        for k in ("format", "orig_sample_rate", "orig_channels", "duration_s", "bytes"):
+            if src.get(k) is None and item.get(k) is not None:
+                src[k] = item[k]
+        self._buf["shards"].extend(examples)
+        self._buf["rejected"].extend(rejected)
+        self._buf["rejections"].extend(rejections)
+        self._buf["sources"].append(src)
+        self._keys.append(item["work_key"])
+        if status == "accepted" and sid:
+            self._committed_sources.add(sid)
+        self._buf_bytes += sum(len(e.get("audio") or b"") for e in examples + rejected)
+        self._buf_items += 1
+        self.totals["items"] += 1
+        self.totals["examples"] += len(examples)
+        self.totals["rejected_examples"] += len(rejected)
+        self.totals["rejections"] += len(rejections)
+        self.totals["audio_s"] += sum(float(e.get("duration_s") or 0) for e in examples)
+        if self._buf_bytes >= self.target_bytes or self._buf_items >= self.max_items:
+            self.commit()
+
+    def retire(self, paths: Iterable[str | Path]) -> None:
+        """Hide committed files in the next commit (re-filtering replaces shards this way)."""
+        for p in paths:
+            rel = Path(p).resolve().relative_to(self.out.resolve()).as_posix()
+            self._retire.append(rel)
+
+    def commit(self) -> dict | None:
+        if not any(self._buf.values()) and not self._retire:
+            return None
+        seq = self._seq
+        commit_id = f"{seq:06d}-{stable_hash(self.run_id, seq, self._keys, n=10)}"
+        stage = self.out / STAGING / commit_id
+        files: dict[str, dict] = {}
+        try:
+            for kind, rows in self._buf.items():
+                if not rows:
+                    continue
+                rel = f"{kind}/{self.run_id}-{commit_id}.parquet"
+                table = to_table(rows, KINDS[kind])
+                rg = self.row_group_rows if KINDS[kind] is EXAMPLE_SCHEMA else 4096
+                files[rel] = write_table_atomic(table, stage / rel, row_group_rows=rg,
+                                                compression=self.compression)
+            manifest = {"commit_id": commit_id, "run_id": self.run_id, "job": self.job, "seq": seq,
+                        "created_at": _now(), "files": files, "retired": list(self._retire),
+                        "work_keys": list(self._keys), "pipeline_version": __version__}
+            _write_json_atomic(manifest, self.out / COMMITS / f"{commit_id}.json")
+        except OSError as e:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise OutputError(f"cannot write to {self.out}: {e.strerror or e} "
+                              "(nothing of this commit was made visible)") from None
+        recover(self.out)  # move the staged files into place
+        self._committed_keys.update(self._keys)
+        self._seq += 1
+        self.totals["commits"] += 1
+        self._reset()
+        if self.dedup is not None and hasattr(self.dedup, "save"):
+            self.dedup.save()
+        if self.on_commit is not None:
+            self.on_commit(manifest)
+        return manifest
+
+    def close(self) -> dict:
+        self.commit()
+        return dict(self.totals)
+
+
+def write_run_record(out_dir: str | Path, record: dict) -> Path:
+    p = Path(out_dir) / "runs" / f"{record['run_id']}.json"
+    _write_json_atomic(record, p)
+    return p

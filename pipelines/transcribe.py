@@ -1,0 +1,274 @@
+"""Speech recognition with word timestamps, shared by curation, synthesis round-trip checks and LID.
+
+Backends (cfg["asr"]["backend"]):
+- `faster-whisper` (embedded default): the multilingual Whisper base model shipped on PyPI,
+  CTranslate2 int8, Whisper's own word timestamps.
+- `whisperx`: batched faster-whisper + wav2vec2 forced alignment (hub ids or local paths).
+
+`load_asr(cfg)` returns an `Asr` whose `transcribe(audio, sr, language)` gives segments
+{start_s, end_s, text, language, language_prob, avg_logprob, no_speech_prob, compression_ratio,
+words: [{word, start_s, end_s, score}]}. Models are cached per process so the stages of one worker
+share one copy. `TranscribeStage` runs it over VAD/diarization-bounded chunks, one language
+detection per chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .stage import Stage
+
+ASR_SR = 16000  # Whisper's input rate
+_MODELS: dict[tuple, Any] = {}  # (backend, model, device, compute_type) -> loaded model
+NAN = float("nan")
+
+ASR_DEFAULTS = {
+    "backend": "faster-whisper",
+    "language": None,
+    "model": None,
+    "compute_type": "int8",
+    "beam_size": 5,
+    "batch_size": 8,
+    "align_model": None,
+    "chunk_max_s": 28.0,
+    "chunk_gap_s": 0.3,
+    "chunk_pad_s": 0.2,
+}
+
+
+def _asr_cfg(cfg: dict) -> dict:
+    out = dict(ASR_DEFAULTS)
+    out.update(cfg.get("asr") or {})
+    return out
+
+
+def _to_16k_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    a = np.asarray(audio, dtype=np.float32)
+    if a.ndim == 2:  # [T, C] or [C, T]
+        a = a.mean(axis=1) if a.shape[0] > a.shape[1] else a.mean(axis=0)
+    if sample_rate != ASR_SR:
+        import soxr
+        a = soxr.resample(a, sample_rate, ASR_SR).astype(np.float32)
+    return np.ascontiguousarray(a)
+
+
+def _word(w: str, s: float, e: float, score: float) -> dict:
+    return {"word": w.strip(), "start_s": float(s), "end_s": float(e), "score": float(score)}
+
+
+class Asr:
+    """Common interface of the ASR backends."""
+
+    backend = "base"
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> list[dict]:
+        """Segments with words; times in seconds from the start of `audio`."""
+        raise NotImplementedError
+
+    def detect_language(self, audio: np.ndarray, sample_rate: int) -> tuple[str, float]:
+        """Whisper's language detection on the first 30 s of `audio`: (ISO 639-1 code, probability)."""
+        raise NotImplementedError
+
+
+class FasterWhisperAsr(Asr):
+    backend = "faster-whisper"
+
+    def __init__(self, model: Any, beam_size: int = 5):
+        self.model = model
+        self.beam_size = beam_size
+
+    def detect_language(self, audio: np.ndarray, sample_rate: int) -> tuple[str, float]:
+        a = _to_16k_mono(audio, sample_rate)
+        if len(a) == 0:
+            return "", 0.0
+        lang, prob, _ = self.model.detect_language(a)
+        return lang, float(prob)
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> list[dict]:
+        a = _to_16k_mono(audio, sample_rate)
+        if len(a) < ASR_SR // 10:
+            return []
+        # condition_on_previous_text=False: a hallucination in one window must not seed the next
+        segs, info = self.model.transcribe(
+            a, language=language, beam_size=self.beam_size, word_timestamps=True,
+            condition_on_previous_text=False, vad_filter=False)
+        out = []
+        for s in segs:
+            words = [_word(w.word, w.start, w.end, w.probability) for w in (s.words or []) if w.word.strip()]
+            out.append({
+                "start_s": float(s.start), "end_s": float(s.end), "text": s.text.strip(),
+                "language": info.language, "language_prob": float(info.language_probability),
+                "avg_logprob": float(s.avg_logprob), "no_speech_prob": float(s.no_speech_prob),
+                "compression_ratio": float(s.compression_ratio), "words": words,
+            })
+        return out
+
+
+class WhisperXAsr(Asr):
+    """Batched faster-whisper + wav2vec2 alignment; words the aligner misses keep Whisper's times."""
+
+    backend = "whisperx"
+
+    def __init__(self, pipeline: Any, device: str, align_model: str | None, batch_size: int):
+        self.pipeline = pipeline
+        self.device = device
+        self.align_model = align_model
+        self.batch_size = batch_size
+        self._aligners: dict[str, tuple] = {}
+
+    def detect_language(self, audio: np.ndarray, sample_rate: int) -> tuple[str, float]:
+        a = _to_16k_mono(audio, sample_rate)
+        lang, prob, _ = self.pipeline.model.detect_language(a)
+        return lang, float(prob)
+
+    def _aligner(self, lang: str):
+        if lang not in self._aligners:
+            import whisperx
+            from .models import ModelMissing
+            try:
+                self._aligners[lang] = whisperx.load_align_model(lang, self.device, model_name=self.align_model)
+            except Exception as e:  # offline hub, unknown language
+                raise ModelMissing(
+                    f"whisperx alignment model for {lang!r} unavailable ({type(e).__name__}: {e}); "
+                    "run once with hub access or set asr.align_model to a local wav2vec2 path") from e
+        return self._aligners[lang]
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> list[dict]:
+        import whisperx
+        a = _to_16k_mono(audio, sample_rate)
+        if len(a) < ASR_SR // 10:
+            return []
+        if language is None:
+            language, prob = self.detect_language(a, ASR_SR)
+        else:
+            prob = 1.0
+        res = self.pipeline.transcribe(a, batch_size=self.batch_size, language=language)
+        raw = res["segments"]
+        model_a, meta = self._aligner(language)
+        aligned = whisperx.align(raw, model_a, meta, a, self.device, return_char_alignments=False)["segments"]
+        out = []
+        for seg, al in zip(raw, aligned):
+            toks = al.get("words") or []
+            n = max(len(toks), 1)
+            s0, s1 = float(seg["start"]), float(seg["end"])
+            words = []
+            for i, w in enumerate(toks):
+                if "start" in w and "end" in w:
+                    words.append(_word(w["word"], w["start"], w["end"], w.get("score", NAN)))
+                else:  # fallback: Whisper's segment span, split evenly over its words
+                    words.append(_word(w["word"], s0 + (s1 - s0) * i / n, s0 + (s1 - s0) * (i + 1) / n, 0.0))
+            out.append({"start_s": s0, "end_s": s1, "text": seg["text"].strip(), "language": language,
+                        "language_prob": prob, "avg_logprob": NAN, "no_speech_prob": NAN,
+                        "compression_ratio": NAN, "words": [w for w in words if w["word"]]})
+        return out
+
+
+def load_asr(cfg: dict, device: str = "cpu", threads: int = 2) -> Asr:
+    """The ASR backend named in cfg["asr"]["backend"], loaded once per process."""
+    a = _asr_cfg(cfg)
+    backend = a["backend"]
+    if backend == "faster-whisper":
+        from .models import whisper_base_dir
+        path = str(a["model"] or whisper_base_dir(cfg))
+        compute = a["compute_type"] if device == "cpu" else "float16"
+        key = (backend, path, device, compute)
+        if key not in _MODELS:
+            from faster_whisper import WhisperModel
+            _MODELS[key] = WhisperModel(path, device=device, compute_type=compute, cpu_threads=threads)
+        return FasterWhisperAsr(_MODELS[key], beam_size=int(a["beam_size"]))
+    if backend == "whisperx":
+        path = a["model"] or "large-v3"
+        compute = a["compute_type"] if device == "cpu" else "float16"
+        key = (backend, str(path), device, compute)
+        if key not in _MODELS:
+            import whisperx
+            from .models import ModelMissing
+            try:
+                _MODELS[key] = whisperx.load_model(str(path), device, compute_type=compute, threads=threads,
+                                                   vad_method="pyannote")
+            except Exception as e:
+                raise ModelMissing(f"whisperx model {path!r} could not be loaded ({type(e).__name__}: {e}); "
+                                   "set asr.model to a local CTranslate2 directory or allow hub access") from e
+        return WhisperXAsr(_MODELS[key], device, a["align_model"], int(a["batch_size"]))
+    raise ValueError(f"asr.backend {backend!r}: expected 'faster-whisper' or 'whisperx'")
+
+
+def speech_chunks(regions: list[tuple[float, float]], max_s: float, gap_s: float) -> list[tuple[float, float]]:
+    """Merge speech regions into chunks no longer than `max_s`, split only between regions.
+
+    Regions closer than `gap_s` join; a single region longer than `max_s` is split evenly (Whisper
+    still finds word boundaries inside each piece, and the pieces are never cut mid-word by design
+    of the 30 s window: ASR runs on each).
+    """
+    out: list[list[float]] = []
+    for s, e in sorted(regions):
+        if e <= s:
+            continue
+        if out and s - out[-1][1] <= gap_s and e - out[-1][0] <= max_s:
+            out[-1][1] = max(out[-1][1], e)
+        elif out and e - out[-1][0] <= max_s and s - out[-1][1] <= 2.0:
+            out[-1][1] = e
+        else:
+            out.append([s, e])
+    res = []
+    for s, e in out:
+        n = max(1, math.ceil((e - s) / max_s))
+        step = (e - s) / n
+        res.extend((s + i * step, s + (i + 1) * step) for i in range(n))
+    return res
+
+
+class TranscribeStage(Stage):
+    """Transcribe speech chunks of the work file; language detected per chunk."""
+
+    name = "transcribe"
+    reads = ("work_path", "speech")
+    writes = ("segments",)
+    uses_model = True
+
+    def setup(self) -> None:
+        import torch
+        torch.set_num_threads(self.resources.threads)
+        self.acfg = _asr_cfg(self.cfg)
+        self.asr = load_asr(self.cfg, device=self.device, threads=self.resources.threads)
+
+    def _chunks_for(self, item: dict, ch: int | None) -> list[tuple[float, float]]:
+        if ch is None:
+            turns = item.get("turns") or []
+            # bound chunks by diarized turns where present, else by VAD
+            regions = [(t["start_s"], t["end_s"]) for t in turns] or [tuple(r) for r in item["speech"]]
+        else:
+            regions = [tuple(r) for r in item["speech_ch"][ch]]
+        return speech_chunks(regions, float(self.acfg["chunk_max_s"]), float(self.acfg["chunk_gap_s"]))
+
+    def process(self, item: dict) -> dict:
+        import soundfile as sf
+        lang = self.acfg.get("language")
+        pad = float(self.acfg["chunk_pad_s"])
+        channels = [0, 1] if item.get("two_channel") else [None]
+        segments = []
+        with sf.SoundFile(item["work_path"]) as f:
+            sr, total = f.samplerate, f.frames
+            for ch in channels:
+                for s, e in self._chunks_for(item, ch):
+                    a0 = max(0, int((s - pad) * sr))
+                    a1 = min(total, int((e + pad) * sr))
+                    f.seek(a0)
+                    x = f.read(a1 - a0, dtype="float32", always_2d=True)
+                    x = x[:, ch] if ch is not None else x.mean(axis=1)
+                    off = a0 / sr
+                    for seg in self.asr.transcribe(x, sr, language=lang):
+                        seg["start_s"] += off
+                        seg["end_s"] += off
+                        for w in seg["words"]:
+                            w["start_s"] += off
+                            w["end_s"] += off
+                        seg["channel"] = 0 if ch is None else ch
+                        segments.append(seg)
+        segments.sort(key=lambda g: (g["start_s"], g["channel"]))
+        item["segments"] = segments
+        self.counters.extra["segments"] = self.counters.extra.get("segments", 0) + len(segments)
+        return item

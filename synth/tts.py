@@ -1,0 +1,291 @@
+"""TTS backends behind one interface: text in, float32 mono audio + per-word times out.
+
+`EspeakTTS` drives libespeak-ng (shipped by the PyPI package espeakng-loader) through ctypes:
+word events give each word's start; its end is found from the audio energy before the next
+word starts. `PiperTTS` synthesises with piper-tts and gets word times by forced alignment with
+the curation ASR (Piper reports none).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import threading
+from typing import Protocol
+
+import numpy as np
+
+ESPEAK_RATE = 22050
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_PARAM_RATE, _PARAM_PITCH = 1, 3
+_EVENT_LIST_TERMINATED, _EVENT_WORD = 0, 1
+
+
+class TTSError(RuntimeError):
+    """A TTS backend cannot speak the request; the message says what and why."""
+
+
+class TTS(Protocol):
+    sample_rate: int
+
+    def synthesize(self, text: str, language: str, voice: str | None = None, pitch: int | None = None,
+                   rate: int | None = None) -> tuple[np.ndarray, int, list[dict]]:
+        ...
+
+
+class _EspeakEvent(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),  # union {int number; const char *name; char string[8]}
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                             ctypes.POINTER(_EspeakEvent))
+
+# One libespeak-ng per process: it keeps global state, so every call holds the lock.
+_LOCK = threading.Lock()
+_LIB = None
+_CB_REF = None
+_PCM: list[np.ndarray] = []
+_EVENTS: list[tuple[int, int, int]] = []  # (text_position 1-based chars, length, audio ms)
+
+
+def _on_audio(wav, numsamples, events):
+    if numsamples > 0:
+        _PCM.append(np.ctypeslib.as_array(wav, shape=(numsamples,)).copy())
+    i = 0
+    while True:
+        ev = events[i]
+        if ev.type == _EVENT_LIST_TERMINATED:
+            break
+        if ev.type == _EVENT_WORD:
+            _EVENTS.append((ev.text_position, ev.length, ev.audio_position))
+        i += 1
+    return 0
+
+
+def _espeak():
+    """Load and initialise libespeak-ng once per process; call with _LOCK held."""
+    global _LIB, _CB_REF
+    if _LIB is not None:
+        return _LIB
+    try:
+        import espeakng_loader
+    except ImportError:
+        raise TTSError("espeak-ng is not installed: pip install espeakng-loader") from None
+    lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    lib.espeak_Initialize.restype = ctypes.c_int
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_SetVoiceByName.restype = ctypes.c_int
+    lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.espeak_SetParameter.restype = ctypes.c_int
+    lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
+    lib.espeak_SetSynthCallback.restype = None
+    lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+                                 ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p]
+    lib.espeak_Synth.restype = ctypes.c_int
+    lib.espeak_Synchronize.restype = ctypes.c_int
+    sr = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 500, espeakng_loader.get_data_path().encode(), 0)
+    if sr <= 0:
+        raise TTSError(f"espeak_Initialize failed ({sr}) with data at {espeakng_loader.get_data_path()}")
+    if sr != ESPEAK_RATE:
+        raise TTSError(f"espeak-ng reports {sr} Hz output, expected {ESPEAK_RATE}")
+    _CB_REF = _CALLBACK(_on_audio)  # keep a reference: ctypes frees callbacks that are collected
+    lib.espeak_SetSynthCallback(_CB_REF)
+    _LIB = lib
+    return lib
+
+
+def word_ends(audio: np.ndarray, sr: int, starts: list[float], frame_s: float = 0.01,
+              floor_db: float = -35.0) -> list[float]:
+    """End of each word: the last frame above an energy floor before the next word's start.
+
+    The floor is relative to the loudest frame of the utterance, so it adapts to voice and gain.
+    """
+    n = max(1, int(round(frame_s * sr)))
+    frames = len(audio) // n
+    if frames == 0:
+        return [s for s in starts]
+    e = (audio[: frames * n].astype(np.float64).reshape(frames, n) ** 2).mean(axis=1)
+    db = 10 * np.log10(e + 1e-12)
+    loud = db > (db.max() + floor_db)
+    total = len(audio) / sr
+    ends = []
+    for i, s in enumerate(starts):
+        nxt = starts[i + 1] if i + 1 < len(starts) else total
+        a, b = int(s / frame_s), min(frames, int(np.ceil(nxt / frame_s)))
+        idx = np.flatnonzero(loud[a:b])
+        end = (a + idx[-1] + 1) * frame_s if len(idx) else min(nxt, s + frame_s)
+        ends.append(float(min(max(end, s + frame_s), max(nxt, s + frame_s), total)))
+    return ends
+
+
+class EspeakTTS:
+    """espeak-ng voices for en fr de es it pt (and any other espeak language)."""
+
+    name = "espeak"
+
+    def __init__(self, sample_rate: int = 24000):
+        self.sample_rate = int(sample_rate)
+
+    def synthesize(self, text: str, language: str, voice: str | None = None, pitch: int | None = None,
+                   rate: int | None = None) -> tuple[np.ndarray, int, list[dict]]:
+        """Speak `text`; `voice` is an espeak voice name (e.g. "fr+m3"; default: `language`),
+        `pitch` 0-100, `rate` words per minute. Returns (audio, sample_rate, words)."""
+        text = (text or "").strip()
+        if not text:
+            raise TTSError("espeak: empty text")
+        name = voice or language
+        data = text.encode("utf-8") + b"\0"
+        with _LOCK:
+            lib = _espeak()
+            if lib.espeak_SetVoiceByName(name.encode()) != 0:
+                raise TTSError(f"espeak: no voice {name!r} for language {language!r}")
+            if rate is not None:
+                lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
+            if pitch is not None:
+                lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
+            _PCM.clear()
+            _EVENTS.clear()
+            buf = ctypes.create_string_buffer(data)
+            err = lib.espeak_Synth(buf, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            lib.espeak_Synchronize()
+            pcm = np.concatenate(_PCM) if _PCM else np.zeros(0, dtype=np.int16)
+            events = list(_EVENTS)
+            _PCM.clear()
+            _EVENTS.clear()
+        if err != 0:
+            raise TTSError(f"espeak_Synth failed ({err}) for voice {name!r}")
+        audio = pcm.astype(np.float32) / 32768.0
+        words = _words_from_events(text, events)
+        starts = [w["start_s"] for w in words]
+        ends = word_ends(audio, ESPEAK_RATE, starts)
+        for w, e in zip(words, ends):
+            w["end_s"] = e
+        if self.sample_rate != ESPEAK_RATE:
+            import soxr
+            audio = soxr.resample(audio, ESPEAK_RATE, self.sample_rate).astype(np.float32)
+        return audio, self.sample_rate, words
+
+
+def _words_from_events(text: str, events: list[tuple[int, int, int]]) -> list[dict]:
+    """Word events to text tokens: espeak may split or repeat a token (numbers, abbreviations),
+    so each whitespace token of the text takes the first event that falls inside it."""
+    tokens = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+    words: list[dict] = []
+    ti = 0
+    for pos, _length, ms in events:
+        c = pos - 1  # 1-based character position
+        while ti < len(tokens) and tokens[ti][1] <= c:
+            ti += 1
+        if ti >= len(tokens):
+            break
+        if words and words[-1]["_ti"] == ti:
+            continue
+        if not re.search(r"\w", tokens[ti][2]):
+            continue
+        words.append({"word": tokens[ti][2], "start_s": ms / 1000.0, "end_s": ms / 1000.0, "_ti": ti})
+    for w in words:
+        del w["_ti"]
+    return words
+
+
+class PiperTTS:
+    """Piper neural TTS; word times from forced alignment with the curation ASR."""
+
+    name = "piper"
+
+    def __init__(self, sample_rate: int = 24000, voice_path: str | None = None, languages: tuple = ("en",),
+                 asr=None, cfg: dict | None = None):
+        self.sample_rate = int(sample_rate)
+        self.voice_path = voice_path
+        self.languages = tuple(languages)
+        self._asr = asr
+        self._cfg = cfg or {}
+        self._voice = None
+
+    def _load(self):
+        if self._voice is None:
+            from piper import PiperVoice
+            if self.voice_path is None:
+                from pipelines.models import piper_voice_path
+                self.voice_path = str(piper_voice_path())
+            self._voice = PiperVoice.load(self.voice_path)
+        return self._voice
+
+    def _aligner(self):
+        if self._asr is None:
+            from pipelines.transcribe import load_asr
+            self._asr = load_asr(self._cfg, device="cpu", threads=int(self._cfg.get("threads", 2)))
+        return self._asr
+
+    def synthesize(self, text: str, language: str, voice: str | None = None, pitch: int | None = None,
+                   rate: int | None = None) -> tuple[np.ndarray, int, list[dict]]:
+        """Speak `text` in `language` (the voice must cover it); `rate` scales speed (wpm / 175)."""
+        if language not in self.languages:
+            raise TTSError(f"piper: no voice for language {language!r} (voice {self.voice_path or 'default'} "
+                           f"speaks {', '.join(self.languages)}); use the espeak backend or set synth.piper.voice")
+        text = (text or "").strip()
+        if not text:
+            raise TTSError("piper: empty text")
+        pv = self._load()
+        from piper import SynthesisConfig
+        syn = SynthesisConfig(length_scale=(175.0 / rate) if rate else None)
+        chunks = [c.audio_float_array for c in pv.synthesize(text, syn_config=syn)]
+        audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+        sr = pv.config.sample_rate
+        if sr != self.sample_rate:
+            import soxr
+            audio = soxr.resample(audio, sr, self.sample_rate).astype(np.float32)
+        words = align_words(text, audio, self.sample_rate, language, self._aligner())
+        return audio, self.sample_rate, words
+
+
+def align_words(text: str, audio: np.ndarray, sr: int, language: str, asr) -> list[dict]:
+    """Map the script's tokens onto ASR word timestamps (edit-distance alignment of normalised
+    words); tokens the ASR missed are interpolated between their aligned neighbours."""
+    import difflib
+    tokens = [t for t in text.split() if re.search(r"\w", t)]
+    segs = asr.transcribe(audio, sr, language=language)
+    hyp = [w for s in segs for w in s.get("words", [])]
+    norm = lambda s: re.sub(r"[^\w]", "", s.lower())  # noqa: E731
+    sm = difflib.SequenceMatcher(a=[norm(t) for t in tokens], b=[norm(w["word"]) for w in hyp], autojunk=False)
+    times: list[tuple[float, float] | None] = [None] * len(tokens)
+    for op, a0, a1, b0, b1 in sm.get_opcodes():
+        if op == "equal" or (op == "replace" and a1 - a0 == b1 - b0):
+            for k in range(a1 - a0):
+                h = hyp[b0 + k]
+                times[a0 + k] = (float(h["start_s"] if "start_s" in h else h["start"]),
+                                 float(h["end_s"] if "end_s" in h else h["end"]))
+    total = len(audio) / sr
+    out = []
+    for i, t in enumerate(tokens):
+        if times[i] is None:
+            prev_end = next((times[j][1] for j in range(i - 1, -1, -1) if times[j]), 0.0)
+            nxt_start = next((times[j][0] for j in range(i + 1, len(tokens)) if times[j]), total)
+            times[i] = (prev_end, max(prev_end, nxt_start))
+        out.append({"word": t, "start_s": times[i][0], "end_s": times[i][1]})
+    return out
+
+
+def make_tts(cfg: dict) -> TTS:
+    """The backend named by cfg["synth"]["tts"]["backend"] ("espeak" | "piper")."""
+    s = cfg.get("synth", {})
+    backend = s.get("tts", {}).get("backend", "espeak")
+    sr = int(cfg.get("sample_rate", 24000))
+    if backend == "espeak":
+        return EspeakTTS(sr)
+    if backend == "piper":
+        p = s.get("tts", {}).get("piper", {})
+        return PiperTTS(sr, voice_path=p.get("voice"), languages=tuple(p.get("languages", ["en"])), cfg=cfg)
+    raise TTSError(f"unknown synth.tts.backend {backend!r}: use espeak or piper")
