@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
@@ -44,7 +45,9 @@ SEGMENT = pa.struct(
 
 SPAN = pa.struct([("source_id", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64())])
 
-METRICS = pa.map_(pa.string(), pa.float64())
+# Metrics travel as a JSON object {name: number}: Hugging Face datasets cannot read Arrow maps,
+# and DuckDB reads JSON directly (`metrics->>'snr_db'`). Pass a dict; to_table serialises it.
+METRICS = pa.string()
 
 # One training example = one row of a shard.
 EXAMPLE_SCHEMA = pa.schema(
@@ -185,7 +188,7 @@ def _defaults(schema: pa.Schema) -> dict[str, Any]:
             out[f.name] = NAN
         elif pa.types.is_list(f.type):
             out[f.name] = []
-        elif pa.types.is_map(f.type):
+        elif f.name == "metrics":
             out[f.name] = {}
         else:
             out[f.name] = None
@@ -216,10 +219,26 @@ def source_row(**fields: Any) -> dict[str, Any]:
     return make_row(SOURCE_SCHEMA, **fields)
 
 
-def _map_to_pairs(v: Any) -> Any:
+def metrics_json(v: Any) -> Any:
+    """A metrics dict as canonical JSON (sorted keys; NaN and inf become null)."""
     if isinstance(v, Mapping):
-        return [(k, None if x is None else float(x)) for k, x in v.items()]
+        clean = {}
+        for k, x in v.items():
+            if x is None or isinstance(x, str):
+                clean[str(k)] = x
+                continue
+            x = float(x)
+            clean[str(k)] = x if math.isfinite(x) else None
+        return json.dumps(clean, sort_keys=True, separators=(",", ":"))
     return v
+
+
+def metrics_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics of a row read back from a shard (JSON text) or still in memory (dict)."""
+    v = row.get("metrics")
+    if v is None:
+        return {}
+    return dict(v) if isinstance(v, Mapping) else json.loads(v)
 
 
 def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -228,8 +247,8 @@ def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     cols = {}
     for f in schema:
         vals = [r.get(f.name) for r in rows]
-        if pa.types.is_map(f.type):
-            vals = [_map_to_pairs(v) for v in vals]
+        if f.name == "metrics":
+            vals = [metrics_json(v) for v in vals]
         cols[f.name] = pa.array(vals, type=f.type)
     return pa.Table.from_pydict(cols, schema=schema)
 

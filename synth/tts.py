@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 ESPEAK_RATE = 22050
+DEFAULT_RATE, DEFAULT_PITCH = 175, 50  # espeak-ng's own defaults (wpm, 0-100)
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
@@ -151,10 +152,9 @@ class EspeakTTS:
             lib = _espeak()
             if lib.espeak_SetVoiceByName(name.encode()) != 0:
                 raise TTSError(f"espeak: no voice {name!r} for language {language!r}")
-            if rate is not None:
-                lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
-            if pitch is not None:
-                lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
+            # parameters outlive a call: always set them so a result never depends on call order
+            lib.espeak_SetParameter(_PARAM_RATE, int(rate if rate is not None else DEFAULT_RATE), 0)
+            lib.espeak_SetParameter(_PARAM_PITCH, int(pitch if pitch is not None else DEFAULT_PITCH), 0)
             _PCM.clear()
             _EVENTS.clear()
             buf = ctypes.create_string_buffer(data)

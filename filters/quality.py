@@ -1,0 +1,301 @@
+"""Audio quality per example and per channel: level, speech ratio, silences, clipping, WADA-SNR,
+bandwidth, spectral flatness and DNSMOS, each measured on the speech parts of each channel.
+
+A two-channel example legitimately has one side silent while the other speaks, so per-channel
+metrics are taken over that channel's speech (silero VAD) and the example-level value is the worst
+speaking channel. Pure noise, silence and music are told apart when no speech is found.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from .base import NAN, Decision, Filter, finite, fmt, num, per_kind, section
+
+SR16 = 16000
+EPS = 1e-10
+
+
+# ---- signal metrics (pure functions, no model) -------------------------------------------------
+
+def dbfs(x: np.ndarray) -> float:
+    """RMS level in dB relative to full scale; -120 for digital silence."""
+    if x.size == 0:
+        return -120.0
+    r = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    return 20 * math.log10(r) if r > 1e-6 else -120.0
+
+
+@functools.lru_cache(maxsize=1)
+def _wada_table() -> tuple[np.ndarray, np.ndarray]:
+    """G(SNR) for gamma(0.4)-distributed speech plus Gaussian noise (Kim & Stern 2008).
+
+    Built by Monte Carlo with a fixed seed (0) so every machine gets the same table; the ends
+    match the closed forms (Gaussian 0.4094, gamma(0.4) 1.645).
+    """
+    rng = np.random.default_rng(0)
+    n = 200_000
+    s = rng.gamma(0.4, 1.0, n) * rng.choice([-1.0, 1.0], n)
+    s /= np.sqrt(np.mean(s ** 2))
+    g = rng.standard_normal(n)
+    snrs = np.arange(-20.0, 101.0, 1.0)
+    vals = []
+    for snr in snrs:
+        z = np.abs(s + g * 10 ** (-snr / 20)) + EPS
+        vals.append(math.log(z.mean()) - np.log(z).mean())
+    return snrs, np.array(vals)
+
+
+def wada_snr(x: np.ndarray) -> float:
+    """Waveform-amplitude-distribution SNR estimate (dB), clamped to [-20, 100]."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size < 1000 or np.max(np.abs(x)) < 1e-6:
+        return NAN
+    a = np.abs(x / np.max(np.abs(x)))
+    a[a < EPS] = EPS
+    g = math.log(a.mean()) - np.log(a).mean()
+    snrs, vals = _wada_table()
+    # vals increase with SNR
+    return float(np.interp(g, vals, snrs))
+
+
+def clipping_ratio(x: np.ndarray) -> float:
+    """Share of samples sitting on a flat top at the channel's own peak (runs of >= 2 equal samples
+    within 0.1% of the peak). Scale-free: clipping survives later gain changes."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.size < 2:
+        return 0.0
+    peak = float(np.max(np.abs(x)))
+    if peak < 1e-4:
+        return 0.0
+    at = np.abs(x) >= peak * 0.999
+    run = at[1:] & at[:-1] & (np.abs(x[1:] - x[:-1]) <= peak * 1e-3)
+    flat = np.zeros_like(at)
+    flat[1:] |= run
+    flat[:-1] |= run
+    return float(flat.mean())
+
+
+def _welch_db(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.signal import welch
+    f, p = welch(x.astype(np.float64), fs=sr, nperseg=min(1024, len(x)))
+    return f, 10 * np.log10(p + 1e-20)
+
+
+def bandwidth_hz(x: np.ndarray, sr: int, margin_db: float = 15.0) -> float:
+    """Highest frequency whose power stands `margin_db` above the spectrum's floor (its quietest
+    band above 1 kHz): band-limited sources (8 kHz telephone audio upsampled) stop at 4 kHz; a flat
+    spectrum (white noise) counts as full band."""
+    if x.size < 512 or np.max(np.abs(x)) < 1e-5:
+        return NAN
+    f, p = _welch_db(x, sr)
+    p = np.convolve(p, np.ones(5) / 5, mode="same")[: len(p) - 2]
+    f = f[: len(p)]
+    floor = float(p[f >= 1000].min())
+    above = np.nonzero(p >= floor + margin_db)[0]
+    return float(f[above[-1]]) if above.size else float(sr / 2)
+
+
+def spectral_flatness(x: np.ndarray, sr: int) -> float:
+    """Geometric over arithmetic mean of the power spectrum in 100 Hz - 8 kHz: about 1 for white
+    noise, near 0 for tones and music."""
+    if x.size < 512 or np.max(np.abs(x)) < 1e-5:
+        return NAN
+    f, pdb = _welch_db(x, sr)
+    band = (f >= 100) & (f <= min(8000, sr / 2))
+    p = 10 ** (pdb[band] / 10)
+    return float(np.exp(np.mean(np.log(p + 1e-20))) / (np.mean(p) + 1e-20))
+
+
+def regions_union(regions: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
+    allr = sorted(r for rs in regions for r in rs)
+    out: list[list[float]] = []
+    for s, e in allr:
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+def longest_gap(regions: list[tuple[float, float]], duration: float) -> float:
+    """Longest stretch with no speech, leading and trailing silence included."""
+    t, gap = 0.0, 0.0
+    for s, e in regions:
+        gap = max(gap, s - t)
+        t = max(t, e)
+    return max(gap, duration - t)
+
+
+def cut(x: np.ndarray, sr: int, regions: list[tuple[float, float]], pad: float = 0.05) -> np.ndarray:
+    parts = [x[max(0, int((s - pad) * sr)): int((e + pad) * sr)] for s, e in regions]
+    parts = [p for p in parts if p.size]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=x.dtype)
+
+
+# ---- models --------------------------------------------------------------------------------------
+
+class SileroVad:
+    """silero-vad (weights shipped in the PyPI package) on 16 kHz mono."""
+
+    def __init__(self, threads: int = 1, threshold: float = 0.5):
+        import torch
+        from silero_vad import load_silero_vad
+        torch.set_num_threads(threads)
+        self.model = load_silero_vad()
+        self.threshold = threshold
+
+    def __call__(self, x16: np.ndarray) -> list[tuple[float, float]]:
+        import torch
+        from silero_vad import get_speech_timestamps
+        if x16.size < SR16 // 10:
+            return []
+        ts = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(x16, dtype=np.float32)), self.model,
+                                   sampling_rate=SR16, threshold=self.threshold, return_seconds=False)
+        return [(t["start"] / SR16, t["end"] / SR16) for t in ts]
+
+
+class Dnsmos:
+    """DNSMOS P.835 overall/signal/background (ONNX models shipped by speechmos), thread-limited."""
+
+    def __init__(self, threads: int = 1):
+        import onnxruntime as ort
+        from speechmos.dnsmos import DNSMOS
+        from pipelines.models import dnsmos_dir
+        d = dnsmos_dir()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        m = DNSMOS.__new__(DNSMOS)  # speechmos builds sessions with all cores; build ours
+        m.primary_model_path = str(d / "sig_bak_ovr.onnx")
+        m.onnx_sess = ort.InferenceSession(m.primary_model_path, opts, providers=["CPUExecutionProvider"])
+        m.p808_onnx_sess = ort.InferenceSession(str(d / "model_v8.onnx"), opts, providers=["CPUExecutionProvider"])
+        self.model = m
+
+    def __call__(self, x16: np.ndarray) -> dict[str, float]:
+        x = np.clip(np.asarray(x16, dtype=np.float32), -1.0, 1.0)
+        r = self.model(x, SR16, False)
+        return {"ovrl": float(r["ovrl_mos"]), "sig": float(r["sig_mos"]), "bak": float(r["bak_mos"])}
+
+
+# ---- the filter -------------------------------------------------------------------------------------
+
+class QualityFilter(Filter):
+    """Signal quality; per-channel values go in metrics as `q.<name>.ch<i>`."""
+
+    name = "quality"
+
+    def __init__(self, cfg: dict, vad=None, dnsmos=None):
+        self.cfg = cfg
+        self.vad = vad
+        self.dnsmos = dnsmos
+
+    def load(self, threads: int = 1) -> "QualityFilter":
+        qc = section(self.cfg, "quality")
+        if self.vad is None:
+            self.vad = SileroVad(threads, float(qc.get("vad_threshold", 0.5)))
+        if self.dnsmos is None and qc.get("dnsmos", True):
+            self.dnsmos = Dnsmos(threads)
+        return self
+
+    def measure(self, example: dict, audio: np.ndarray | None) -> dict[str, float]:
+        from pipelines.audio import resample
+        if audio is None:
+            raise ValueError(f"example {example.get('example_id')}: quality filter needs audio")
+        if self.vad is None:
+            self.load()
+        qc = section(self.cfg, "quality")
+        min_ch_speech = float(qc.get("min_channel_speech_s", 1.0))
+        sr = int(example.get("sample_rate") or 24000)
+        dur = audio.shape[1] / sr
+        m: dict[str, float] = {}
+        all_regions = []
+        speaking = []
+        for c in range(audio.shape[0]):
+            x = audio[c]
+            x16 = resample(x, sr, SR16)
+            regions = self.vad(x16)
+            all_regions.append(regions)
+            sp = cut(x, sr, regions)
+            speech_s = sum(e - s for s, e in regions)
+            m[f"q.speech_s.ch{c}"] = speech_s
+            m[f"q.level_dbfs.ch{c}"] = dbfs(sp) if sp.size else dbfs(x)
+            m[f"q.clipping.ch{c}"] = clipping_ratio(x)
+            m[f"q.flatness.ch{c}"] = spectral_flatness(x, sr)
+            src = sp if speech_s >= min_ch_speech else x
+            m[f"q.snr_db.ch{c}"] = wada_snr(src)
+            m[f"q.bandwidth_hz.ch{c}"] = bandwidth_hz(src, sr, float(qc.get("bandwidth_margin_db", 15.0)))
+            if speech_s >= min_ch_speech:
+                speaking.append(c)
+                if self.dnsmos is not None:
+                    d = self.dnsmos(cut(x16, SR16, regions))
+                    for k, v in d.items():
+                        m[f"q.dnsmos_{k}.ch{c}"] = v
+        union = regions_union(all_regions)
+        chans = range(audio.shape[0])
+        m["q.speech_ratio"] = sum(e - s for s, e in union) / dur if dur > 0 else 0.0
+        m["q.longest_silence_s"] = longest_gap(union, dur)
+        m["q.level_dbfs"] = max((m[f"q.level_dbfs.ch{c}"] for c in chans), default=-120.0)
+        m["q.clipping"] = max((m[f"q.clipping.ch{c}"] for c in chans), default=0.0)
+        # no speaking channel: judge the loudest one (noise, music)
+        judged = speaking or [max(chans, key=lambda c: m[f"q.level_dbfs.ch{c}"])]
+        m["q.speaking_channels"] = float(len(speaking))
+        m["q.flatness"] = _nanmax(m[f"q.flatness.ch{c}"] for c in judged)
+        m["q.snr_db"] = _nanmin(m[f"q.snr_db.ch{c}"] for c in judged)
+        m["q.bandwidth_hz"] = _nanmin(m[f"q.bandwidth_hz.ch{c}"] for c in judged)
+        m["q.dnsmos_ovrl"] = _nanmin(m.get(f"q.dnsmos_ovrl.ch{c}", NAN) for c in speaking)
+        return m
+
+    def decide(self, metrics: dict, example: dict, cfg: dict) -> Decision:
+        qc = section(cfg, "quality")
+        kind, lang = example.get("kind"), example.get("language")
+
+        def t(key):
+            v = per_kind(qc.get(key), kind, lang)
+            return NAN if v is None else float(v)
+
+        m = {k: num(metrics, k) for k in ("q.level_dbfs", "q.speech_ratio", "q.flatness", "q.clipping",
+                                          "q.snr_db", "q.dnsmos_ovrl", "q.bandwidth_hz",
+                                          "q.longest_silence_s")}
+        keep = {k: v for k, v in m.items() if finite(v)}
+
+        def rej(reason, detail):
+            return Decision.reject(self.name, reason, detail, keep)
+
+        if finite(m["q.level_dbfs"]) and m["q.level_dbfs"] < t("silence_dbfs"):
+            return rej("silence", f"level {fmt(m['q.level_dbfs'])} dBFS < {t('silence_dbfs')} dBFS")
+        sr_ = m["q.speech_ratio"]
+        if finite(sr_) and sr_ < t("no_speech_ratio"):
+            flat = m["q.flatness"]
+            if finite(flat) and flat >= t("noise_flatness"):
+                return rej("noise", f"no speech found (speech ratio {fmt(sr_)}); broadband noise "
+                                    f"(spectral flatness {fmt(flat)} >= {t('noise_flatness')})")
+            return rej("music", f"no speech found (speech ratio {fmt(sr_)}); tonal non-speech audio such as "
+                                f"music (spectral flatness {fmt(flat)} < {t('noise_flatness')})")
+        if finite(sr_) and sr_ < t("min_speech_ratio"):
+            return rej("speech_ratio_low", f"speech ratio {fmt(sr_)} < {t('min_speech_ratio')}")
+        checks = [
+            ("clipping", "q.clipping", ">", "max_clipping_ratio", "clipped samples ratio"),
+            ("snr_low", "q.snr_db", "<", "min_snr_db", "WADA-SNR dB"),
+            ("dnsmos_low", "q.dnsmos_ovrl", "<", "min_dnsmos_ovrl", "DNSMOS overall"),
+            ("bandwidth_low", "q.bandwidth_hz", "<", "min_bandwidth_hz", "bandwidth Hz"),
+            ("long_silence", "q.longest_silence_s", ">", "max_silence_s", "longest silence s"),
+        ]
+        for reason, key, op, tkey, what in checks:
+            v, lim = m[key], t(tkey)
+            if finite(v) and finite(lim) and ((v > lim) if op == ">" else (v < lim)):
+                return rej(reason, f"{what} {fmt(v)} {op} {'max' if op == '>' else 'min'} {lim:g} ({kind})")
+        return Decision.ok(self.name)
+
+
+def _nanmin(vals) -> float:
+    v = [x for x in vals if finite(x)]
+    return min(v) if v else NAN
+
+
+def _nanmax(vals) -> float:
+    v = [x for x in vals if finite(x)]
+    return max(v) if v else NAN

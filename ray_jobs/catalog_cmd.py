@@ -1,0 +1,93 @@
+"""`tandem catalog build|query|summary|mix OUT`: the DuckDB catalog of an output directory."""
+
+from __future__ import annotations
+
+import json
+
+COMMAND = "catalog"
+HELP = "build, query and summarise the DuckDB catalog of an output directory; record mixtures"
+
+
+def add_arguments(p) -> None:
+    sub = p.add_subparsers(dest="action", required=True)
+    b = sub.add_parser("build", help="rebuild OUT/catalog.duckdb from the committed shards")
+    b.add_argument("out")
+    q = sub.add_parser("query", help="run SQL read-only (tables: sources examples rejections shards runs mixtures; "
+                                     "views: hours rejection_reasons)")
+    q.add_argument("out")
+    q.add_argument("sql")
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    s = sub.add_parser("summary", help="hours by language/kind/status, rejections by reason")
+    s.add_argument("out")
+    s.add_argument("--json", action="store_true")
+    m = sub.add_parser("mix", help="record a named selection (SQL over examples) with a weight")
+    try:
+        from catalogs import mix
+        mix.add_arguments(m)
+        m.set_defaults(_mix=mix.run)
+    except ImportError as e:  # pragma: no cover - reported, never silent
+        m.set_defaults(_mix=lambda a, e=e: (_ for _ in ()).throw(RuntimeError(f"catalog mix unavailable: {e}")))
+    v = sub.add_parser("verify", help="check every live file's checksum against its manifest")
+    v.add_argument("out")
+
+
+def print_rows(cols, rows, fmt: str = "table", title: str | None = None) -> None:
+    if fmt == "json":
+        print(json.dumps([dict(zip(cols, r)) for r in rows], default=str, indent=1))
+        return
+    if fmt == "csv":
+        import csv
+        import sys
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title=title)
+    for c in cols:
+        t.add_column(str(c), overflow="fold")
+    for r in rows:
+        t.add_row(*("" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in r))
+    Console(width=200).print(t)
+
+
+def print_summary(out) -> None:
+    from catalogs.catalog import summary
+    s = summary(out)
+    for name, title in (("hours", "hours by language, kind, status"), ("sources", "sources by status"),
+                        ("rejections", "rejections by stage and reason"), ("shards", "shard files")):
+        rows = s[name]
+        cols = list(rows[0].keys()) if rows else ["(none)"]
+        print_rows(cols, [list(r.values()) for r in rows], title=title)
+
+
+def run(args) -> int:
+    from catalogs import catalog
+    if args.action == "build":
+        path = catalog.build(args.out)
+        _, rows = catalog.query(args.out, "SELECT (SELECT count(*) FROM examples), (SELECT count(*) FROM rejections), "
+                                          "(SELECT count(*) FROM sources), (SELECT count(*) FROM shards)")
+        e, r, s, sh = rows[0]
+        print(f"built {path}: {e} examples, {r} rejections, {s} sources, {sh} shard files")
+        return 0
+    if args.action == "query":
+        cols, rows = catalog.query(args.out, args.sql)
+        print_rows(cols, rows, args.format)
+        return 0
+    if args.action == "summary":
+        if args.json:
+            print(json.dumps(catalog.summary(args.out), default=str, indent=1))
+        else:
+            print_summary(args.out)
+        return 0
+    if args.action == "mix":
+        return int(args._mix(args) or 0)
+    if args.action == "verify":
+        from pipelines.shards import verify
+        problems = verify(args.out)
+        for p in problems:
+            print(p)
+        print("ok" if not problems else f"{len(problems)} problem(s)")
+        return 1 if problems else 0
+    return 2

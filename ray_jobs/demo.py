@@ -1,0 +1,155 @@
+"""`tandem demo OUT`: make a small raw corpus, then run curation, synthesis, filters, catalog, report.
+
+The corpus is built here, offline: multi-speaker conversations in the six languages spoken by
+espeak-ng voices, one genuinely two-channel recording, the same audio in several formats and
+sample rates, a renamed duplicate, off-language speech, and broken files. Everything downstream
+runs the real chain on Ray Data in local mode.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+COMMAND = "demo"
+HELP = "build a small raw corpus and run the whole chain end to end (curate + synth + filters + report)"
+
+# Short scripted exchanges; speakers alternate A, B (and C where given).
+CONVERSATIONS = {
+    "en": [("A", "Good morning, did you see the weather forecast for the weekend?"),
+           ("B", "Yes, they say it will rain on Saturday but Sunday looks sunny."),
+           ("A", "Then let us go hiking on Sunday morning."),
+           ("B", "Great idea, I will bring some sandwiches.")],
+    "fr": [("A", "Bonjour, tu as fini de lire le livre que je t'ai prêté ?"),
+           ("B", "Presque, il me reste deux chapitres, il est vraiment passionnant."),
+           ("A", "Je savais qu'il te plairait, la fin est surprenante."),
+           ("B", "Ne me dis rien, je veux la découvrir moi-même.")],
+    "de": [("A", "Hallo, hast du heute Abend schon etwas vor?"),
+           ("B", "Nein, eigentlich nicht. Warum fragst du?"),
+           ("C", "Wir wollten zusammen ins Kino gehen, kommst du mit?"),
+           ("B", "Sehr gerne, welcher Film läuft denn?")],
+    "es": [("A", "Hola, ¿sabes a qué hora sale el tren para Madrid?"),
+           ("B", "Creo que sale a las nueve y media desde el andén dos."),
+           ("A", "Perfecto, entonces tengo tiempo para tomar un café."),
+           ("B", "Buena idea, hay una cafetería muy buena al lado de la estación.")],
+    "it": [("A", "Ciao, hai già deciso dove andare in vacanza quest'estate?"),
+           ("B", "Pensavo di andare in Sicilia con la mia famiglia."),
+           ("A", "Che bello, il mare lì è stupendo e si mangia benissimo."),
+           ("B", "Sì, e vorrei anche visitare i templi di Agrigento.")],
+    "pt": [("A", "Olá, você vai à reunião de amanhã de manhã?"),
+           ("B", "Vou sim, mas talvez chegue um pouco atrasado."),
+           ("A", "Não tem problema, vamos começar com a apresentação do projeto."),
+           ("B", "Ótimo, então eu levo os relatórios que preparei.")],
+}
+OFF_LANGUAGE = ("nl", [("A", "Goedemorgen, heb je het nieuws van vandaag al gelezen?"),
+                       ("B", "Nee, nog niet. Is er iets bijzonders gebeurd in de stad?"),
+                       ("A", "Ja, de nieuwe brug over de rivier is eindelijk geopend.")])
+
+
+def add_arguments(p) -> None:
+    from ray_jobs.cli import add_job_arguments
+    p.add_argument("out", nargs="?", default="demo_out", help="output directory (default: demo_out)")
+    p.add_argument("--synth-count", type=int, default=6, help="synthetic dialogues (default 6: one per language)")
+    p.add_argument("--fresh", action="store_true", help="delete OUT first instead of resuming")
+    add_job_arguments(p)
+
+
+def _ffmpeg(src: Path, dst: Path, *args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), *args, str(dst)], check=True)
+
+
+def build_corpus(raw: Path, seed: int = 0) -> dict:
+    """Write the demo's raw inputs into `raw`; returns what each file is expected to become."""
+    from pipelines.testing import make_conversation, write_broken_files
+    raw.mkdir(parents=True, exist_ok=True)
+    expect: dict[str, str] = {}
+    sr = 24000
+    for i, (lang, turns) in enumerate(CONVERSATIONS.items()):
+        audio, ref_turns, _ = make_conversation(turns, lang, sr, seed + i)
+        (raw / "ref").mkdir(exist_ok=True)
+        (raw / "ref" / f"conv_{lang}.json").write_text(json.dumps(ref_turns, indent=1))
+        sf.write(raw / f"conv_{lang}.wav", audio, sr, subtype="PCM_16")
+        expect[f"conv_{lang}.wav"] = "accepted"
+    # other containers and rates of real conversations
+    _ffmpeg(raw / "conv_en.wav", raw / "conv_en_copy.flac", "-ar", "16000")  # same speech, 16 kHz FLAC
+    expect["conv_en_copy.flac"] = "accepted"  # resampled: a different decode, so not a byte duplicate
+    _ffmpeg(raw / "conv_fr.wav", raw / "conv_fr.mp3", "-ar", "44100", "-b:a", "96k")
+    _ffmpeg(raw / "conv_de.wav", raw / "conv_de.m4a", "-ar", "22050", "-c:a", "aac", "-b:a", "96k")
+    _ffmpeg(raw / "conv_es.wav", raw / "conv_es.opus", "-c:a", "libopus", "-b:a", "48k")
+    _ffmpeg(raw / "conv_it.wav", raw / "conv_it.ogg", "-ar", "44100", "-c:a", "libvorbis")
+    for name in ("conv_fr.mp3", "conv_de.m4a", "conv_es.opus", "conv_it.ogg"):
+        expect[name] = "accepted"
+    for name in ("conv_fr.wav", "conv_de.wav", "conv_es.wav", "conv_it.wav"):
+        (raw / name).unlink()
+        expect.pop(name)
+    # the same file under another name: ingested once
+    shutil.copyfile(raw / "conv_pt.wav", raw / "conv_pt_renamed.wav")
+    expect["conv_pt_renamed.wav"] = "duplicate"
+    # a genuinely two-channel recording: each speaker on its own channel
+    turns = CONVERSATIONS["en"]
+    _, ref_turns, _ = make_conversation(turns, "en", sr, seed + 100)
+    a_only = [(s, t) for s, t in turns]
+    audio2, ref2, _ = make_conversation(a_only, "en", sr, seed + 100, split_channels=True)
+    sf.write(raw / "call_en_stereo.wav", audio2, sr, subtype="PCM_16")
+    (raw / "ref" / "call_en_stereo.json").write_text(json.dumps(ref2, indent=1))
+    expect["call_en_stereo.wav"] = "accepted"
+    # speech in a language outside the accepted set
+    lang, turns = OFF_LANGUAGE
+    audio, _, _ = make_conversation(turns, lang, sr, seed + 200)
+    sf.write(raw / "conv_nl.wav", audio, sr, subtype="PCM_16")
+    expect["conv_nl.wav"] = "rejected"
+    # pure noise
+    rng = np.random.default_rng(seed)
+    sf.write(raw / "noise.wav", (0.3 * rng.standard_normal(sr * 8)).astype("float32"), sr)
+    expect["noise.wav"] = "rejected"
+    for name, reason in write_broken_files(raw).items():
+        expect[name] = f"rejected:{reason}"
+    (raw / "EXPECTED.json").write_text(json.dumps(expect, indent=1, sort_keys=True))
+    return expect
+
+
+def run(args) -> int:
+    from ray_jobs.catalog_cmd import print_rows, print_summary
+    from ray_jobs.cli import job_config
+    from ray_jobs.jobs import run_curate, run_synth
+    out = Path(args.out)
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    raw = out / "raw"
+    cfg = job_config(args)
+    t0 = time.perf_counter()
+    if not (raw / "EXPECTED.json").exists():
+        print(f"[1/4] building the raw demo corpus in {raw} ...", flush=True)
+        build_corpus(raw, seed=cfg["seed"])
+    else:
+        print(f"[1/4] raw demo corpus already in {raw}", flush=True)
+    print("[2/4] tandem curate: ingest, VAD, diarize, transcribe, two-channel examples, filters", flush=True)
+    run_curate(str(raw), out, job_config(args), argv=["tandem", "curate", str(raw), str(out)])
+    print(f"[3/4] tandem synth: {args.synth_count} dialogues", flush=True)
+    run_synth(None, out, job_config(args), count=args.synth_count, seed=None, languages=None,
+              argv=["tandem", "synth", str(out), "--count", str(args.synth_count)])
+    print("[4/4] tandem report", flush=True)
+    report = None
+    try:
+        from catalogs.report import write_report
+        report = write_report(out)
+    except ImportError as e:
+        print(f"report skipped: {e}")
+    print_summary(out)
+    from catalogs.catalog import query
+    cols, rows = query(out, "SELECT uri, stage, reason, language FROM rejections ORDER BY uri")
+    print_rows(cols, [[Path(r[0]).name if r[0] else r[0], *r[1:]] for r in rows], title="why inputs were rejected")
+    print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s. Where to look:")
+    print(f"  shards       {out}/shards/*.parquet  (rejected examples, audio kept: {out}/rejected/)")
+    print(f"  catalog      tandem catalog summary {out}")
+    print(f"               tandem catalog query {out} \"SELECT language, kind, hours FROM hours\"")
+    if report:
+        print(f"  report       {report}")
+    print(f"  diarization  {out}/rttm/*.rttm")
+    return 0

@@ -1,0 +1,50 @@
+"""Assembling a job: its item factory, its stages (filters last), the writer's dedup, the runner."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def filter_stages(cfg: dict) -> list:
+    from filters.stage import FilterStage
+    return [FilterStage(cfg)] if cfg.get("filters", {}).get("enabled", True) else []
+
+
+def dedup_index(out_dir, cfg: dict):
+    if not cfg.get("filters", {}).get("enabled", True):
+        return None
+    from filters.dedup import NearDupIndex
+    return NearDupIndex(str(out_dir), cfg)
+
+
+def run_curate(input_spec: str, out_dir: str | Path, cfg: dict, argv: list[str] | None = None) -> dict:
+    from pipelines.config import config_hash
+    from pipelines.curation import curation_stages, list_inputs, make_items
+    from ray_jobs.runner import run_job
+    h = config_hash(cfg)
+    items = make_items(list_inputs(input_spec), cfg, h, str(out_dir))
+    stages = curation_stages(cfg) + filter_stages(cfg)
+    return run_job("curate", items, stages, cfg, out_dir, argv=argv or sys.argv,
+                   dedup=dedup_index(out_dir, cfg))
+
+
+def run_synth(scripts: str | None, out_dir: str | Path, cfg: dict, *, count: int, seed: int | None,
+              languages: list[str] | None, argv: list[str] | None = None) -> dict:
+    from pipelines.config import config_hash
+    from ray_jobs.runner import run_job
+    from synth.job import format_summary, make_items, summarize, synthesis_stages
+    if seed is not None:
+        cfg["seed"] = seed
+    if languages:
+        bad = sorted(set(languages) - set(cfg["languages"]))
+        if bad:
+            raise ValueError(f"--languages {bad} not in the accepted set {cfg['languages']} (config `languages`)")
+    h = config_hash(cfg)
+    items = make_items(scripts, count, cfg["seed"], languages or list(cfg["languages"]), cfg, h, str(out_dir))
+    stages = synthesis_stages(cfg) + filter_stages(cfg)
+    res = run_job("synth", items, stages, cfg, out_dir, argv=argv or sys.argv,
+                  dedup=dedup_index(out_dir, cfg), summarize=summarize)
+    if res.get("summary") is not None:
+        print(format_summary(res["summary"]))
+    return res
