@@ -85,18 +85,21 @@ def _welch_db(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
     return f, 10 * np.log10(p + 1e-20)
 
 
-def bandwidth_hz(x: np.ndarray, sr: int, margin_db: float = 15.0) -> float:
-    """Highest frequency whose power stands `margin_db` above the spectrum's floor (its quietest
-    band above 1 kHz): band-limited sources (8 kHz telephone audio upsampled) stop at 4 kHz; a flat
-    spectrum (white noise) counts as full band."""
+def bandwidth_hz(x: np.ndarray, sr: int, cliff_db: float = 25.0) -> float:
+    """Where the spectrum falls off a cliff and stays down: the upper band edge of band-limited
+    audio (8 kHz telephone audio upsampled stops at 4 kHz). Speech rolls off gradually and noise is
+    flat, so audio without a cliff counts as full band (sr / 2)."""
     if x.size < 512 or np.max(np.abs(x)) < 1e-5:
         return NAN
     f, p = _welch_db(x, sr)
-    p = np.convolve(p, np.ones(5) / 5, mode="same")[: len(p) - 2]
-    f = f[: len(p)]
-    floor = float(p[f >= 1000].min())
-    above = np.nonzero(p >= floor + margin_db)[0]
-    return float(f[above[-1]]) if above.size else float(sr / 2)
+    df = f[1] - f[0]
+    w0, w1 = max(1, int(100 / df)), max(2, int(600 / df))
+    for i in range(np.searchsorted(f, 1000.0), len(f) - w1):
+        left = p[max(0, i - w1): i - w0 + 1].mean()
+        right = p[i + w0: i + w1 + 1].mean()
+        if left - right >= cliff_db and p[i + w0:].max() <= left - cliff_db / 2:
+            return float(f[i])
+    return float(sr / 2)
 
 
 def spectral_flatness(x: np.ndarray, sr: int) -> float:
@@ -227,7 +230,7 @@ class QualityFilter(Filter):
             m[f"q.flatness.ch{c}"] = spectral_flatness(x, sr)
             src = sp if speech_s >= min_ch_speech else x
             m[f"q.snr_db.ch{c}"] = wada_snr(src)
-            m[f"q.bandwidth_hz.ch{c}"] = bandwidth_hz(src, sr, float(qc.get("bandwidth_margin_db", 15.0)))
+            m[f"q.bandwidth_hz.ch{c}"] = bandwidth_hz(src, sr, float(qc.get("bandwidth_cliff_db", 25.0)))
             if speech_s >= min_ch_speech:
                 speaking.append(c)
                 if self.dnsmos is not None:

@@ -6,8 +6,8 @@ check that audio and words stay together after cropping, resampling or exporting
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -33,7 +33,7 @@ def synthetic_words(n_words: int, duration_s: float, rng: np.random.Generator) -
 
 def synthetic_audio(words: Sequence[dict], duration_s: float, sample_rate: int) -> np.ndarray:
     """float32 [2, T]: a tone (ch0 300 Hz, ch1 700 Hz) under each word of that channel, silence elsewhere."""
-    n = int(round(duration_s * sample_rate))
+    n = round(duration_s * sample_rate)
     out = np.zeros((2, n), dtype=np.float32)
     for w in words:
         a, b = int(w["start_s"] * sample_rate), int(w["end_s"] * sample_rate)

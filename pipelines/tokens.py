@@ -15,7 +15,7 @@ One text token per audio frame (12.5 Hz for Mimi). For each channel, words sorte
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -45,12 +45,12 @@ class ByteTokenizer:
 
 def num_frames(num_samples: int, sample_rate: int, frame_rate: float = FRAME_RATE) -> int:
     """Frames that cover `num_samples` (a partial last frame counts, as Mimi pads it)."""
-    return int(math.ceil(num_samples * frame_rate / sample_rate - 1e-9))
+    return math.ceil(num_samples * frame_rate / sample_rate - 1e-9)
 
 
 def frame_of(t: float, frame_rate: float = FRAME_RATE) -> int:
     """Index of the frame that contains time `t` (seconds); tolerant of float noise at boundaries."""
-    return int(math.floor(t * frame_rate + 1e-6))
+    return math.floor(t * frame_rate + 1e-6)
 
 
 def token_stream(words: Iterable[Mapping], n_frames: int, tokenizer: Tokenizer, *,

@@ -1,0 +1,118 @@
+"""Augment the user channel (channel 1): gain, background noise, reverb, echo of channel 0, band
+limiting. Each applies with its own probability; every parameter is drawn from the Generator
+passed in (never a global RNG) and returned, so the same seed gives the same bytes.
+
+audiomentations does the gain and band-pass with the drawn values pinned (min = max, p = 1), so
+its own random draws cannot change the result; noise and reverb impulse responses are made here
+from the Generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULTS = {
+    "gain": {"prob": 0.5, "db": [-6.0, 3.0]},
+    "noise": {"prob": 0.5, "snr_db": [10.0, 30.0], "color_decay_db": [-6.0, 0.0]},
+    "reverb": {"prob": 0.3, "rt60_s": [0.2, 0.6], "wet": [0.1, 0.4]},
+    "echo": {"prob": 0.3, "delay_s": [0.1, 0.5], "gain_db": [-30.0, -18.0]},
+    "band_limit": {"prob": 0.2, "low_hz": [200.0, 400.0], "high_hz": [3000.0, 3600.0]},
+}
+ORDER = ("echo", "reverb", "band_limit", "noise", "gain")
+
+
+def _cfg(cfg: dict | None) -> dict:
+    out = {k: dict(v) for k, v in DEFAULTS.items()}
+    for k, v in (cfg or {}).items():
+        if k not in out:
+            raise KeyError(f"synth.augment: unknown augmentation {k!r} (have {sorted(out)})")
+        out[k].update(v)
+    return out
+
+
+def _u(rng: np.random.Generator, lo_hi) -> float:
+    return float(rng.uniform(lo_hi[0], lo_hi[1]))
+
+
+def augment_user_channel(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
+                         cfg: dict | None = None) -> tuple[np.ndarray, dict]:
+    """Augment channel 1 of float32 [2, T] in a copy; returns (audio, params applied).
+
+    All draws are made up front in a fixed order, so turning one augmentation off does not
+    change the parameters drawn for the others.
+    """
+    c = _cfg(cfg)
+    draws = {}
+    for name in ORDER:
+        a = c[name]
+        on = bool(rng.random() < float(a["prob"]))
+        if name == "gain":
+            d = {"db": _u(rng, a["db"])}
+        elif name == "noise":
+            d = {"snr_db": _u(rng, a["snr_db"]), "color_decay_db": _u(rng, a["color_decay_db"]),
+                 "noise_seed": int(rng.integers(2**31))}
+        elif name == "reverb":
+            d = {"rt60_s": _u(rng, a["rt60_s"]), "wet": _u(rng, a["wet"]), "ir_seed": int(rng.integers(2**31))}
+        elif name == "echo":
+            d = {"delay_s": _u(rng, a["delay_s"]), "gain_db": _u(rng, a["gain_db"])}
+        else:
+            d = {"low_hz": _u(rng, a["low_hz"]), "high_hz": _u(rng, a["high_hz"])}
+        if on:
+            draws[name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+    out = audio.astype(np.float32, copy=True)
+    x = out[1].astype(np.float64)
+    if "echo" in draws:
+        d = draws["echo"]
+        lag = int(round(d["delay_s"] * sample_rate))
+        if lag < len(x):
+            x[lag:] += 10 ** (d["gain_db"] / 20) * out[0, : len(x) - lag]
+    if "reverb" in draws:
+        x = _reverb(x, sample_rate, draws["reverb"])
+    if "band_limit" in draws:
+        x = _band_limit(x, sample_rate, draws["band_limit"])
+    if "noise" in draws:
+        x = x + _noise(x, sample_rate, draws["noise"])
+    if "gain" in draws:
+        from audiomentations import Gain
+        g = draws["gain"]["db"]
+        x = Gain(min_gain_db=g, max_gain_db=g, p=1.0)(x.astype(np.float32), sample_rate).astype(np.float64)
+    out[1] = np.clip(x, -1.0, 1.0).astype(np.float32)
+    return out, draws
+
+
+def _reverb(x: np.ndarray, sr: int, d: dict) -> np.ndarray:
+    """Exponentially decaying noise impulse response (a diffuse room), mixed wet/dry."""
+    from scipy.signal import fftconvolve
+    g = np.random.default_rng(d["ir_seed"])
+    n = max(1, int(d["rt60_s"] * sr))
+    t = np.arange(n) / sr
+    ir = g.standard_normal(n) * np.exp(-6.9078 * t / d["rt60_s"])  # -60 dB at rt60
+    ir /= np.sqrt((ir**2).sum()) + 1e-12
+    wet = fftconvolve(x, ir)[: len(x)]
+    return (1 - d["wet"]) * x + d["wet"] * wet
+
+
+def _band_limit(x: np.ndarray, sr: int, d: dict) -> np.ndarray:
+    from audiomentations import BandPassFilter
+    lo, hi = d["low_hz"], min(d["high_hz"], 0.45 * sr)
+    center = float(np.sqrt(lo * hi))
+    frac = (hi - lo) / center
+    f = BandPassFilter(min_center_freq=center, max_center_freq=center, min_bandwidth_fraction=frac,
+                       max_bandwidth_fraction=frac, min_rolloff=24, max_rolloff=24, zero_phase=True, p=1.0)
+    return f(x.astype(np.float32), sr).astype(np.float64)
+
+
+def _noise(x: np.ndarray, sr: int, d: dict) -> np.ndarray:
+    """Coloured noise (spectral slope in dB per octave) scaled to the drawn SNR against the
+    channel's active speech level."""
+    g = np.random.default_rng(d["noise_seed"])
+    n = len(x)
+    spec = np.fft.rfft(g.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1 / sr)
+    f[0] = f[1] if n > 1 else 1.0
+    spec *= (f / 1000.0) ** (d["color_decay_db"] / 20 / np.log10(2))
+    noise = np.fft.irfft(spec, n)
+    active = np.abs(x) > 1e-3
+    p_sig = float((x[active] ** 2).mean()) if active.any() else 1e-4
+    p_noise = float((noise**2).mean()) + 1e-20
+    return noise * np.sqrt(p_sig / p_noise / 10 ** (d["snr_db"] / 10))
