@@ -43,7 +43,7 @@ def check_sql(out_dir: str | Path, sql: str) -> int:
         if "example_id" not in cols:
             raise MixtureError(f"{db}: query must return an example_id column, it returns {cols}")
         return con.execute(f"SELECT count(*) FROM examples WHERE status = 'accepted' AND example_id IN "
-                           f"(SELECT example_id FROM ({q}) AS q)").fetchone()[0]
+                           f"(SELECT q.example_id FROM ({q}) AS q)").fetchone()[0]
     except duckdb.Error as e:
         raise MixtureError(f"{db}: query {sql!r} failed: {e}") from None
     finally:
@@ -56,10 +56,10 @@ def read_mixture(out_dir: str | Path, name: str) -> dict:
         return {"name": name, "components": []}
     try:
         m = json.loads(p.read_text())
-        if not isinstance(m.get("components"), list):
-            raise ValueError("no components list")
+        if not isinstance(m, dict) or not isinstance(m.get("components"), list):
+            raise TypeError("no components list")
         return m
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise MixtureError(f"{p}: not a valid mixture file ({e})") from None
 
 

@@ -32,11 +32,9 @@ def text_lid(text: str, languages: list[str], top: int = 3) -> list[tuple[str, f
     text = (text or "").strip()
     if not text:
         return []
-    ranked = _langid(tuple(sorted(set(languages)))).rank(text)
-    # rank gives log-probabilities; normalise over the restricted set
-    lp = np.array([p for _, p in ranked], dtype=np.float64)
-    pr = np.exp(lp - lp.max())
-    pr /= pr.sum()
+    ranked = _langid(tuple(sorted(set(languages)))).rank(text)  # normalised probabilities
+    pr = np.array([p for _, p in ranked], dtype=np.float64)
+    pr /= max(pr.sum(), 1e-300)
     return [(ranked[i][0], float(pr[i])) for i in range(min(top, len(ranked)))]
 
 

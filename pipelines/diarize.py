@@ -32,10 +32,10 @@ DIAR_DEFAULTS = {
     "batch_size": 32,
     "onset": 0.5,
     "min_embed_s": 0.4,
-    "min_fit_s": 1.0,
-    "single_speaker_silhouette": 0.12,
-    "single_speaker_distance": 0.25,
-    "min_cluster_share": 0.03,
+    "min_fit_s": 1.5,
+    "single_speaker_distance": 0.2,
+    "silhouette_margin": 0.05,
+    "min_cluster_share": 0.1,
     "max_fit": 2000,
     "min_turn_s": 0.1,
     "fill_gap_s": 0.1,
@@ -68,10 +68,12 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def choose_clusters(emb: np.ndarray, dc: dict, seed: int = 0) -> np.ndarray:
-    """Cluster unit-norm embeddings; the count is picked by cosine silhouette over k in range.
+    """Cluster unit-norm embeddings with average-linkage (cosine) and pick the speaker count.
 
-    One speaker is chosen when the best two-way split is weak: silhouette below
-    `single_speaker_silhouette` or its centroids closer than `single_speaker_distance` (cosine).
+    One speaker when the last merge of the tree is closer than `single_speaker_distance`;
+    otherwise the smallest k in [min, max] whose cosine silhouette is within `silhouette_margin`
+    of the best (overlapping windows make tight sub-clusters of one voice; parsimony stops them
+    from becoming speakers).
     """
     from scipy.cluster.hierarchy import fcluster, linkage
     from sklearn.metrics import silhouette_score
@@ -84,25 +86,18 @@ def choose_clusters(emb: np.ndarray, dc: dict, seed: int = 0) -> np.ndarray:
         return fcluster(Z, int(fixed), "maxclust") - 1
     lo = max(1, int(dc["min_speakers"]))
     hi = min(int(dc["max_speakers"]), n - 1)
-    best_k, best_s, best_lab = 1, -1.0, np.zeros(n, int)
+    if lo <= 1 and (hi < 2 or Z[-1, 2] < float(dc["single_speaker_distance"])):
+        return np.zeros(n, int)
+    scores = {}
     for k in range(max(2, lo), hi + 1):
         lab = fcluster(Z, k, "maxclust") - 1
-        if len(set(lab)) < 2:
-            continue
-        s = float(silhouette_score(emb, lab, metric="cosine"))
-        if s > best_s:
-            best_k, best_s, best_lab = k, s, lab
-    if lo <= 1 and best_k >= 2:
-        lab2 = fcluster(Z, 2, "maxclust") - 1
-        c = np.stack([emb[lab2 == i].mean(0) for i in range(2)])
-        c /= np.linalg.norm(c, axis=1, keepdims=True)
-        dist = 1.0 - float(c[0] @ c[1])
-        s2 = float(silhouette_score(emb, lab2, metric="cosine")) if len(set(lab2)) == 2 else -1
-        if max(s2, best_s) < float(dc["single_speaker_silhouette"]) or dist < float(dc["single_speaker_distance"]):
-            return np.zeros(n, int)
-    if best_k == 1:
+        if len(set(lab)) == k:
+            scores[k] = (float(silhouette_score(emb, lab, metric="cosine")), lab)
+    if not scores:
         return np.zeros(n, int)
-    return best_lab
+    best = max(s for s, _ in scores.values())
+    k = min(k for k, (s, _) in scores.items() if s >= best - float(dc["silhouette_margin"]))
+    return scores[k][1]
 
 
 class EmbeddedDiarizer:
@@ -207,13 +202,12 @@ class EmbeddedDiarizer:
             fit = np.sort(np.random.default_rng(seed).choice(fit, int(dc["max_fit"]), replace=False))
         lab_fit = choose_clusters(E[fit], dc, seed)
         k = lab_fit.max() + 1
-        cent = np.stack([E[fit][lab_fit == i].mean(0) for i in range(k)])
+        share = np.array([D[fit][lab_fit == i].sum() for i in range(k)]) / D[fit].sum()
+        keep = np.flatnonzero(share >= float(dc["min_cluster_share"]))
+        keep = keep if len(keep) else np.arange(k)
+        cent = np.stack([E[fit][lab_fit == i].mean(0) for i in keep])
         cent /= np.linalg.norm(cent, axis=1, keepdims=True)
         labels = np.argmax(E @ cent.T, axis=1)
-        share = np.array([D[labels == i].sum() for i in range(k)]) / D.sum()
-        keep = np.flatnonzero(share >= float(dc["min_cluster_share"]))
-        if 0 < len(keep) < k:
-            labels = keep[np.argmax(E @ cent[keep].T, axis=1)]
         _, labels = np.unique(labels, return_inverse=True)
         return labels
 

@@ -22,6 +22,7 @@ import hashlib
 import io
 import itertools
 import json
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ def shard_paths(source: str | Path | Sequence[str | Path]) -> list[Path]:
         elif p.is_dir():
             paths = _output_dir_shards(p)
             if not paths:
-                raise LoaderError(f"{p}: no committed shards (expected {p}/shards/*.parquet)")
+                raise LoaderError(f"{p}: no committed shards and no *.parquet files here")
         else:
             paths = [p]
     for p in paths:
@@ -83,10 +84,11 @@ def _output_dir_shards(out_dir: Path) -> list[Path]:
     try:
         from .shards import COMMITS, committed_files
     except ImportError:  # a tree without the shard writer: plain files
-        return sorted((out_dir / "shards").glob("*.parquet"))
+        return sorted((out_dir / "shards").glob("*.parquet")) or sorted(out_dir.glob("*.parquet"))
     if (out_dir / COMMITS).exists():
         return sorted(committed_files(out_dir, "shards"))
-    return sorted((out_dir / "shards").glob("*.parquet"))
+    # not an output dir: its own Parquet files
+    return sorted((out_dir / "shards").glob("*.parquet")) or sorted(out_dir.glob("*.parquet"))
 
 
 def _open_parquet(path: str):
@@ -98,6 +100,23 @@ def _open_parquet(path: str):
     missing = [c for c in READ_COLUMNS if c not in pf.schema_arrow.names]
     if missing:
         raise LoaderError(f"{path}: not an examples shard, missing columns {missing}")
+    return pf
+
+
+_FILES: OrderedDict[tuple[int, str], Any] = OrderedDict()
+
+
+def _cached_parquet(path: str):
+    """An open ParquetFile, kept per process (DataLoader workers fork) in a small LRU."""
+    key = (os.getpid(), path)
+    pf = _FILES.get(key)
+    if pf is None:
+        pf = _open_parquet(path)
+        _FILES[key] = pf
+        while len(_FILES) > 8:
+            _FILES.popitem(last=False)
+    else:
+        _FILES.move_to_end(key)
     return pf
 
 
@@ -127,6 +146,34 @@ def build_units(paths: Sequence[str | Path], selected: dict[str, set[str]] | Non
     return units
 
 
+def select_units(source: str | Path | Sequence[str | Path], sql: str | None = None, *,
+                 include_rejected: bool = False) -> list[Unit]:
+    """Units of a source, or of the examples a catalog query selects in output dir `source`."""
+    if sql is None:
+        return build_units(shard_paths(source))
+    sel = _catalog_selection(source, sql, include_rejected)
+    return build_units(sorted(sel), sel)
+
+
+def _read_rows(unit: Unit, columns: list[str] | None) -> list[dict]:
+    pf = _cached_parquet(unit.path)
+    try:
+        # one thread: DataLoader workers are the parallelism, and small row groups pay for threads
+        t = pf.read_row_group(unit.row_group, columns=columns, use_threads=False)
+    except Exception as e:  # noqa: BLE001
+        raise LoaderError(f"{unit.path}: cannot read row group {unit.row_group}: {e}") from None
+    rows = t.to_pylist()
+    return rows if unit.rows is None else [rows[i] for i in unit.rows]
+
+
+def iter_rows(units: Sequence[Unit], columns: Sequence[str] | None = None) -> Iterator[tuple[Unit, dict]]:
+    """(unit, row) for every selected row, one row group in memory at a time."""
+    cols = list(columns) if columns is not None else None
+    for unit in units:
+        for row in _read_rows(unit, cols):
+            yield unit, row
+
+
 def _catalog_selection(out_dir: str | Path, sql: str, include_rejected: bool) -> dict[str, set[str]]:
     import duckdb
     out_dir = Path(out_dir)
@@ -135,7 +182,7 @@ def _catalog_selection(out_dir: str | Path, sql: str, include_rejected: bool) ->
         raise LoaderError(f"{db}: no catalog (build it with `tandem catalog build {out_dir}`)")
     status = "" if include_rejected else " AND e.status = 'accepted'"
     q = (f"SELECT e.shard, e.example_id FROM examples e WHERE e.example_id IN "
-         f"(SELECT example_id FROM ({sql.rstrip().rstrip(';')}) AS q){status}")
+         f"(SELECT q.example_id FROM ({sql.rstrip().rstrip(';')}) AS q){status}")
     con = duckdb.connect(str(db), read_only=True)
     try:
         rows = con.execute(q).fetchall()
@@ -295,8 +342,7 @@ class ShardDataset(_Resumable):
 
         Only accepted examples unless `include_rejected` (the catalog also lists rejected ones).
         """
-        sel = _catalog_selection(out_dir, sql, include_rejected)
-        return cls(units=build_units(sorted(sel), sel), **kw)
+        return cls(units=select_units(out_dir, sql, include_rejected=include_rejected), **kw)
 
     # -- metadata --
     def fingerprint(self) -> str:
@@ -344,7 +390,6 @@ class ShardDataset(_Resumable):
         rng = np.random.default_rng([seed, epoch, slot, nslots, 0x627566]) if self.shuffle else None
         plan = shuffle_plan([u.n for u in units], self.shuffle_buffer, rng)
         skip_row, skip_chunk = skip if skip is not None else (-1, -1)
-        files: OrderedDict[str, Any] = OrderedDict()
         cache: dict[int, dict[int, dict]] = {}
         done_early: dict[int, set[int]] = {}  # rows of a unit delivered before the resume point
         for i, (u, r) in enumerate(plan):
@@ -355,7 +400,7 @@ class ShardDataset(_Resumable):
                     del done_early[u]
                 continue
             if u not in cache:
-                rows = self._read_unit(units[u], files)
+                rows = self._read_unit(units[u])
                 skipped = done_early.pop(u, set())
                 cache[u] = {j: row for j, row in enumerate(rows) if j not in skipped}
             row = cache[u].pop(r)
@@ -366,22 +411,8 @@ class ShardDataset(_Resumable):
                 ex["_row"], ex["_chunk"] = i, c
                 yield ex
 
-    def _read_unit(self, unit: Unit, files: OrderedDict) -> list[dict]:
-        pf = files.get(unit.path)
-        if pf is None:
-            pf = _open_parquet(unit.path)
-            files[unit.path] = pf
-            if len(files) > 4:
-                files.popitem(last=False)
-        else:
-            files.move_to_end(unit.path)
-        try:
-            t = pf.read_row_group(unit.row_group, columns=READ_COLUMNS)
-        except Exception as e:  # noqa: BLE001
-            raise LoaderError(f"{unit.path}: cannot read row group {unit.row_group}: {e}") from None
-        if unit.rows is not None:
-            t = t.take(list(unit.rows))
-        return t.to_pylist()
+    def _read_unit(self, unit: Unit) -> list[dict]:
+        return _read_rows(unit, READ_COLUMNS)
 
     # -- one row to examples --
     def _windows(self, row: dict, sr: int, total: int, epoch: int, seed: int) -> list[tuple[int, int]]:

@@ -34,7 +34,7 @@ ASR_DEFAULTS = {
     "batch_size": 8,
     "align_model": None,
     "chunk_max_s": 28.0,
-    "chunk_gap_s": 0.3,
+    "chunk_gap_s": 1.0,
     "chunk_pad_s": 0.2,
 }
 
@@ -57,6 +57,29 @@ def _to_16k_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def _word(w: str, s: float, e: float, score: float) -> dict:
     return {"word": w.strip(), "start_s": float(s), "end_s": float(e), "score": float(score)}
+
+
+def snap_words(words: list[dict], audio16k: np.ndarray, frame_s: float = 0.01, floor_db: float = -35.0,
+               min_word_s: float = 0.05) -> None:
+    """Move word edges that lie in silence onto the nearest speech inside the word (in place).
+
+    Whisper's cross-attention timings start the first word of a window at the window start when
+    the window opens with silence; energy fixes such edges cheaply without an aligner.
+    """
+    n = int(frame_s * ASR_SR)
+    k = len(audio16k) // n
+    if k == 0 or not words:
+        return
+    e = 10 * np.log10((audio16k[: k * n].reshape(k, n) ** 2).mean(axis=1) + 1e-10)
+    active = e > np.percentile(e, 95) + floor_db
+    for w in words:
+        a, b = int(w["start_s"] / frame_s), min(k, int(np.ceil(w["end_s"] / frame_s)))
+        idx = np.flatnonzero(active[a:b])
+        if len(idx) == 0:
+            continue
+        s, t = (a + idx[0]) * frame_s, (a + idx[-1] + 1) * frame_s
+        if t - s >= min_word_s:
+            w["start_s"], w["end_s"] = max(w["start_s"], s), min(w["end_s"], t)
 
 
 class Asr:
@@ -98,6 +121,7 @@ class FasterWhisperAsr(Asr):
         out = []
         for s in segs:
             words = [_word(w.word, w.start, w.end, w.probability) for w in (s.words or []) if w.word.strip()]
+            snap_words(words, a)
             out.append({
                 "start_s": float(s.start), "end_s": float(s.end), "text": s.text.strip(),
                 "language": info.language, "language_prob": float(info.language_probability),
@@ -199,9 +223,9 @@ def load_asr(cfg: dict, device: str = "cpu", threads: int = 2) -> Asr:
 def speech_chunks(regions: list[tuple[float, float]], max_s: float, gap_s: float) -> list[tuple[float, float]]:
     """Merge speech regions into chunks no longer than `max_s`, split only between regions.
 
-    Regions closer than `gap_s` join; a single region longer than `max_s` is split evenly (Whisper
-    still finds word boundaries inside each piece, and the pieces are never cut mid-word by design
-    of the 30 s window: ASR runs on each).
+    Regions less than `gap_s` apart share a chunk (fewer Whisper windows, more context); a longer
+    silence starts a new chunk with its own language detection. A single region longer than
+    `max_s` is split evenly.
     """
     out: list[list[float]] = []
     for s, e in sorted(regions):
@@ -209,8 +233,6 @@ def speech_chunks(regions: list[tuple[float, float]], max_s: float, gap_s: float
             continue
         if out and s - out[-1][1] <= gap_s and e - out[-1][0] <= max_s:
             out[-1][1] = max(out[-1][1], e)
-        elif out and e - out[-1][0] <= max_s and s - out[-1][1] <= 2.0:
-            out[-1][1] = e
         else:
             out.append([s, e])
     res = []

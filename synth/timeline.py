@@ -193,9 +193,9 @@ def _speaker_change(prev: list[Placement], placed: list[Placement], rng: np.rand
             t_int = p.start_s + w["start_s"] + float(rng.uniform(0.0, max(w["end_s"] - w["start_s"], 1e-3)))
             reaction = float(rng.uniform(*c["interruption_reaction_s"]))
             # the interrupted speaker stops at the first word end after its reaction time
-            cut_at = next(((q, v) for q, v in words if q.start_s + v["end_s"] >= t_int + reaction), None)
-            if cut_at is not None and (cut_at[0] is not last or cut_at[1] is not last.utt.words[-1]):
-                q, v = cut_at
+            cut_i = next((i for i, (q, v) in enumerate(words) if q.start_s + v["end_s"] >= t_int + reaction), None)
+            if cut_i is not None and cut_i < len(words) - 1:
+                q, v = words[cut_i]
                 q.keep_s = v["end_s"]
                 qi = prev.index(q)
                 dropped = {id(r) for r in prev[qi + 1:]}
@@ -206,7 +206,8 @@ def _speaker_change(prev: list[Placement], placed: list[Placement], rng: np.rand
                 placed[:] = [b for b in placed if not (b.kind == "backchannel" and b.turn == q.turn
                                                        and b.start_s >= cut)]
                 return t_int, {"offset_s": t_int - cut, "interruption": True, "at_word": k,
-                               "reaction_s": round(reaction, 4), "cut_s": round(cut, 4)}
+                               "words_said": cut_i + 1, "words_total": len(words),
+                               "reaction_s": round(reaction, 4), "cut_s": cut}
     off = draw_offset(rng, c)
     drawn = off
     off = max(off, -c["max_overlap_frac"] * last.keep_s)

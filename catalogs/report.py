@@ -1,0 +1,296 @@
+"""The dataset report: OUT/report/index.html with PNG plots beside it, and OUT/report/summary.json.
+
+Everything is a DuckDB query over the catalog (OUT/catalog.duckdb) or, without one, over the
+committed Parquet files directly (audio never read). Distributions are drawn from a reservoir
+sample with a fixed seed (SAMPLE_SEED) so a large corpus costs bounded memory and the report is
+reproducible.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import time
+from pathlib import Path
+
+SAMPLE_ROWS = 200_000
+SAMPLE_SEED = 0
+EXAMPLE_COLS = ["example_id", "kind", "language", "duration_s", "num_speakers", "overlap_ratio", "speech_ratio",
+                "snr_db", "dnsmos_ovrl", "clipping_ratio", "bandwidth_hz", "lid_language", "lid_prob",
+                "roundtrip_cer", "params"]
+
+
+def _connect(out: Path):
+    """In-memory DuckDB with views `examples` (with status), `rejections`, `sources`."""
+    import duckdb
+    con = duckdb.connect()
+    cat = out / "catalog.duckdb"
+    if cat.exists():
+        con.execute(f"ATTACH '{cat}' AS cat (READ_ONLY)")
+        cols = ", ".join(f'"{c}"' for c in EXAMPLE_COLS)
+        con.execute(f"CREATE VIEW examples AS SELECT {cols}, status FROM cat.examples")
+        con.execute("CREATE VIEW rejections AS SELECT * FROM cat.rejections")
+        con.execute("CREATE VIEW sources AS SELECT * FROM cat.sources")
+        return con, "catalog"
+    from pipelines.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, SOURCE_SCHEMA
+    from pipelines.shards import committed_files
+
+    def files(kind):
+        return [str(p) for p in committed_files(out, kind)]
+
+    parts = []
+    cols = ", ".join(f'"{c}"' for c in EXAMPLE_COLS)
+    for kind, status in (("shards", "accepted"), ("rejected", "rejected")):
+        if files(kind):
+            parts.append(f"SELECT {cols}, '{status}' AS status FROM read_parquet({files(kind)!r})")
+    con.register("_empty_ex", EXAMPLE_SCHEMA.empty_table())
+    parts.append(f"SELECT {cols}, NULL::VARCHAR AS status FROM _empty_ex")
+    con.execute("CREATE VIEW examples AS " + " UNION ALL ".join(parts))
+    for name, schema in (("rejections", REJECTION_SCHEMA), ("sources", SOURCE_SCHEMA)):
+        con.register(f"_empty_{name}", schema.empty_table())
+        q = f"SELECT * FROM _empty_{name}"
+        if files(name):
+            q = f"SELECT * FROM read_parquet({files(name)!r}) UNION ALL " + q
+        con.execute(f"CREATE VIEW {name} AS {q}")
+    if not files("shards") and not files("rejected") and not files("rejections"):
+        raise FileNotFoundError(f"{out}: no catalog and no committed shards: nothing to report on")
+    return con, "parquet"
+
+
+def _rows(con, sql: str, params: list | None = None) -> list[dict]:
+    cur = con.execute(sql, params or [])
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def _sample(con, col: str, where: str = "") -> dict[str, list[float]]:
+    """Finite values of `col` by (kind, status), reservoir-sampled with a fixed seed."""
+    sql = (f"SELECT kind, status, \"{col}\" AS v FROM examples WHERE \"{col}\" IS NOT NULL "
+           f"AND NOT isnan(\"{col}\"::DOUBLE) {where} USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) "
+           f"REPEATABLE ({SAMPLE_SEED})")
+    out: dict[str, list[float]] = {}
+    for k, s, v in con.execute(sql).fetchall():
+        out.setdefault(f"{k} {s}", []).append(float(v))
+    return out
+
+
+def _thresholds(cfg: dict) -> dict[str, dict[str, float]]:
+    """Quality thresholds per kind, to draw on the distributions."""
+    from filters.base import per_kind
+    q = ((cfg or {}).get("filters") or {}).get("quality") or {}
+    t = ((cfg or {}).get("filters") or {}).get("trust") or {}
+    keys = {"snr_db": (q, "min_snr_db"), "dnsmos_ovrl": (q, "min_dnsmos_ovrl"),
+            "clipping_ratio": (q, "max_clipping_ratio"), "bandwidth_hz": (q, "min_bandwidth_hz"),
+            "speech_ratio": (q, "min_speech_ratio"), "roundtrip_cer": (t, "max_roundtrip_cer")}
+    out = {}
+    for col, (sec, key) in keys.items():
+        out[col] = {}
+        for kind in ("real", "synthetic"):
+            v = per_kind(sec.get(key), kind)
+            if v is not None:
+                out[col][kind] = float(v)
+    return out
+
+
+def _flatten(d, prefix: str = "") -> dict[str, float]:
+    out = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+    elif isinstance(d, list):
+        nums = [x for x in d if isinstance(x, (int, float)) and not isinstance(x, bool)]
+        if nums and len(nums) == len(d):
+            out[prefix[:-1] + "[mean]"] = float(sum(nums) / len(nums))
+    elif isinstance(d, (int, float)) and not isinstance(d, bool):
+        out[prefix[:-1]] = float(d)
+    return out
+
+
+def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str | Path | None = None) -> Path:
+    """Write the report; returns the path of index.html."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if cfg is None:
+        from pipelines.config import load_config
+        cfg = load_config()
+    out = Path(out_dir)
+    if not out.exists():
+        raise FileNotFoundError(f"{out}: no such output directory")
+    rdir = Path(report_dir) if report_dir else out / "report"
+    rdir.mkdir(parents=True, exist_ok=True)
+    con, origin = _connect(out)
+    thr = _thresholds(cfg)
+    plots: list[tuple[str, str, str]] = []  # (file, title, caption)
+
+    def save(fig, name, title, caption=""):
+        fig.tight_layout()
+        fig.savefig(rdir / name, dpi=90)
+        plt.close(fig)
+        plots.append((name, title, caption))
+
+    hours = _rows(con, "SELECT language, kind, status, count(*) AS examples, sum(duration_s) / 3600 AS hours "
+                       "FROM examples GROUP BY ALL ORDER BY ALL")
+    # 1. hours per language and kind
+    fig, ax = plt.subplots(figsize=(8, 4))
+    langs = sorted({h["language"] or "?" for h in hours})
+    series = sorted({(h["kind"], h["status"]) for h in hours})
+    width = 0.8 / max(len(series), 1)
+    for i, (k, s) in enumerate(series):
+        vals = [sum(h["hours"] or 0 for h in hours if (h["language"] or "?") == lang and h["kind"] == k
+                    and h["status"] == s) for lang in langs]
+        ax.bar([j + i * width for j in range(len(langs))], vals, width, label=f"{k} {s}",
+               hatch="//" if s == "rejected" else None, alpha=0.6 if s == "rejected" else 1.0)
+    ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(langs))], langs)
+    ax.set_ylabel("hours")
+    ax.legend(fontsize=8)
+    ax.set_title("Hours per language and kind")
+    save(fig, "hours.png", "Hours per language and kind", "Accepted and filtered-out hours.")
+
+    # 2. durations
+    d = _sample(con, "duration_s")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for lab, vals in sorted(d.items()):
+        ax.hist(vals, bins=30, alpha=0.6, label=lab)
+    ax.set_xlabel("duration (s)")
+    ax.set_ylabel("examples")
+    ax.legend(fontsize=8)
+    ax.set_title("Example durations")
+    save(fig, "durations.png", "Duration histogram")
+
+    # 3. quality distributions with thresholds
+    qcols = ["snr_db", "dnsmos_ovrl", "clipping_ratio", "bandwidth_hz", "speech_ratio", "roundtrip_cer"]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    quality_summary = {}
+    for ax, col in zip(axes.flat, qcols):
+        data = _sample(con, col)
+        for lab, vals in sorted(data.items()):
+            ax.hist(vals, bins=25, alpha=0.55, label=lab)
+        for kind, v in thr.get(col, {}).items():
+            ax.axvline(v, color="red" if kind == "real" else "purple", ls="--", lw=1.2, label=f"threshold {kind}")
+        ax.set_title(col)
+        ax.legend(fontsize=7)
+        quality_summary[col] = {lab: _pct(vals) for lab, vals in data.items()}
+    fig.suptitle("Quality distributions (dashed: filter thresholds)")
+    save(fig, "quality.png", "Quality distributions", "Dashed lines: the thresholds of the config given.")
+
+    # 4. rejection reasons
+    rej = _rows(con, "SELECT stage, filter, reason, count(*) AS n, sum(CASE WHEN isnan(duration_s) THEN 0 "
+                     "ELSE duration_s END) / 3600 AS hours FROM rejections GROUP BY ALL ORDER BY n DESC")
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.35 * len(rej) + 1)))
+    labels = [f"{r['stage']}/{r['filter']}: {r['reason']}" for r in rej][::-1]
+    ax.barh(labels or ["(none)"], [r["n"] for r in rej][::-1] or [0])
+    ax.set_xlabel("rejections")
+    ax.set_title("Rejection reasons")
+    save(fig, "rejections.png", "Rejection reasons")
+    heard = _rows(con, "SELECT language, count(*) AS n FROM rejections WHERE reason = 'language_other' "
+                       "GROUP BY ALL ORDER BY n DESC")
+
+    # 5. speakers per example, 6. overlap
+    spk = _rows(con, "SELECT num_speakers, kind, count(*) AS n FROM examples WHERE status = 'accepted' "
+                     "GROUP BY ALL ORDER BY ALL")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    kinds = sorted({r["kind"] for r in spk})
+    for i, k in enumerate(kinds):
+        xs = [r["num_speakers"] for r in spk if r["kind"] == k and r["num_speakers"] is not None]
+        ys = [r["n"] for r in spk if r["kind"] == k and r["num_speakers"] is not None]
+        axes[0].bar([x + i * 0.4 for x in xs], ys, 0.4, label=k)
+    axes[0].set_xlabel("speakers per example")
+    axes[0].set_ylabel("accepted examples")
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("Speakers per example")
+    ov = _sample(con, "overlap_ratio", "AND status = 'accepted'")
+    for lab, vals in sorted(ov.items()):
+        axes[1].hist(vals, bins=25, alpha=0.6, label=lab)
+    axes[1].set_xlabel("overlap ratio")
+    axes[1].legend(fontsize=8)
+    axes[1].set_title("Overlapping speech")
+    save(fig, "speakers_overlap.png", "Speakers per example and overlap ratio")
+
+    # 7. turn-taking of synthetic data: every numeric key found in params
+    turn: dict[str, list[float]] = {}
+    cur = con.execute(f"SELECT params FROM examples WHERE kind = 'synthetic' AND status = 'accepted' "
+                      f"AND params IS NOT NULL USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE ({SAMPLE_SEED})")
+    while True:
+        batch = cur.fetchmany(4096)
+        if not batch:
+            break
+        for (p,) in batch:
+            try:
+                for k, v in _flatten(json.loads(p)).items():
+                    if math.isfinite(v):
+                        turn.setdefault(k, []).append(v)
+            except (ValueError, TypeError):
+                continue
+    keys = sorted(turn, key=lambda k: -len(turn[k]))[:12]
+    if keys:
+        n = len(keys)
+        cols_ = min(4, n)
+        rows_ = math.ceil(n / cols_)
+        fig, axes = plt.subplots(rows_, cols_, figsize=(3.3 * cols_, 2.8 * rows_), squeeze=False)
+        for ax, k in zip(axes.flat, keys):
+            ax.hist(turn[k], bins=20)
+            ax.set_title(k, fontsize=8)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        fig.suptitle("Synthetic turn-taking draws (params)")
+        save(fig, "turn_taking.png", "Turn-taking of synthetic dialogues", "Every numeric key found in params.")
+
+    sources = _rows(con, "SELECT kind, status, count(*) AS n, sum(duration_s) / 3600 AS hours FROM sources "
+                         "GROUP BY ALL ORDER BY ALL")
+    summary = {
+        "out_dir": str(out), "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "queried": origin, "sample_rows": SAMPLE_ROWS, "sample_seed": SAMPLE_SEED,
+        "totals": _rows(con, "SELECT status, count(*) AS examples, sum(duration_s) / 3600 AS hours "
+                             "FROM examples GROUP BY ALL ORDER BY ALL"),
+        "hours": hours, "sources": sources, "rejections": rej, "rejected_languages_heard": heard,
+        "quality": quality_summary, "thresholds": thr,
+        "speakers": spk, "turn_taking": {k: _pct(turn[k]) for k in keys},
+        "plots": [p[0] for p in plots],
+    }
+    con.close()
+    (rdir / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
+    (rdir / "index.html").write_text(_html(summary, plots))
+    return rdir / "index.html"
+
+
+def _pct(vals: list[float]) -> dict[str, float]:
+    import numpy as np
+    if not vals:
+        return {"n": 0}
+    a = np.asarray(vals, dtype=float)
+    return {"n": int(a.size), "mean": float(a.mean()), "p05": float(np.percentile(a, 5)),
+            "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95))}
+
+
+def _json_default(o):
+    return float(o) if isinstance(o, (int, float)) else str(o)
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return "<p><i>none</i></p>"
+    cols = list(rows[0])
+
+    def cell(v):
+        return f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _html(s: dict, plots: list[tuple[str, str, str]]) -> str:
+    figs = "".join(f"<h2>{html.escape(t)}</h2><p>{html.escape(c)}</p><img src='{f}' alt='{html.escape(t)}'>"
+                   for f, t, c in plots)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>tandem dataset report</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}img{{max-width:100%}}</style></head><body>
+<h1>tandem dataset report</h1><p>{html.escape(s['out_dir'])} &middot; generated {s['generated_at']} from the
+{s['queried']} &middot; distributions from a reservoir sample of at most {s['sample_rows']} rows (seed
+{s['sample_seed']})</p>
+<h2>Totals</h2>{_table(s['totals'])}<h2>Hours by language, kind and status</h2>{_table(s['hours'])}
+<h2>Sources</h2>{_table(s['sources'])}<h2>Rejections</h2>{_table(s['rejections'])}
+<h2>Languages heard in off-language rejections</h2>{_table(s['rejected_languages_heard'])}
+{figs}</body></html>"""

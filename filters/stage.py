@@ -1,0 +1,135 @@
+"""FilterStage: measure every enabled filter on each example, decide, move rejects aside.
+
+Rejected examples leave `item["examples"]` for `item["rejected_examples"]` (audio kept) with one
+rejection row each (the first failing filter; the others in its detail). `decide_example` is the
+model-free half that `tandem filter` re-runs on stored metrics.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pipelines.stage import Stage
+
+from .base import Decision, Filter, first_rejection, rejection_for
+from .language import LanguageFilter
+from .quality import QualityFilter
+from .trust import TrustFilter
+
+FILTERS = {"quality": QualityFilter, "language": LanguageFilter, "trust": TrustFilter}
+
+# quality metric -> example column
+COLUMNS = {"q.snr_db": "snr_db", "q.dnsmos_ovrl": "dnsmos_ovrl", "q.clipping": "clipping_ratio",
+           "q.bandwidth_hz": "bandwidth_hz"}
+
+
+def build_filters(cfg: dict, asr=None) -> list[Filter]:
+    names = (cfg.get("filters") or {}).get("enabled") or list(FILTERS)
+    out = []
+    for n in names:
+        if n not in FILTERS:
+            raise ValueError(f"filters.enabled: unknown filter {n!r}; known: {sorted(FILTERS)}")
+        f = FILTERS[n](cfg)
+        if hasattr(f, "asr"):
+            f.asr = asr
+        out.append(f)
+    return out
+
+
+def stored_metrics(example: dict) -> dict[str, float]:
+    """The metrics map of a stored example row (pyarrow gives maps as (key, value) pairs)."""
+    m = example.get("metrics") or {}
+    if isinstance(m, list):
+        m = dict(m)
+    return {k: (math.nan if v is None else float(v)) for k, v in m.items()}
+
+
+def decide_example(example: dict, cfg: dict, filters: list[Filter] | None = None,
+                   metrics: dict | None = None) -> list[Decision]:
+    """Every enabled filter's decision from stored metrics alone (no model)."""
+    filters = filters if filters is not None else build_filters(cfg)
+    m = stored_metrics(example) if metrics is None else metrics
+    return [f.decide(m, example, cfg) for f in filters if example.get("kind") in f.applies_to]
+
+
+class FilterStage(Stage):
+    """Quality, language and transcript-trust filters over the examples of one item."""
+
+    name = "filter"
+    reads = ("examples",)
+    writes = ("examples", "rejected_examples", "rejections")
+    uses_model = True
+
+    def setup(self) -> None:
+        import torch
+        torch.set_num_threads(self.resources.threads)
+        enabled = (self.cfg.get("filters") or {}).get("enabled") or list(FILTERS)
+        asr = None
+        if "language" in enabled or "trust" in enabled:
+            from pipelines.transcribe import load_asr
+            asr = load_asr(self.cfg, device=self.device, threads=self.resources.threads)
+        self.filters = build_filters(self.cfg, asr)
+        for f in self.filters:
+            if isinstance(f, QualityFilter):
+                f.load(self.resources.threads)
+
+    def measure(self, example: dict) -> dict[str, float]:
+        from pipelines.audio import decode_flac
+        audio = None
+        if any(f.needs_audio or getattr(f, "asr", None) is not None for f in self.filters):
+            try:
+                audio, sr = decode_flac(example["audio"])
+            except Exception as e:
+                raise ValueError(f"example {example.get('example_id')}: audio does not decode as FLAC ({e})") from e
+            example["sample_rate"] = example.get("sample_rate") or sr
+        m = stored_metrics(example)
+        for f in self.filters:
+            if example.get("kind") in f.applies_to:
+                m.update(f.measure(example, audio))
+        return m
+
+    def process(self, item: dict) -> dict:
+        kept, rejected = [], list(item.get("rejected_examples") or [])
+        rejections = item.setdefault("rejections", [])
+        extra = self.counters.extra
+        for ex in item.get("examples") or []:
+            m = self.measure(ex)
+            decisions = decide_example(ex, self.cfg, self.filters, m)
+            fill_columns(ex, m, self.filters)
+            d = first_rejection(decisions)
+            if d is None:
+                kept.append(ex)
+                extra["kept"] = extra.get("kept", 0) + 1
+                continue
+            rejected.append(ex)
+            key = f"rejected_{d.reason}"
+            extra[key] = extra.get(key, 0) + 1
+            rejections.append(rejection_for(ex, d, uri=item.get("uri") or "", also=decisions,
+                                            config_hash=ex.get("config_hash")))
+        item["examples"] = kept
+        item["rejected_examples"] = rejected
+        return item
+
+
+def fill_columns(example: dict, metrics: dict, filters: list[Filter]) -> None:
+    """Quality columns and LID columns from the metrics; the full map into `metrics`."""
+    for k, col in COLUMNS.items():
+        if k in metrics:
+            example[col] = metrics[k]
+    if "q.speech_ratio" in metrics and not _finite(example.get("speech_ratio")):
+        example["speech_ratio"] = metrics["q.speech_ratio"]
+    if "t.roundtrip_cer" in metrics and not _finite(example.get("roundtrip_cer")):
+        example["roundtrip_cer"] = metrics["t.roundtrip_cer"]
+    for f in filters:
+        if isinstance(f, LanguageFilter):
+            lang, p = f.reconcile(metrics, example.get("kind"))
+            example["lid_language"] = lang
+            example["lid_prob"] = p
+    example["metrics"] = {k: float(v) for k, v in metrics.items()}
+
+
+def _finite(v) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,107 @@
+import argparse
+import io
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pipelines import loader_testing as lt
+from ray_jobs import export
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "out"
+    rows = lt.make_output_dir(out, 8, languages=("en", "fr"), durations=(1.0, 1.5), per_item=2)
+    return out, {r["example_id"]: r for r in rows}
+
+
+def cli(argv):
+    p = argparse.ArgumentParser()
+    export.add_arguments(p)
+    return export.run(p.parse_args(argv))
+
+
+def test_moshi_export_round_trips(out, tmp_path):
+    out, rows = out
+    dest = tmp_path / "moshi"
+    assert cli(["moshi", str(out), str(dest)]) == 0
+    index = [json.loads(x) for x in (dest / "data.jsonl").read_text().splitlines()]
+    assert len(index) == len(rows)
+    for rec in index:
+        wav = dest / rec["path"]
+        eid = wav.stem
+        got, sr = sf.read(wav, dtype="int16", always_2d=True)
+        want, sr0 = sf.read(io.BytesIO(rows[eid]["audio"]), dtype="int16", always_2d=True)
+        assert sr == sr0 and got.shape[1] == 2
+        np.testing.assert_array_equal(got, want)  # left = channel 0, right = channel 1, bit-exact
+        assert rec["duration"] == pytest.approx(len(want) / sr)
+        al = json.loads(wav.with_suffix(".json").read_text())["alignments"]
+        back = sorted((w, s, e, ["SPEAKER_MAIN", "SPEAKER_OTHER"].index(lab)) for w, (s, e), lab in al)
+        orig = sorted((w["word"], w["start_s"], w["end_s"], w["channel"]) for w in rows[eid]["words"])
+        assert back == orig
+        assert [a[1][0] for a in al] == sorted(a[1][0] for a in al)  # sorted by start, as moshi-finetune needs
+
+
+def test_moshi_export_with_sql_and_resample(out, tmp_path):
+    out, rows = out
+    dest = tmp_path / "fr"
+    r = export.export_moshi(out, dest, sql="SELECT example_id FROM examples WHERE language = 'fr'",
+                            sample_rate=24000, absolute_paths=True)
+    fr = {e for e, row in rows.items() if row["language"] == "fr"}
+    index = [json.loads(x) for x in (dest / "data.jsonl").read_text().splitlines()]
+    assert r["examples"] == len(fr) == len(index)
+    assert {p.split("/")[-1][:-4] for p in (x["path"] for x in index)} == fr
+    for x in index:
+        info = sf.info(x["path"])  # absolute path
+        assert info.samplerate == 24000 and info.channels == 2
+        assert x["duration"] == pytest.approx(rows[x["path"].split("/")[-1][:-4]]["duration_s"], abs=1e-3)
+
+
+def test_rttm_export(out, tmp_path):
+    out, rows = out
+    dest = tmp_path / "rttm"
+    assert cli(["rttm", str(out), str(dest), "--merge-gap", "0"]) == 0
+    for eid, row in rows.items():
+        lines = (dest / f"{eid}.rttm").read_text().splitlines()
+        assert len(lines) == len(row["words"])  # no merging: one turn per word
+        for line in lines:
+            f = line.split()
+            assert f[0] == "SPEAKER" and f[1] == eid and f[7] in row["speakers"]
+            assert float(f[4]) >= 0
+    turns = export.speaker_turns([
+        {"speaker": "a", "channel": 0, "start_s": 0.0, "end_s": 0.5},
+        {"speaker": "b", "channel": 1, "start_s": 0.4, "end_s": 0.9},
+        {"speaker": "a", "channel": 0, "start_s": 0.7, "end_s": 1.0},
+        {"speaker": "a", "channel": 0, "start_s": 2.0, "end_s": 2.5}], merge_gap=0.5)
+    assert turns == [(0.0, 1.0, "a"), (0.4, 0.9, "b"), (2.0, 2.5, "a")]
+
+
+def test_export_errors_name_the_problem(tmp_path, capsys):
+    assert cli(["moshi", str(tmp_path / "nope"), str(tmp_path / "d")]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_hf_datasets_recipe(out, tmp_path):
+    """The recipe in docs/TRAINERS.md: Parquet shards -> datasets with a decoded Audio column."""
+    from datasets import Audio, load_dataset
+
+    from pipelines.shards import committed_files
+    out, rows = out
+    files = [str(p) for p in committed_files(out, "shards")]
+    ds = load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf"))
+    ds = ds.cast_column("audio", Audio())  # FLAC bytes -> decoded on access
+    assert ds.num_rows == len(rows)
+    ex = ds[0]
+    samples = ex["audio"].get_all_samples()
+    want, sr = sf.read(io.BytesIO(rows[ex["example_id"]]["audio"]), dtype="float32", always_2d=True)
+    assert samples.sample_rate == sr and tuple(samples.data.shape) == (2, len(want))
+    np.testing.assert_allclose(samples.data.numpy(), want.T, atol=1e-4)
+    assert ex["words"][0].keys() >= {"channel", "word", "start_s", "end_s"}
+    # without torchcodec: keep the bytes and decode with soundfile
+    raw = load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf"))
+    raw = raw.cast_column("audio", Audio(decode=False))
+    b = raw[0]["audio"]["bytes"]
+    x, sr2 = sf.read(io.BytesIO(b), dtype="float32", always_2d=True)
+    assert sr2 == sr and x.shape == (len(want), 2)

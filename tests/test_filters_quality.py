@@ -1,0 +1,85 @@
+"""Quality filter on inputs the tests make: noise, silence, a chord, clipped and noisy speech."""
+
+import numpy as np
+import pytest
+import soxr
+
+from filters import testing as T
+from filters.quality import QualityFilter, bandwidth_hz, clipping_ratio, wada_snr
+from pipelines.audio import decode_flac
+from pipelines.config import load_config
+
+
+@pytest.fixture(scope="session")
+def cfg():
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def qf(cfg):
+    return QualityFilter(cfg).load(threads=2)
+
+
+@pytest.fixture(scope="session")
+def speech():
+    audio, words, texts = T.dialogue("en")
+    return audio, words, texts
+
+
+def judge(qf, cfg, audio, kind="synthetic"):
+    ex = T.example(audio, kind=kind, language="en")
+    a, _ = decode_flac(ex["audio"])
+    m = qf.measure(ex, a)
+    return qf.decide(m, ex, cfg), m
+
+
+def test_clean_speech_passes(qf, cfg, speech):
+    d, m = judge(qf, cfg, speech[0])
+    assert d.keep, d.detail
+    assert m["q.speaking_channels"] == 2 and m["q.speech_ratio"] > 0.6
+
+
+@pytest.mark.parametrize("name,reason", [("noise", "noise"), ("silence", "silence"), ("chord", "music")])
+def test_non_speech_rejected_with_reason(qf, cfg, name, reason):
+    a = {"noise": T.white_noise(5, seed=1), "silence": T.silence(5), "chord": T.chord(5)}[name]
+    d, m = judge(qf, cfg, a, kind="real")
+    assert not d.keep and d.reason == reason, (d.reason, d.detail)
+    assert d.filter == "quality" and d.metrics
+
+
+def test_clipped_speech_rejected(qf, cfg, speech):
+    a = np.stack([T.clip(speech[0][0]), T.clip(speech[0][1])])
+    d, m = judge(qf, cfg, a)
+    assert not d.keep and d.reason == "clipping", d.detail
+    assert m["q.clipping"] > 0.01
+
+
+def test_noisy_speech_rejected_for_snr(qf, cfg, speech):
+    a = np.stack([T.add_noise(speech[0][0], 3, seed=1), speech[0][1]])
+    d, m = judge(qf, cfg, a)
+    assert not d.keep and d.reason == "snr_low", d.detail
+    assert m["q.snr_db.ch0"] < 10 < m["q.snr_db.ch1"]  # measured per channel, on its speech
+
+
+def test_listening_channel_silent_is_fine(qf, cfg, speech):
+    a = speech[0].copy()
+    a[1] = 0.0
+    d, m = judge(qf, cfg, a)
+    assert d.keep, d.detail
+    assert m["q.speaking_channels"] == 1
+
+
+def test_wada_snr_tracks_added_noise(speech):
+    x = speech[0][0][np.abs(speech[0][0]) > 0]
+    est = [wada_snr(T.add_noise(x, s, seed=2)) for s in (0, 10, 20)]
+    assert est[0] < est[1] < est[2]
+    assert abs(est[1] - 10) < 5
+
+
+def test_bandwidth_and_clipping_measures(speech):
+    x = speech[0][0]
+    tel = soxr.resample(soxr.resample(x, 24000, 8000), 8000, 24000)
+    assert 3000 < bandwidth_hz(tel, 24000) < 4200
+    assert bandwidth_hz(x, 24000) > 9000  # espeak renders at 22.05 kHz
+    assert clipping_ratio(x) == 0.0
+    assert clipping_ratio(T.clip(x)) > 0.01

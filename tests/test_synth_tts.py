@@ -1,0 +1,88 @@
+"""espeak-ng through ctypes: audio, word times inside the audio, determinism, errors."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from synth.tts import EspeakTTS, TTSError, word_ends
+
+TEXTS = {
+    "en": "I always pack far too many clothes for a short trip.",
+    "fr": "Ça va très bien, merci beaucoup à vous.",
+    "de": "Grüß Gott, das Wetter ist heute schön.",
+    "es": "¿Qué tal? Mañana vamos al mercado.",
+    "it": "Ti piace l'inverno, o ti manca l'estate?",
+    "pt": "Olá, tudo bem com você hoje?",
+    "nl": "Goedemorgen, hoe gaat het met je?",
+    "pl": "Dzień dobry, jak się masz?",
+}
+
+
+@pytest.fixture(scope="module")
+def tts():
+    return EspeakTTS(24000)
+
+
+@pytest.mark.parametrize("lang", sorted(TEXTS))
+def test_words_cover_every_token_inside_audio(tts, lang):
+    text = TEXTS[lang]
+    audio, sr, words = tts.synthesize(text, lang)
+    assert sr == 24000 and audio.dtype == np.float32 and audio.ndim == 1
+    dur = len(audio) / sr
+    assert 0.8 < dur < 6 and 0.1 < np.abs(audio).max() <= 1.0
+    assert [w["word"] for w in words] == text.split()
+    for a, b in zip(words, words[1:]):
+        assert a["start_s"] <= a["end_s"] <= b["start_s"] + 1e-9
+    assert words[-1]["end_s"] <= dur + 1e-9
+    # every word's span holds speech energy
+    for w in words:
+        seg = audio[int(w["start_s"] * sr): int(w["end_s"] * sr)]
+        assert len(seg) and np.sqrt((seg**2).mean()) > 0.01, w
+
+
+def test_voice_pitch_rate_change_audio_and_are_deterministic(tts):
+    a1, _, w1 = tts.synthesize("Hello there, how are you?", "en", voice="en-us+m3", pitch=40, rate=150)
+    a2, _, _ = tts.synthesize("Hello there, how are you?", "en", voice="en-us+f2", pitch=70, rate=190)
+    a3, _, w3 = tts.synthesize("Hello there, how are you?", "en", voice="en-us+m3", pitch=40, rate=150)
+    assert np.array_equal(a1, a3) and w1 == w3
+    assert len(a2) < len(a1)  # faster rate, shorter audio
+    # a call with defaults is not affected by the previous call's parameters
+    d1 = tts.synthesize("Good morning.", "en")[0]
+    tts.synthesize("Good morning.", "en", pitch=90, rate=300)
+    assert np.array_equal(d1, tts.synthesize("Good morning.", "en")[0])
+
+
+def test_native_rate_and_resampling():
+    a22, sr22, _ = EspeakTTS(22050).synthesize("Testing one two.", "en")
+    a16, sr16, _ = EspeakTTS(16000).synthesize("Testing one two.", "en")
+    assert (sr22, sr16) == (22050, 16000)
+    assert abs(len(a16) / 16000 - len(a22) / 22050) < 0.002
+
+
+def test_thread_safe(tts):
+    ref = tts.synthesize("Parallel speech is serialised.", "en")[0]
+    out = []
+    ts = [threading.Thread(target=lambda: out.append(tts.synthesize("Parallel speech is serialised.", "en")[0]))
+          for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert len(out) == 4 and all(np.array_equal(ref, o) for o in out)
+
+
+def test_errors_name_the_problem(tts):
+    with pytest.raises(TTSError, match="no voice 'xx'"):
+        tts.synthesize("hello", "xx")
+    with pytest.raises(TTSError, match="empty text"):
+        tts.synthesize("   ", "en")
+
+
+def test_word_ends_from_energy():
+    sr = 1000
+    x = np.zeros(3000, dtype=np.float32)
+    x[0:400] = 0.5
+    x[1000:1700] = 0.5
+    ends = word_ends(x, sr, [0.0, 1.0])
+    assert ends == pytest.approx([0.4, 1.7], abs=0.011)
