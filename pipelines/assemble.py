@@ -129,7 +129,7 @@ def _mask(spans: list[tuple[float, float]], n: int, sr: int, t0: float, fade: in
 
 
 def _ratios(spk_spans: dict[str, list], t0: float, t1: float) -> tuple[float, float]:
-    n = max(1, int(round((t1 - t0) / GRID_S)))
+    n = max(1, round((t1 - t0) / GRID_S))
     cnt = np.zeros(n, np.int16)
     for spans in spk_spans.values():
         m = np.zeros(n, bool)
@@ -154,6 +154,7 @@ class AssembleStage(Stage):
 
     def process(self, item: dict) -> dict:
         import soundfile as sf
+
         from . import contracts
         from .audio import encode_flac
         ec = self.ecfg
@@ -190,7 +191,7 @@ class AssembleStage(Stage):
                 if not ws or sp < float(ec["min_speech_s"]):
                     skipped += 1
                     continue
-                a0, a1 = int(round(t0 * sr)), int(round(t1 * sr))
+                a0, a1 = round(t0 * sr), round(t1 * sr)
                 f.seek(a0)
                 x = f.read(a1 - a0, dtype="float32", always_2d=True)
                 n = len(x)

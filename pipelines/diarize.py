@@ -53,9 +53,8 @@ def write_rttm(path: str | Path, uri: str, turns: list[dict]) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(".rttm.tmp")
     with open(tmp, "w") as f:
-        for t in turns:
-            f.write(f"SPEAKER {uri} 1 {t['start_s']:.3f} {t['end_s'] - t['start_s']:.3f} "
-                    f"<NA> <NA> {t['speaker']} <NA> <NA>\n")
+        f.writelines(f"SPEAKER {uri} 1 {t['start_s']:.3f} {t['end_s'] - t['start_s']:.3f} "
+                    f"<NA> <NA> {t['speaker']} <NA> <NA>\n" for t in turns)
     os.replace(tmp, p)
     return p
 
@@ -107,6 +106,7 @@ class EmbeddedDiarizer:
         import torch
         from pyannote.audio import Model
         from resemblyzer import VoiceEncoder
+
         from .models import resemblyzer_path, whisperx_segmentation_path
         self.dc = dc
         self.device = torch.device(device)
@@ -222,7 +222,7 @@ class EmbeddedDiarizer:
         for (ci, lk), g in zip(owner, labels):
             glob.setdefault(ci, {})[lk] = int(g)
         for ci, (t0, act) in enumerate(zip(starts, acts)):
-            i0 = int(round(t0 / fr))
+            i0 = round(t0 / fr)
             n = min(nf, total - i0)
             count[i0:i0 + n] += 1
             per: dict[int, np.ndarray] = {}
@@ -235,7 +235,7 @@ class EmbeddedDiarizer:
         avg = score / np.maximum(count, 1)[:, None]
         onset = float(self.dc["onset"])
         turns = []
-        gap = int(round(float(self.dc["fill_gap_s"]) / fr))
+        gap = round(float(self.dc["fill_gap_s"]) / fr)
         for g in range(k):
             mask = avg[:, g] > onset
             runs = _runs(mask)

@@ -105,6 +105,7 @@ class IngestStage(Stage):
 
     def process(self, item: dict) -> dict:
         import soundfile as sf
+
         from .audio import AudioError, iter_blocks, probe
         uri = item["uri"]
         p = Path(uri)
@@ -130,7 +131,7 @@ class IngestStage(Stage):
                 m.add(b)
         except AudioError as e:
             return reject(item, stage="ingest", reason="decode_error", detail=str(e))
-        except Exception as e:  # soundfile/ffmpeg errors on corrupt data mid-stream
+        except Exception as e:  # noqa: BLE001 (any codec error mid-stream is a decode error)
             return reject(item, stage="ingest", reason="decode_error", detail=f"{uri}: {type(e).__name__}: {e}")
         dur = m.frames / self.sr
         item["duration_s"] = dur
@@ -150,7 +151,9 @@ class IngestStage(Stage):
         gain = min(gain, float(ic["peak_limit"]) / m.peak)  # never clip
         out_ch = 2 if two else 1
         sid = m.source_id
-        work = Path(item["out_dir"]) / "_work" / f"{sid}.wav"
+        # keyed by work item too: two names for one recording run side by side until the writer
+        # keeps one, and neither may delete the other's file
+        work = Path(item["out_dir"]) / "_work" / f"{sid}-{item['work_key'][:8]}.wav"
         work.parent.mkdir(parents=True, exist_ok=True)
         tmp = work.with_name(f"{sid}.{os.getpid()}.tmp.wav")
         with sf.SoundFile(str(tmp), "w", samplerate=self.sr, channels=out_ch, subtype="PCM_16", format="WAV") as f:

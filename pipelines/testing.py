@@ -22,7 +22,7 @@ def sample_paths() -> dict[str, Path]:
     """pyannote's bundled reference: sample.wav, sample.rttm, sample.stm."""
     import importlib.util
     spec = importlib.util.find_spec(SAMPLE_DIR_MODULE)
-    d = Path(list(spec.submodule_search_locations)[0])
+    d = Path(next(iter(spec.submodule_search_locations)))
     return {k: d / f"sample.{k}" for k in ("wav", "rttm", "stm")}
 
 

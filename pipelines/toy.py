@@ -4,12 +4,12 @@ A toy item synthesizes a short two-channel tone from its key (`ToyTone`), a mode
 encodes it to FLAC and computes an FFT metric (`ToyWork`, an actor pool under Ray), and
 `ToyAssemble` makes one example row per item (rejecting every k-th item, to exercise rejections).
 
-Faults for tests: the environment variable TANDEM_TOY_FAULT="<mode>:<index>:<marker path>"
-makes `ToyWork` fire once, on the item with that index, in whichever process handles it. The
-marker file is created exclusively when the fault fires, so a retried item does not fire again.
-Modes: `exit` (os._exit(1) of the worker), `kill` (SIGKILL of the worker), `driver` (SIGKILL of
-the driver whose pid is in TANDEM_TOY_DRIVER_PID). The runner forwards TANDEM_* variables to
-Ray workers.
+Faults for tests: TANDEM_TOY_FAULT="<stage>:<mode>:<index>:<marker path>" (several joined by
+";") makes that stage fire once, on the item with that index, in whichever process handles it.
+The marker file is created exclusively when the fault fires, so a retried item does not fire
+again. Modes: `exit` (os._exit(1) of the worker), `kill` (SIGKILL of the worker), `driver`
+(SIGKILL of the driver whose pid is in TANDEM_TOY_DRIVER_PID). The runner forwards TANDEM_*
+variables to Ray workers.
 
 `python -m pipelines.toy OUT --items N ...` runs a toy job through `ray_jobs.runner.run_job`
 (used by the crash tests, the cluster guide and `ray job submit`).
@@ -66,14 +66,15 @@ def _rejected(index: int, every: int) -> bool:
     return every > 0 and index % every == every - 1
 
 
-def maybe_fault(item: dict) -> None:
-    """Fire the fault described by TANDEM_TOY_FAULT once, at the item with that index."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    mode, index, marker = spec.split(":", 2)
-    if int(item.get("index", -1)) != int(index):
-        return
+def maybe_fault(stage: str, item: dict) -> None:
+    """Fire a fault of TANDEM_TOY_FAULT meant for `stage` once, at the item with that index."""
+    for spec in filter(None, os.environ.get(FAULT_ENV, "").split(";")):
+        where, mode, index, marker = spec.split(":", 3)
+        if where == stage and int(item.get("index", -1)) == int(index):
+            _fire(mode, index, marker)
+
+
+def _fire(mode: str, index: str, marker: str) -> None:
     try:
         fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
@@ -100,6 +101,7 @@ class ToyTone(Stage):
     writes = ("pcm", "sample_rate")
 
     def process(self, item: dict) -> dict:
+        maybe_fault(self.name, item)
         sr = TOY_SAMPLE_RATE
         n = int(item["duration_s"] * sr)
         rng = np.random.default_rng(int(stable_hash(item["toy_key"], n=8), 16))
@@ -127,7 +129,7 @@ class ToyWork(Stage):
         self.window = np.hanning(2048)
 
     def process(self, item: dict) -> dict:
-        maybe_fault(item)
+        maybe_fault(self.name, item)
         x = item["pcm"].astype(np.float32) / 32767
         item["flac"] = encode_flac(x, item["sample_rate"])
         frames = np.lib.stride_tricks.sliding_window_view(x[0], 2048)[::512] * self.window
@@ -181,6 +183,20 @@ def toy_config(**resources) -> dict:
     return cfg
 
 
+def _kill_before_commit(n: int) -> None:
+    from . import shards
+    write_json = shards._write_json_atomic
+    seen = [0]
+
+    def dying(obj, path):
+        if Path(path).parent.name == shards.COMMITS:
+            seen[0] += 1
+            if seen[0] == n:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return write_json(obj, path)
+    shards._write_json_atomic = dying
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipelines.toy", description=__doc__.splitlines()[0])
     p.add_argument("out", help="output directory")
@@ -196,7 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, help="ToyWork actor pool size")
     p.add_argument("--work-cpus", type=float, help="CPUs per ToyWork actor")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--kill-before-commit", type=int, default=0,
+                   help="test fault: SIGKILL this process after the N-th commit's files are staged, "
+                        "before its manifest (the commit point) is written")
     args = p.parse_args(argv)
+    if args.kill_before_commit:
+        _kill_before_commit(args.kill_before_commit)
+    os.environ[DRIVER_PID_ENV] = str(os.getpid())
     cfg = load_config(args.config, overrides={"shards": {"max_items_per_commit": args.commit_every}})
     res = cfg["resources"]
     res["progress"] = bool(args.progress)

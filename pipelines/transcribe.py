@@ -151,6 +151,7 @@ class WhisperXAsr(Asr):
     def _aligner(self, lang: str):
         if lang not in self._aligners:
             import whisperx
+
             from .models import ModelMissing
             try:
                 self._aligners[lang] = whisperx.load_align_model(lang, self.device, model_name=self.align_model)
@@ -209,6 +210,7 @@ def load_asr(cfg: dict, device: str = "cpu", threads: int = 2) -> Asr:
         key = (backend, str(path), device, compute)
         if key not in _MODELS:
             import whisperx
+
             from .models import ModelMissing
             try:
                 _MODELS[key] = whisperx.load_model(str(path), device, compute_type=compute, threads=threads,

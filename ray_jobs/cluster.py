@@ -78,6 +78,8 @@ def cluster_env(base: dict | None = None) -> dict[str, str]:
     a joining node, which then cannot reach the head: say `token` explicitly everywhere.
     """
     env = dict(os.environ if base is None else base)
+    # `python` in a submitted job's entrypoint is this interpreter, as on every node
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0",
                # notice a dead node in seconds, not the default half minute
                RAY_health_check_period_ms="1000", RAY_health_check_timeout_ms="1000",

@@ -43,8 +43,17 @@ def run_synth(scripts: str | None, out_dir: str | Path, cfg: dict, *, count: int
     h = config_hash(cfg)
     items = make_items(scripts, count, cfg["seed"], languages or list(cfg["languages"]), cfg, h, str(out_dir))
     stages = synthesis_stages(cfg) + filter_stages(cfg)
+    def run_rows(out, run_id):
+        # the turn-taking figures of this run's dialogues, accepted or filtered out
+        from pipelines.shards import file_records, iter_rows
+        paths = [Path(out) / r["path"] for r in file_records(out)
+                 if r["run_id"] == run_id and r["kind"] in ("shards", "rejected")]
+        cols = [c for c in ("example_id", "kind", "language", "duration_s", "params", "words",
+                            "roundtrip_cer", "overlap_ratio") ]
+        return summarize(iter_rows(paths, columns=cols))
+
     res = run_job("synth", items, stages, cfg, out_dir, argv=argv or sys.argv,
-                  dedup=dedup_index(out_dir, cfg), summarize=summarize)
+                  dedup=dedup_index(out_dir, cfg), summarize=run_rows)
     if res.get("summary") is not None:
         print(format_summary(res["summary"]))
     return res

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catalogs.catalog import ingest_commit, refresh_meta
+from catalogs.catalog import build, catalog_path, ingest_commit, query, refresh_meta
 from pipelines import __version__
 from pipelines.config import config_hash, config_json
-from pipelines.shards import JobWriter, OutputError, write_run_record
+from pipelines.shards import JobWriter, OutputError, manifests, write_run_record
 from pipelines.stage import Resources, Stage
 
 # Worker-side environment the driver passes on (model cache dir, test fault injection ...).
@@ -148,6 +148,33 @@ def _write_record(out_dir: Path, record: dict) -> None:
         write_run_record(out_dir, record)
     except OSError as e:
         raise OutputError(f"cannot write the run record under {out_dir}: {e.strerror or e}") from None
+
+
+def _catalog_call(out_dir: Path, fn: Callable, *args: Any) -> None:
+    """Catalog updates that fail for lack of space or permission are output errors too."""
+    import duckdb
+    try:
+        fn(out_dir, *args)
+    except (OSError, duckdb.Error) as e:
+        raise OutputError(f"cannot update the catalog {catalog_path(out_dir)}: {e}; committed shards are "
+                          f"intact, rebuild the catalog with `tandem catalog build {out_dir}`") from None
+
+
+def catch_up_catalog(out_dir: Path) -> int:
+    """Ingest commits the catalog missed (a driver killed between a commit and its catalog
+    update); returns how many. A missing catalog is rebuilt from the shards."""
+    ms = manifests(out_dir)
+    if not ms:
+        return 0
+    if not catalog_path(out_dir).exists():
+        _catalog_call(out_dir, lambda d: build(d))
+        return len(ms)
+    _, rows = query(out_dir, "SELECT commit_id FROM commits")
+    known = {r[0] for r in rows}
+    missing = [m for m in ms if m["commit_id"] not in known]
+    for m in missing:
+        _catalog_call(out_dir, ingest_commit, m)
+    return len(missing)
 
 
 # ---- stages on the workers -------------------------------------------------------------------------
@@ -343,13 +370,14 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
     h = config_hash(cfg)
     run_id = new_run_id()
     writer = JobWriter(out_dir, cfg, run_id=run_id, job=job, config_hash=h, dedup=dedup,
-                       on_commit=lambda m: ingest_commit(out_dir, m))
+                       on_commit=lambda m: _catalog_call(out_dir, ingest_commit, m))
     record = {"run_id": run_id, "job": job, "started_at": _now(), "finished_at": None, "status": "running",
               "config_hash": h, "config": config_json(cfg), "pipeline_version": __version__,
               "versions": json.dumps(library_versions(), sort_keys=True), "stages": "[]",
               "argv": json.dumps(list(argv if argv is not None else sys.argv))}
     _write_record(out_dir, record)
-    refresh_meta(out_dir)
+    caught_up = catch_up_catalog(out_dir)
+    _catalog_call(out_dir, refresh_meta)
 
     committed = writer.committed_work_keys()
     counts = {"skipped": 0, "repeated": 0}
@@ -386,7 +414,7 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
                       finished_at=_now(), stages=json.dumps(table.as_list()))
         try:
             _write_record(out_dir, record)
-            refresh_meta(out_dir)
+            _catalog_call(out_dir, refresh_meta)
         except Exception as rec_err:  # noqa: BLE001 - the original error matters more
             print(f"tandem: could not record the failed run: {rec_err}", file=sys.stderr)
         raise
@@ -398,7 +426,7 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
     stage_rows = table.as_list()
     record.update(status="finished", finished_at=_now(), stages=json.dumps(stage_rows))
     _write_record(out_dir, record)
-    refresh_meta(out_dir)
+    _catalog_call(out_dir, refresh_meta)
     wall = time.perf_counter() - t0
     from rich.console import Console
     Console(stderr=True, width=None if sys.stderr.isatty() else 120).print(format_stage_table(
@@ -409,7 +437,7 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
                "examples": totals["examples"], "rejected_examples": totals["rejected_examples"],
                "rejections": totals["rejections"], "duplicates": totals["duplicates"],
                "commits": totals["commits"], "audio_s": totals["audio_s"], "stages": stage_rows,
-               "wall_s": wall, "recovered": writer.recovered}
+               "wall_s": wall, "recovered": {**writer.recovered, "catalog_commits": caught_up}}
     if summarize is not None:
         summary["summary"] = summarize(out_dir, run_id)
     return summary

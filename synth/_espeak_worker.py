@@ -12,7 +12,7 @@ def main() -> None:
     for line in sys.stdin.buffer:
         r = json.loads(line)
         pcm, events, err = raw_synth(r["text"], r["voice"], r["pitch"], r["rate"])
-        out.write((json.dumps({"samples": int(len(pcm)), "events": events, "error": err}) + "\n").encode())
+        out.write((json.dumps({"samples": len(pcm), "events": events, "error": err}) + "\n").encode())
         out.write(pcm.astype("<i2").tobytes())
         out.flush()
 

@@ -63,7 +63,7 @@ def augment_user_channel(audio: np.ndarray, sample_rate: int, rng: np.random.Gen
     x = out[1].astype(np.float64)
     if "echo" in draws:
         d = draws["echo"]
-        lag = int(round(d["delay_s"] * sample_rate))
+        lag = round(d["delay_s"] * sample_rate)
         if lag < len(x):
             x[lag:] += 10 ** (d["gain_db"] / 20) * out[0, : len(x) - lag]
     if "reverb" in draws:

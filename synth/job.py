@@ -12,7 +12,7 @@ import json
 import math
 import re
 import unicodedata
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -74,11 +74,9 @@ def make_items(scripts: str | None, count: int, seed: int, languages: list[str],
             else:
                 yield _item(s, f"{uri}:{s['dialogue_id']}", dialogue_seed(seed, script_hash(s)), cfg_hash)
         return
-    n = 0
-    for line, s, err in iter_jsonl(scripts, languages):
+    for n, (line, s, err) in enumerate(iter_jsonl(scripts, languages)):
         if count > 0 and n >= count:
             return
-        n += 1
         if err is not None:
             uri = f"{scripts}#line{line}"
             yield _bad_item(uri, err, f"{scripts}:{line}:{err}", dialogue_seed(seed, uri), cfg_hash)
@@ -361,21 +359,31 @@ def format_summary(summary: dict) -> str:
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
     lines = [
-        f"synth turn-taking over {s['dialogues']} dialogues, {s['speaker_changes']} speaker changes "
-        f"(measured | target)",
+        (f"synth turn-taking over {s['dialogues']} dialogues, {s['speaker_changes']} speaker changes "
+        f"(measured | target)"),
         f"  gap median (regular changes)   {ms(s['regular_gap_median_s']):>9} | {ms(s['target_gap_mean_s'])}",
         f"  gap IQR (regular changes)      {ms(s['regular_gap_iqr_s']):>9} | {ms(s['target_gap_iqr_s'])}",
         f"  overlapping (regular changes)  {pct(s['regular_overlap_share']):>9} | {pct(s['target_overlap_share'])}",
         f"  interruption rate              {pct(s['interruption_rate']):>9} | {pct(s['target_interruption_prob'])}",
-        f"  all changes: gap median {ms(s['gap_median_s'])}, IQR {ms(s['gap_iqr_s'])}, "
-        f"overlapping {pct(s['overlap_share'])}",
-        f"  overlap duration: median {ms(s['overlap_median_s'])}, p90 {ms(s['overlap_p90_s'])}, "
-        f"under 500 ms {pct(s['overlap_under_500ms_share'])}",
-        f"  backchannels: {s['backchannels']} ({pct(s['backchannel_share'])} of utterances; Switchboard ~19%), "
-        f"per-pause prob {s['target_backchannel_prob']}",
+        (f"  all changes: gap median {ms(s['gap_median_s'])}, IQR {ms(s['gap_iqr_s'])}, "
+        f"overlapping {pct(s['overlap_share'])}"),
+        (f"  overlap duration: median {ms(s['overlap_median_s'])}, p90 {ms(s['overlap_p90_s'])}, "
+        f"under 500 ms {pct(s['overlap_under_500ms_share'])}"),
+        (f"  backchannels: {s['backchannels']} ({pct(s['backchannel_share'])} of utterances; Switchboard ~19%), "
+        f"per-pause prob {s['target_backchannel_prob']}"),
     ]
     return "\n".join(lines)
 
 
-__all__ = ["make_items", "synthesis_stages", "summarize", "format_summary", "SynthesizeStage", "RoundTripStage",
-           "ScriptError", "cer", "normalize_text", "dialogue_seed"]
+__all__ = [
+    "RoundTripStage",
+    "ScriptError",
+    "SynthesizeStage",
+    "cer",
+    "dialogue_seed",
+    "format_summary",
+    "make_items",
+    "normalize_text",
+    "summarize",
+    "synthesis_stages",
+]

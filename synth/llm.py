@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -38,7 +38,7 @@ def build_messages(language: str, topic: str, turns: int) -> list[dict]:
 
 def parse_dialogue(reply: str) -> dict:
     """The first JSON object in `reply` that has "turns" (a fenced block or bare JSON)."""
-    cands = re.findall(r"```(?:json)?\s*(.*?)```", reply, flags=re.S) + [reply]
+    cands = re.findall(r"```(?:json)?\s*(.*?)```", reply, flags=re.DOTALL) + [reply]
     for c in cands:
         start = c.find("{")
         while start != -1:

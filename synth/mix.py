@@ -19,11 +19,11 @@ def render(tl: Timeline, sample_rate: int, peak: float = 0.9) -> np.ndarray:
         a = p.utt.audio
         if a is None:
             raise ValueError(f"utterance {p.utt.text!r} has no audio to mix")
-        keep = min(len(a), int(round(p.keep_s * sample_rate)))
+        keep = min(len(a), round(p.keep_s * sample_rate))
         seg = a[:keep].astype(np.float32, copy=True)
         if keep < len(a) and keep > fade:
             seg[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-        s = int(round(p.start_s * sample_rate))
+        s = round(p.start_s * sample_rate)
         e = min(n, s + len(seg))
         out[p.channel, s:e] += seg[: e - s]
     m = float(np.abs(out).max()) if out.size else 0.0

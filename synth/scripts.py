@@ -9,8 +9,8 @@ The first speaker to talk is the main speaker (channel 0) unless "main_speaker" 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def iter_jsonl(path: str | Path, languages: list[str] | None = None) -> Iterator
     """Stream (line number, script, None) or (line number, None, error) over a JSONL file."""
     p = Path(path)
     try:
-        f = open(p, encoding="utf-8")
+        f = open(p, encoding="utf-8")  # noqa: SIM115 - opened here to name the file in the error
     except OSError as e:
         raise ScriptError(f"{p}: cannot open scripts file ({e.strerror})") from None
     with f:

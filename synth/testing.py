@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
+from typing import Self
 
 import numpy as np
 
@@ -59,8 +60,8 @@ def sample_script(dialogue_id: str = "d1", language: str = "en") -> dict:
     """A short valid script (two speakers, one long turn that can be interrupted)."""
     texts = {
         "en": ["Hello, did you see the news this morning?",
-               "Yes, I read about the new park near the river. They say it opens next spring and everyone "
-               "can use it for free.",
+               ("Yes, I read about the new park near the river. They say it opens next spring and everyone "
+               "can use it for free."),
                "That sounds lovely. We should go together."],
         "fr": ["Salut, tu as vu les nouvelles ce matin ?",
                "Oui, j'ai lu l'article sur le nouveau parc près de la rivière. Il ouvre au printemps.",
@@ -91,7 +92,7 @@ class ChatServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 outer.requests.append({"path": self.path, "body": body})
                 i = min(len(outer.requests) - 1, len(outer.replies) - 1)
@@ -112,7 +113,7 @@ class ChatServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "ChatServer":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

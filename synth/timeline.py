@@ -11,8 +11,8 @@ passed in and is recorded in `Timeline.draws`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

@@ -115,7 +115,7 @@ def word_ends(audio: np.ndarray, sr: int, starts: list[float], frame_s: float = 
 
     The floor is relative to the loudest frame of the utterance, so it adapts to voice and gain.
     """
-    n = max(1, int(round(frame_s * sr)))
+    n = max(1, round(frame_s * sr))
     frames = len(audio) // n
     if frames == 0:
         return [s for s in starts]
@@ -179,11 +179,12 @@ class _Worker:
         return np.frombuffer(raw, dtype="<i2").copy(), [tuple(e) for e in h["events"]], h["error"]
 
     def close(self) -> None:
+        import subprocess
         if self.proc.poll() is None:
             self.proc.stdin.close()
             try:
                 self.proc.wait(timeout=5)
-            except Exception:
+            except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
 
@@ -210,6 +211,7 @@ class EspeakTTS:
     def __init__(self, sample_rate: int = 24000):
         self.sample_rate = int(sample_rate)
         self._worker: _Worker | None = None
+        self._spare: _Worker | None = None
 
     def session(self):
         """Context manager: the calls inside it are reproducible to the byte (see _Worker)."""
@@ -217,7 +219,8 @@ class EspeakTTS:
 
         @contextlib.contextmanager
         def cm():
-            w = _Worker()
+            # the next session's process starts now, so its start-up overlaps this session's work
+            w, self._spare = (self._spare or _Worker()), _Worker()
             prev, self._worker = self._worker, w
             try:
                 yield self
@@ -225,6 +228,17 @@ class EspeakTTS:
                 self._worker = prev
                 w.close()
         return cm()
+
+    def close(self) -> None:
+        """Stop the spare worker process, if any."""
+        if self._spare is not None:
+            self._spare.close()
+            self._spare = None
+
+    def __del__(self):
+        import contextlib
+        with contextlib.suppress(Exception):  # interpreter shutdown
+            self.close()
 
     def synthesize(self, text: str, language: str, voice: str | None = None, pitch: int | None = None,
                    rate: int | None = None) -> tuple[np.ndarray, int, list[dict]]:
@@ -374,7 +388,7 @@ def align_words(text: str, audio: np.ndarray, sr: int, language: str, asr) -> li
     tokens = [t for t in text.split() if re.search(r"\w", t)]
     segs = asr.transcribe(audio, sr, language=language)
     hyp = [w for s in segs for w in s.get("words", [])]
-    norm = lambda s: re.sub(r"[^\w]", "", s.lower())  # noqa: E731
+    norm = lambda s: re.sub(r"[^\w]", "", s.lower())
     sm = difflib.SequenceMatcher(a=[norm(t) for t in tokens], b=[norm(w["word"]) for w in hyp], autojunk=False)
     times: list[tuple[float, float] | None] = [None] * len(tokens)
     for op, a0, a1, b0, b1 in sm.get_opcodes():

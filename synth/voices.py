@@ -16,6 +16,13 @@ BASE_VOICES: dict[str, list[str]] = {
     "pt": ["pt-br", "pt"],
 }
 VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5"]
+# Whisper base misreads some variants badly (CER on three sentences, measured with
+# /tmp bench of bench/synth.py --voices): fr female f3/f5 0.59-0.69 vs m3 0.17, so French and
+# Portuguese keep the variants it understands.
+LANGUAGE_VARIANTS: dict[str, list[str]] = {
+    "fr": ["m1", "m2", "m3", "m4", "f1"],
+    "pt": ["m1", "m2", "m3", "m4", "f1"],
+}
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,7 @@ def voice_bank(language: str, cfg: dict | None = None) -> list[str]:
     if language in bank:
         return list(bank[language])
     bases = BASE_VOICES.get(language, [language])
-    return [f"{b}+{v}" for b in bases for v in VARIANTS]
+    return [f"{b}+{v}" for b in bases for v in LANGUAGE_VARIANTS.get(language, VARIANTS)]
 
 
 def cast_voices(speakers: list[str], language: str, rng: np.random.Generator, cfg: dict | None = None,

@@ -63,6 +63,6 @@ def test_six_languages_real_and_synthetic(demo_out):
 def test_rerun_resumes_without_duplicates(demo_out):
     before = catalog.table_fingerprint(demo_out)["examples"]
     r = subprocess.run([sys.executable, "-m", "ray_jobs.cli", "curate", str(demo_out / "raw"), str(demo_out),
-                        "--no-progress"], capture_output=True, text=True, timeout=600)
+                        "--no-progress", "--config", str(demo_out / "demo.yaml")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert catalog.table_fingerprint(demo_out)["examples"] == before

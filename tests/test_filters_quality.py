@@ -5,14 +5,15 @@ import pytest
 import soxr
 
 from filters import testing as T
-from filters.quality import QualityFilter, bandwidth_hz, clipping_ratio, wada_snr
+from filters.quality import Dnsmos, QualityFilter, bandwidth_hz, clipping_ratio, wada_snr
 from pipelines.audio import decode_flac
 from pipelines.config import load_config
 
 
 @pytest.fixture(scope="session")
 def cfg():
-    return load_config()
+    # DNSMOS is the slow part: tested once on its own below
+    return load_config(overrides={"filters": {"quality": {"dnsmos": False}}})
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +84,11 @@ def test_bandwidth_and_clipping_measures(speech):
     assert bandwidth_hz(x, 24000) > 9000  # espeak renders at 22.05 kHz
     assert clipping_ratio(x) == 0.0
     assert clipping_ratio(T.clip(x)) > 0.01
+
+
+def test_dnsmos_scores_clean_above_noisy(speech):
+    x = speech[0][0][: 24000 * 4]
+    dn = Dnsmos(threads=1)
+    clean = dn(soxr.resample(x, 24000, 16000))["ovrl"]
+    noisy = dn(soxr.resample(T.add_noise(x, 0, seed=3), 24000, 16000))["ovrl"]
+    assert 1.8 < clean < 3.5 and noisy < clean - 0.3, (clean, noisy)

@@ -6,7 +6,7 @@ import soundfile as sf
 
 from pipelines.config import load_config
 from pipelines.diarize import DiarizeStage, _diar_cfg, choose_clusters, load_diarizer
-from pipelines.testing import (EN_TURNS_2, EN_TURNS_3, make_conversation, read_rttm, sample_paths)
+from pipelines.testing import EN_TURNS_2, EN_TURNS_3, make_conversation, read_rttm, sample_paths
 from pipelines.vad import SileroVad, _vad_cfg
 
 
@@ -89,7 +89,7 @@ def test_choose_clusters_separates_and_merges():
 
 
 def test_stage_writes_rttm(convs, tmp_path):
-    p, ref = convs["c2"]
+    p, _ref = convs["c2"]
     cfg = load_config()
     st = DiarizeStage(cfg)
     item = {"uri": p, "work_path": p, "speech": [[0.0, 30.0]], "source_id": "abc", "out_dir": str(tmp_path),

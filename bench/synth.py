@@ -1,0 +1,97 @@
+"""Synthesis throughput against bare TTS on the same texts, and round-trip CER per language.
+
+    .venv/bin/python bench/synth.py [--dialogues 12] [--cer-per-language 10] [--seed 0]
+
+Prints dialogue audio seconds per wall second for the synthesis stage (TTS + timeline + mix +
+augment + FLAC) and for the bare espeak calls alone on the same sentences, measured in the same
+run, and their ratio; then the round-trip CER (max and mean of the two channels) per language.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+LANGS = ["en", "fr", "de", "es", "it", "pt"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dialogues", type=int, default=12, help="dialogues for the throughput figure")
+    ap.add_argument("--cer-per-language", type=int, default=10, help="dialogues per language for CER (0: skip)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    from pipelines.config import config_hash, load_config
+    from synth.job import RoundTripStage, SynthesizeStage, make_items
+    from synth.scripts import split_sentences
+    from synth.tts import EspeakTTS
+
+    cfg = load_config()
+    h = config_hash(cfg)
+    syn = SynthesizeStage(cfg)
+    syn.ensure_setup()
+    items = list(make_items(None, args.dialogues, args.seed, LANGS, cfg, h, "/unused"))
+
+    # bare TTS: the same sentences and voices, in one process, no timeline/mix/augment/encode
+    tts = EspeakTTS(int(cfg["sample_rate"]))
+    tts.synthesize("warm up", "en")
+    t0 = time.perf_counter()
+    done = [syn(dict(it)) for it in items]
+    t_stage = time.perf_counter() - t0
+    audio_s = sum(it["duration_s"] for it in done if it["status"] == "ok")
+    t0 = time.perf_counter()
+    tts_audio_s = 0.0
+    for it in done:
+        p = json.loads(it["examples"][0]["params"])
+        for turn in it["script"]["turns"]:
+            v = p["voices"][turn["speaker"]]
+            for s in split_sentences(turn["text"]):
+                a, sr, _ = tts.synthesize(s, it["script"]["language"], voice=v["name"], pitch=v["pitch"],
+                                          rate=v["rate"])
+                tts_audio_s += len(a) / sr
+    t_tts = time.perf_counter() - t0
+    print(f"synthesis stage: {audio_s:.1f} s of dialogue in {t_stage:.2f} s wall = "
+          f"{audio_s / t_stage:.1f} s/s  ({len(done)} dialogues)")
+    print(f"bare TTS calls : {tts_audio_s:.1f} s of speech in {t_tts:.2f} s wall = {tts_audio_s / t_tts:.1f} s/s")
+    print(f"stage time / bare TTS time = {t_stage / t_tts:.2f}x "
+          f"(stage does TTS in a fresh worker per dialogue + timeline + mix + augment + FLAC)")
+
+    if args.cer_per_language > 0:
+        rt = RoundTripStage(cfg)
+        rt.ensure_setup()
+        n = args.cer_per_language * len(LANGS)
+        per: dict[str, list[tuple[float, float, float]]] = {lang: [] for lang in LANGS}
+        t0 = time.perf_counter()
+        asr_audio = 0.0
+        for it in make_items(None, n, args.seed + 1, LANGS, cfg, h, "/unused"):
+            it = rt(syn(it))
+            if it["status"] != "ok":
+                print("rejected:", it["rejections"][0]["detail"][:200])
+                continue
+            ex = it["examples"][0]
+            m = ex["metrics"]
+            per[ex["language"]].append((ex["roundtrip_cer"], m["roundtrip_cer_mean"], m["roundtrip_cer_ch0"]))
+            asr_audio += ex["duration_s"]
+        dt = time.perf_counter() - t0
+        print(f"\nround trip (Whisper base, language given) over {n} dialogues, {asr_audio:.0f} s, {dt:.0f} s wall")
+        print("lang  n   CER max-of-channels (median / p90)   CER mean (median)   CER ch0 (median)")
+        for lang, v in per.items():
+            if not v:
+                continue
+            mx = sorted(x[0] for x in v)
+            p90 = mx[min(len(mx) - 1, int(0.9 * len(mx)))]
+            print(f"{lang:4} {len(v):2}   {statistics.median(mx):.3f} / {p90:.3f}"
+                  f"                    {statistics.median(x[1] for x in v):.3f}"
+                  f"               {statistics.median(x[2] for x in v):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

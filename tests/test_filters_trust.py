@@ -1,0 +1,75 @@
+"""Transcript trust: Whisper hallucination signals, text features, word times, round-trip CER."""
+
+import pytest
+
+from filters import testing as T
+from filters.trust import TrustFilter, cer
+from pipelines.config import load_config
+
+import numpy as np
+
+AUDIO = np.zeros((2, 24000 * 5), np.float32)
+
+
+@pytest.fixture(scope="session")
+def cfg():
+    return load_config()
+
+
+def decide(cfg, **kw):
+    kw.setdefault("kind", "real")
+    kw.setdefault("language", "en")
+    ex = T.example(AUDIO, **kw)
+    tf = TrustFilter(cfg)
+    return tf.decide(tf.measure(ex, None), ex, cfg)
+
+
+def seg(**kw):
+    s = {"channel": 0, "start_s": 0.0, "end_s": 2.0, "text": "x", "language": "en", "language_prob": 0.9,
+         "avg_logprob": -0.3, "no_speech_prob": 0.05, "compression_ratio": 1.3}
+    return s | kw
+
+
+def words(n, dur=0.3):
+    return [{"channel": 0, "speaker": "S0", "word": f"w{i}", "start_s": i * 0.4, "end_s": i * 0.4 + dur,
+             "score": 0.9, "overlap": False} for i in range(n)]
+
+
+GOOD = "we should meet on tuesday to go over the budget for next year"
+
+
+def test_clean_transcript_passes(cfg):
+    assert decide(cfg, text=(GOOD, ""), words=words(10), segments=[seg()]).keep
+
+
+@pytest.mark.parametrize("kw,reason", [
+    ({"segments": [seg(no_speech_prob=0.9, avg_logprob=-1.5)]}, "whisper_no_speech"),
+    ({"segments": [seg(compression_ratio=3.1)]}, "whisper_repetition"),
+    ({"segments": [seg(avg_logprob=-1.4)]}, "whisper_low_logprob"),
+    ({"text": ("Thank you for watching!", "")}, "hallucination_phrase"),
+    ({"text": ("i think i think i think i think i think i think i think", "")}, "repeated_ngrams"),
+    ({"text": ("yes yes no yes yes maybe yes yes so yes well", "")}, "word_dominates"),
+    ({"text": ("we should meet aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa tomorrow", "")}, "long_word"),
+    ({"text": ("", "")}, "empty_transcript"),
+])
+def test_untrustworthy_transcripts_rejected(cfg, kw, reason):
+    kw.setdefault("text", (GOOD, ""))
+    kw.setdefault("segments", [seg()])
+    d = decide(cfg, words=words(10), **kw)
+    assert not d.keep and d.reason == reason, (d.reason, d.detail)
+
+
+def test_bad_word_times_rejected(cfg):
+    ws = words(10)
+    ws[3]["start_s"], ws[3]["end_s"] = 0.1, 0.2  # out of order
+    ws[9]["end_s"] = 7.0  # past the end of the 5 s audio
+    d = decide(cfg, text=(GOOD, ""), words=ws, segments=[seg()])
+    assert not d.keep and d.reason == "word_times"
+    assert d.metrics["w.non_monotonic"] >= 1 and d.metrics["w.outside"] == 1
+
+
+def test_roundtrip_cer_threshold(cfg):
+    assert decide(cfg, kind="synthetic", text=(GOOD, ""), words=words(10), roundtrip_cer=0.05).keep
+    d = decide(cfg, kind="synthetic", text=(GOOD, ""), words=words(10), roundtrip_cer=0.6)
+    assert not d.keep and d.reason == "roundtrip_cer_high"
+    assert cer("Hello, World!", "hello world") == 0.0

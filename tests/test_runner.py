@@ -1,0 +1,128 @@
+"""The runner on toy stages: local and Ray modes agree, resume skips committed work, the per-stage
+table and the run record reach the catalog, and requests that cannot fit fail before starting."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from catalogs.catalog import query
+from pipelines.stage import Resources, Stage
+from pipelines.toy import expected_example_ids, make_items, toy_config, toy_stages
+from ray_jobs.runner import ResourceFitError, StageTable, check_fit, run_job
+
+
+def _ids(out, status="accepted"):
+    _, rows = query(out, "SELECT example_id FROM examples WHERE status = ?", [status])
+    return sorted(r[0] for r in rows)
+
+
+def test_local_and_ray_give_the_same_examples(ray_session, tmp_path):
+    n, every = 7, 3
+    results = {}
+    for mode in ("local", "ray"):
+        cfg = toy_config(local=mode == "local")
+        out = tmp_path / mode
+        res = run_job("toy", make_items(n, cfg, reject_every=every), toy_stages(cfg), cfg, out,
+                      argv=["test", mode])
+        results[mode] = res
+        assert res["items"] == n and res["skipped"] == 0
+        assert res["examples"] == 5 and res["rejections"] == 2
+        ids = _ids(out)
+        assert ids == sorted(expected_example_ids(n, cfg, reject_every=every))
+        # per-stage table: every stage saw every item; the assembler rejected every 3rd
+        table = {r["stage"]: r for r in res["stages"]}
+        assert list(table) == ["toy_tone", "toy_work", "toy_assemble"]
+        assert table["toy_tone"]["items_in"] == n and table["toy_tone"]["items_out"] == n
+        assert table["toy_assemble"]["rejected"] == 2 and table["toy_assemble"]["items_out"] == 5
+        assert table["toy_work"]["audio_s"] == pytest.approx(n * 1.0)
+        assert table["toy_work"]["rtf"] > 0
+        # the run record is in the catalog, finished, with the same table
+        _, runs = query(out, "SELECT run_id, job, status, stages, config_hash, argv FROM runs")
+        assert len(runs) == 1
+        run_id, job, status, stages, h, argv = runs[0]
+        assert (run_id, job, status) == (res["run_id"], "toy", "finished")
+        assert json.loads(stages) == res["stages"] and h == res["config_hash"]
+        assert json.loads(argv) == ["test", mode]
+        _, rej = query(out, "SELECT stage, reason, count(*) FROM rejections GROUP BY ALL")
+        assert rej == [("toy_assemble", "toy_reject", 2)]
+        _, src = query(out, "SELECT count(*), count(DISTINCT work_key) FROM sources")
+        assert src == [(n, n)]
+    assert _ids(tmp_path / "local") == _ids(tmp_path / "ray")
+    assert results["local"]["config_hash"] == results["ray"]["config_hash"]
+
+
+def test_rerun_skips_committed_work(tmp_path):
+    cfg = toy_config(local=True)
+    first = run_job("toy", make_items(5, cfg), toy_stages(cfg), cfg, tmp_path)
+    second = run_job("toy", make_items(9, cfg), toy_stages(cfg), cfg, tmp_path)
+    assert (first["items"], second["items"], second["skipped"]) == (5, 4, 5)
+    _, rows = query(tmp_path, "SELECT count(*), count(DISTINCT example_id) FROM examples")
+    assert rows == [(9, 9)]
+    assert set(_ids(tmp_path)) == expected_example_ids(9, cfg)
+    third = run_job("toy", make_items(9, cfg), toy_stages(cfg), cfg, tmp_path)
+    assert (third["items"], third["skipped"], third["commits"]) == (0, 9, 0)
+    _, runs = query(tmp_path, "SELECT status, count(*) FROM runs GROUP BY ALL")
+    assert runs == [("finished", 3)]
+
+
+def test_summarize_is_called_with_the_finished_catalog(tmp_path):
+    cfg = toy_config(local=True)
+
+    def summarize(out_dir, run_id):
+        _, rows = query(out_dir, "SELECT count(*) FROM examples")
+        return {"run": run_id, "examples": rows[0][0]}
+    res = run_job("toy", make_items(3, cfg), toy_stages(cfg), cfg, tmp_path, summarize=summarize)
+    assert res["summary"] == {"run": res["run_id"], "examples": 3}
+
+
+def test_stage_table_counts_from_items():
+    t = StageTable(["a", "b", "c"])
+    t.add({"status": "ok", "timings": {n: {"seconds": 1.0, "audio_s": 2.0} for n in "abc"},
+           "rejections": [{"stage": "c"}]})  # one example of the item rejected by c
+    t.add({"status": "rejected", "timings": {"a": {"seconds": 0.5, "audio_s": 2.0}},
+           "rejections": [{"stage": "a"}]})
+    t.add({"status": "ok", "timings": {n: {"seconds": 1.0, "audio_s": 2.0} for n in "abc"},
+           "rejections": [{"stage": "dedup"}]})
+    rows = {r["stage"]: r for r in t.as_list()}
+    assert rows["a"] == {"stage": "a", "items_in": 3, "items_out": 2, "rejected": 1, "rejections": 1,
+                         "seconds": 2.5, "audio_s": 6.0, "rtf": pytest.approx(2.5 / 6.0, abs=1e-5)}
+    assert (rows["b"]["items_in"], rows["b"]["items_out"]) == (2, 2)
+    assert (rows["c"]["rejected"], rows["c"]["rejections"]) == (0, 1)
+    assert rows["dedup"]["rejections"] == 1 and rows["dedup"]["items_in"] == 0
+
+
+def test_check_fit_names_the_stages():
+    class A(Stage):
+        name = "asr"
+
+    class B(Stage):
+        name = "tts"
+    cfg = {"resources": {"stages": {"asr": {"num_cpus": 1, "concurrency": 2}, "tts": {"num_cpus": 0.5}}}}
+    reqs = [(A(cfg), Resources.for_stage(cfg, "asr")), (B(cfg), Resources.for_stage(cfg, "tts"))]
+    check_fit(reqs, {"CPU": 2.5})
+    with pytest.raises(ResourceFitError, match=r"ask for 2.5 CPUs but the Ray cluster has 2(?s:.*)asr: 2 x 1"):
+        check_fit(reqs, {"CPU": 2})
+    with pytest.raises(ResourceFitError, match="largest node has 0.75"):
+        check_fit(reqs, {"CPU": 4}, node_cpus=[0.75, 0.75])
+    gpu = {"resources": {"stages": {"asr": {"num_cpus": 0.25, "num_gpus": 1}}}}
+    with pytest.raises(ResourceFitError, match="GPUs"):
+        check_fit([(A(gpu), Resources.for_stage(gpu, "asr"))], {"CPU": 2})
+
+
+def test_requests_that_do_not_fit_fail_before_running(ray_session, tmp_path):
+    cfg = toy_config(stages={"toy_work": {"num_cpus": 1.0, "concurrency": 2}})
+    with pytest.raises(ResourceFitError, match="toy_work: 2 x 1.0 CPU"):
+        run_job("toy", make_items(2, cfg), toy_stages(cfg), cfg, tmp_path)
+    _, runs = query(tmp_path, "SELECT status FROM runs")
+    assert runs == [("failed",)]
+    assert not (tmp_path / "shards").exists() or not any((tmp_path / "shards").iterdir())
+
+
+def test_a_set_up_stage_is_refused_on_ray(ray_session, tmp_path):
+    cfg = toy_config()
+    stages = toy_stages(cfg)
+    stages[1].ensure_setup()
+    with pytest.raises(ValueError, match="already set up on the driver"):
+        run_job("toy", make_items(1, cfg), stages, cfg, tmp_path)
