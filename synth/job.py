@@ -38,7 +38,10 @@ def _item(script: dict, uri: str, seed: int, cfg_hash: str) -> dict:
     sh = script_hash(script)
     return {"uri": uri, "kind": "synthetic", "work_key": work_key(stable_hash(sh, seed), cfg_hash),
             "seed": seed, "status": "ok", "rejections": [], "cfg_hash": cfg_hash, "script": script,
-            "source_id": sh, "language": script["language"]}
+            # a synthetic source is one rendition: the script under one seed (the same script
+            # rendered with another seed is different audio, not a duplicate)
+            "source_id": stable_hash("rendition", sh, seed, n=32), "script_hash": sh,
+            "language": script["language"]}
 
 
 def _bad_item(uri: str, detail: str, key: str, seed: int, cfg_hash: str) -> dict:

@@ -55,7 +55,7 @@ def test_clean_transcript_passes(cfg):
 def test_untrustworthy_transcripts_rejected(cfg, kw, reason):
     kw.setdefault("text", (GOOD, ""))
     kw.setdefault("segments", [seg()])
-    d = decide(cfg, words=words(10), **kw)
+    d = decide(cfg, words=[] if reason == "empty_transcript" else words(10), **kw)
     assert not d.keep and d.reason == reason, (d.reason, d.detail)
 
 
