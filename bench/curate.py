@@ -48,14 +48,14 @@ def bare_whisper(paths: list[str], cfg: dict) -> tuple[float, float]:
 
 
 def memory_child(minutes: float) -> None:
-    """Ingest + VAD + diarize on a synthetic long file; prints peak RSS (MiB)."""
+    """Ingest + VAD + diarize on a long espeak conversation; prints peak RSS (MiB)."""
     from pipelines.config import config_hash, load_config
     from pipelines.curation import make_items
     from pipelines.diarize import DiarizeStage
     from pipelines.ingest import IngestStage
     from pipelines.testing import write_long_file
     from pipelines.vad import VadStage
-    cfg = load_config(overrides={"diarize": {"step_s": 2.5}})
+    cfg = load_config()
     with tempfile.TemporaryDirectory() as d:
         p = write_long_file(Path(d) / "long.wav", minutes * 60, 16000)
         (item,) = make_items([str(p)], cfg, config_hash(cfg), d)
@@ -65,7 +65,8 @@ def memory_child(minutes: float) -> None:
         dt = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"minutes": minutes, "peak_rss_mib": round(rss, 1), "seconds": round(dt, 1),
-                      "status": item["status"]}))
+                      "rtf": round(dt / (minutes * 60), 4), "status": item["status"],
+                      "speakers": len({t["speaker"] for t in item.get("turns", [])})}))
 
 
 def main() -> None:

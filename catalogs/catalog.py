@@ -98,6 +98,8 @@ def _apply_manifest(con, out_dir: Path, m: dict) -> None:
     for rel in m.get("retired", []):
         _drop_file(con, rel)
     for rel, meta in sorted(m["files"].items()):
+        if not (out_dir / rel).exists():  # retired (and deleted) by a later commit
+            continue
         _ingest_file(con, out_dir, rel)
         if rel.split("/", 1)[0] in ("shards", "rejected"):
             con.execute("INSERT INTO shards VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -152,8 +152,9 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     # 2. durations
     d = _sample(con, "duration_s")
     fig, ax = plt.subplots(figsize=(8, 4))
+    bins = _bins([v for vals in d.values() for v in vals], 30)
     for lab, vals in sorted(d.items()):
-        ax.hist(vals, bins=30, alpha=0.6, label=lab)
+        ax.hist(vals, bins=bins, alpha=0.6, label=lab)
     ax.set_xlabel("duration (s)")
     ax.set_ylabel("examples")
     ax.legend(fontsize=8)
@@ -166,8 +167,9 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     quality_summary = {}
     for ax, col in zip(axes.flat, qcols):
         data = _sample(con, col)
+        bins = _bins([v for vals in data.values() for v in vals] + list(thr.get(col, {}).values()))
         for lab, vals in sorted(data.items()):
-            ax.hist(vals, bins=25, alpha=0.55, label=lab)
+            ax.hist(vals, bins=bins, alpha=0.55, label=lab)
         for kind, v in thr.get(col, {}).items():
             ax.axvline(v, color="red" if kind == "real" else "purple", ls="--", lw=1.2, label=f"threshold {kind}")
         ax.set_title(col)
@@ -203,7 +205,7 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     axes[0].set_title("Speakers per example")
     ov = _sample(con, "overlap_ratio", "AND status = 'accepted'")
     for lab, vals in sorted(ov.items()):
-        axes[1].hist(vals, bins=25, alpha=0.6, label=lab)
+        axes[1].hist(vals, bins=_bins([v for vs in ov.values() for v in vs]), alpha=0.6, label=lab)
     axes[1].set_xlabel("overlap ratio")
     axes[1].legend(fontsize=8)
     axes[1].set_title("Overlapping speech")
@@ -254,6 +256,16 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     (rdir / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
     (rdir / "index.html").write_text(_html(summary, plots))
     return rdir / "index.html"
+
+
+def _bins(vals: list[float], n: int = 25):
+    """Common bin edges for every series of one plot, so narrow series stay visible."""
+    import numpy as np
+    if not vals:
+        return n
+    lo, hi = float(min(vals)), float(max(vals))
+    pad = max((hi - lo) * 0.02, abs(hi) * 0.01, 1e-3)
+    return np.linspace(lo - pad, hi + pad, n + 1)
 
 
 def _pct(vals: list[float]) -> dict[str, float]:

@@ -8,8 +8,9 @@ short machine-readable reason, a human-readable detail and the numbers behind it
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -28,12 +29,12 @@ class Decision:
     language: str | None = None  # language as detected, when the filter knows it
 
     @classmethod
-    def ok(cls, filter: str = "") -> "Decision":
+    def ok(cls, filter: str = "") -> Decision:
         return cls(True, filter)
 
     @classmethod
     def reject(cls, filter: str, reason: str, detail: str, metrics: dict | None = None,
-               language: str | None = None) -> "Decision":
+               language: str | None = None) -> Decision:
         return cls(False, filter, reason, detail, dict(metrics or {}), language)
 
 

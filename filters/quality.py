@@ -172,6 +172,7 @@ class Dnsmos:
     def __init__(self, threads: int = 1):
         import onnxruntime as ort
         from speechmos.dnsmos import DNSMOS
+
         from pipelines.models import dnsmos_dir
         d = dnsmos_dir()
         opts = ort.SessionOptions()
@@ -201,7 +202,7 @@ class QualityFilter(Filter):
         self.vad = vad
         self.dnsmos = dnsmos
 
-    def load(self, threads: int = 1) -> "QualityFilter":
+    def load(self, threads: int = 1) -> QualityFilter:
         qc = section(self.cfg, "quality")
         if self.vad is None:
             self.vad = SileroVad(threads, float(qc.get("vad_threshold", 0.5)))

@@ -21,17 +21,13 @@ from .stage import build_filters, decide_example
 
 def _buffer(writer, kind: str, rows: list[dict]) -> None:
     """Queue rows for the writer's next commit without a source row."""
-    if hasattr(writer, "add_rows"):
-        writer.add_rows(kind, rows)
-        return
-    writer._buf[kind].extend(rows)  # until JobWriter.add_rows lands (see report)
-    writer._buf_bytes += sum(len(r.get("audio") or b"") for r in rows)
+    writer.add_rows(kind, rows)
 
 
 def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=print) -> dict:
     """Re-decide every committed example under `cfg`; returns counts (moved, kept, rejected, by reason)."""
-    from pipelines.contracts import stable_hash
     from pipelines.config import config_hash
+    from pipelines.contracts import stable_hash
     from pipelines.shards import JobWriter, committed_files, iter_rows
 
     out = Path(out_dir)
@@ -94,5 +90,10 @@ def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=prin
     except ImportError:
         log("catalogs.catalog not available: catalog not refreshed")
     else:
-        build(out)
+        try:
+            build(out)
+        except Exception as e:  # noqa: BLE001 - shards are committed; only the catalog is stale
+            counts["catalog_error"] = 1
+            log(f"{out}: shards re-filtered but the catalog refresh failed ({type(e).__name__}: {e}); "
+                f"run `tandem catalog build {out}`")
     return dict(counts)

@@ -7,6 +7,7 @@ model-free half that `tandem filter` re-runs on stored metrics.
 
 from __future__ import annotations
 
+import json
 import math
 
 from pipelines.stage import Stage
@@ -37,11 +38,20 @@ def build_filters(cfg: dict, asr=None) -> list[Filter]:
 
 
 def stored_metrics(example: dict) -> dict[str, float]:
-    """The metrics map of a stored example row (pyarrow gives maps as (key, value) pairs)."""
+    """The metrics of an example row: JSON text as stored in shards, a dict in memory, or
+    (key, value) pairs; null (NaN when stored) comes back as NaN."""
     m = example.get("metrics") or {}
-    if isinstance(m, list):
+    if isinstance(m, str):
+        m = json.loads(m)
+    elif isinstance(m, list):
         m = dict(m)
-    return {k: (math.nan if v is None else float(v)) for k, v in m.items()}
+    out = {}
+    for k, v in m.items():
+        try:
+            out[k] = math.nan if v is None else float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 def decide_example(example: dict, cfg: dict, filters: list[Filter] | None = None,

@@ -319,6 +319,13 @@ class JobWriter:
         if self._buf_bytes >= self.target_bytes or self._buf_items >= self.max_items:
             self.commit()
 
+    def add_rows(self, kind: str, rows: list[dict]) -> None:
+        """Queue rows of `kind` for the next commit without a source row (re-filtering)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown file kind {kind!r}; one of {sorted(KINDS)}")
+        self._buf[kind].extend(rows)
+        self._buf_bytes += sum(len(r.get("audio") or b"") for r in rows)
+
     def retire(self, paths: Iterable[str | Path]) -> None:
         """Hide committed files in the next commit (re-filtering replaces shards this way)."""
         for p in paths:

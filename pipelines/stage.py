@@ -124,6 +124,7 @@ def reject(item: dict, *, stage: str, reason: str, detail: str = "", filter: str
             language=language,
             duration_s=float(item.get("duration_s") or 0.0),
             metrics=metrics or {},
+            config_hash=item.get("cfg_hash"),
         )
     )
     return item

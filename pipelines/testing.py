@@ -5,7 +5,6 @@ Everything here is small, deterministic given its seed, and made on the fly (no 
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -153,23 +152,17 @@ def write_broken_files(directory: str | Path, sample_rate: int = 24000) -> dict[
     }
 
 
-def write_long_file(path: str | Path, duration_s: float, sample_rate: int = 16000, seed: int = 0,
-                    block_s: float = 60.0) -> Path:
-    """A long recording written block by block (never held whole): speech-like bursts and pauses."""
+def write_long_file(path: str | Path, duration_s: float, sample_rate: int = 16000, seed: int = 0) -> Path:
+    """A long two-speaker recording written piece by piece (never held whole): one espeak
+    conversation repeated with seeded pauses and gains until `duration_s`."""
     rng = np.random.default_rng(seed)
+    conv, _, _ = make_conversation(EN_TURNS_2, "en", sample_rate, seed=seed)
     p = Path(path)
+    left = int(duration_s * sample_rate)
     with sf.SoundFile(str(p), "w", samplerate=sample_rate, channels=1, subtype="PCM_16") as f:
-        left = int(duration_s * sample_rate)
-        n = int(block_s * sample_rate)
-        t0 = 0
         while left > 0:
-            k = min(n, left)
-            t = (t0 + np.arange(k)) / sample_rate
-            env = (np.sin(2 * np.pi * 0.3 * t) > 0).astype(np.float32)
-            x = env * (0.2 * np.sin(2 * np.pi * (150 + 50 * np.sin(2 * np.pi * 3 * t)) * t)
-                       + 0.02 * rng.standard_normal(k))
-            f.write(x.astype(np.float32))
-            left -= k
-            t0 += k
-    os.sync() if hasattr(os, "sync") else None
+            x = conv * float(rng.uniform(0.5, 1.0))
+            x = np.concatenate([x, np.zeros(int(rng.uniform(0.3, 2.0) * sample_rate), np.float32)])[:left]
+            f.write(x)
+            left -= len(x)
     return p

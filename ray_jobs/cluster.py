@@ -213,7 +213,7 @@ def _node_pids(c: LocalCluster) -> set[int]:
     return pids
 
 
-def stop_cluster(c: LocalCluster | str | Path, timeout: float = 10) -> int:
+def stop_cluster(c: LocalCluster | str | Path, timeout: float = 5) -> int:
     """Stop every process of this cluster, by pid (SIGTERM, then SIGKILL); returns how many."""
     if not isinstance(c, LocalCluster):
         c = LocalCluster.load(c)

@@ -43,7 +43,7 @@ def test_clean_speech_passes(qf, cfg, speech):
 @pytest.mark.parametrize("name,reason", [("noise", "noise"), ("silence", "silence"), ("chord", "music")])
 def test_non_speech_rejected_with_reason(qf, cfg, name, reason):
     a = {"noise": T.white_noise(5, seed=1), "silence": T.silence(5), "chord": T.chord(5)}[name]
-    d, m = judge(qf, cfg, a, kind="real")
+    d, _m = judge(qf, cfg, a, kind="real")
     assert not d.keep and d.reason == reason, (d.reason, d.detail)
     assert d.filter == "quality" and d.metrics
 

@@ -1,12 +1,11 @@
 """Transcript trust: Whisper hallucination signals, text features, word times, round-trip CER."""
 
+import numpy as np
 import pytest
 
 from filters import testing as T
 from filters.trust import TrustFilter, cer
 from pipelines.config import load_config
-
-import numpy as np
 
 AUDIO = np.zeros((2, 24000 * 5), np.float32)
 

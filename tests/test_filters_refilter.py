@@ -1,0 +1,78 @@
+"""FilterStage into shards, then `tandem filter` with a stricter threshold and back (no models)."""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from filters import testing as T
+from filters.stage import FilterStage, stored_metrics
+from pipelines.config import load_config
+from pipelines.shards import JobWriter, committed_files, iter_rows
+
+BASE = {"filters": {"enabled": ["quality", "trust"], "quality": {"dnsmos": False},
+                    "trust": {"compute_roundtrip": False}}}
+
+
+def stricter(snr):
+    return load_config(overrides={**BASE, "filters": {**BASE["filters"], "quality": {
+        "dnsmos": False, "min_snr_db": {"real": 10.0, "synthetic": snr}}}})
+
+
+@pytest.fixture(scope="session")
+def out(tmp_path_factory):
+    cfg = load_config(overrides=BASE)
+    audio, words, texts = T.dialogue("en")
+    noisy = np.stack([T.add_noise(audio[0], 15, seed=1), T.add_noise(audio[1], 15, seed=2)])
+    exs = [T.example(a, kind="synthetic", language="en", words=words, text=tuple(texts), example_id=eid,
+                     roundtrip_cer=0.03, params='{"gap_s": [0.3], "overlap": 0.0}')
+           for eid, a in (("clean", audio), ("noisy", noisy))]
+    exs.append(T.example(T.white_noise(3, seed=3), kind="synthetic", language="en", example_id="noise",
+                         words=words[:2], text=("good morning", ""), roundtrip_cer=0.9))
+    d = tmp_path_factory.mktemp("refilter")
+    w = JobWriter(d, cfg, run_id="run1", job="synth")
+    st = FilterStage(cfg)
+    for i, ex in enumerate(exs):
+        w.add(st(T.item([ex], uri=f"script-{i}", kind="synthetic")))
+    w.close()
+    return d
+
+
+def ids(out, kind):
+    return sorted(r["example_id"] for r in iter_rows(committed_files(out, kind), columns=["example_id"]))
+
+
+def test_stage_wrote_metrics_and_rejections(out):
+    assert ids(out, "shards") == ["clean", "noisy"] and ids(out, "rejected") == ["noise"]
+    rej = list(iter_rows(committed_files(out, "rejections")))
+    assert [(r["example_id"], r["reason"]) for r in rej] == [("noise", "noise")]
+    row = next(iter_rows(committed_files(out, "shards")))
+    assert np.isfinite(row["snr_db"]) and stored_metrics(row)["q.snr_db"] == pytest.approx(row["snr_db"], rel=1e-5)
+
+
+def test_refilter_moves_rows_and_back(out):
+    from filters.refilter import refilter
+    c = refilter(out, stricter(25.0), log=lambda *a: None)
+    assert c["moved_to_rejected"] == 1 and c["rejected_snr_low"] == 1
+    assert ids(out, "shards") == ["clean"] and ids(out, "rejected") == ["noise", "noisy"]
+    reasons = {r["example_id"]: r["reason"] for r in iter_rows(committed_files(out, "rejections"))}
+    assert reasons == {"noise": "noise", "noisy": "snr_low"}
+    # the retired files are gone from the committed view; every live file reads
+    assert all(pq.ParquetFile(p).metadata.num_rows >= 0 for p in committed_files(out, "shards"))
+    c = refilter(out, load_config(overrides=BASE), log=lambda *a: None)
+    assert c["moved_to_shards"] == 1
+    assert ids(out, "shards") == ["clean", "noisy"] and ids(out, "rejected") == ["noise"]
+
+
+def test_report(out):
+    import json
+
+    from catalogs.report import build_report
+    idx = build_report(out, load_config(overrides=BASE))
+    s = json.loads((idx.parent / "summary.json").read_text())
+    tot = {r["status"]: r["examples"] for r in s["totals"]}
+    assert tot == {"accepted": 2, "rejected": 1}
+    assert [r["reason"] for r in s["rejections"]] == ["noise"]
+    for p in s["plots"]:
+        assert (idx.parent / p).stat().st_size > 5000
+    assert "turn_taking.png" in s["plots"] and "gap_s[mean]" in s["turn_taking"]
+    assert "Rejection reasons" in idx.read_text()
