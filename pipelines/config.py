@@ -1,7 +1,7 @@
 """Job configuration: documented defaults in pipelines/defaults/*.yaml, one file per top-level section.
 
 A user config (YAML) overrides any subset; an unknown key is an error. The hash covers everything
-that changes the data, not the `resources` section (moving a job to a GPU cluster keeps its ids).
+that changes the data, not the `resources` and `shards` sections (moving a job to a GPU cluster keeps its ids).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import yaml
 
 from .contracts import stable_hash
 
-NOT_HASHED = ("resources",)
+# `shards` only changes how rows are grouped into files, never their content.
+NOT_HASHED = ("resources", "shards")
 
 
 def _defaults_dir():

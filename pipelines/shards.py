@@ -87,11 +87,15 @@ def write_table_atomic(table: pa.Table, path: Path, *, row_group_rows: int = 8,
 def _write_json_atomic(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 
@@ -235,7 +239,7 @@ class JobWriter:
         files = committed_files(self.out, "sources")
         for row in iter_rows(files, columns=["work_key", "source_id", "status"]):
             keys.add(row["work_key"])
-            if row["source_id"] and row["status"] == "accepted":
+            if row["source_id"]:
                 sources.add(row["source_id"])
         return keys, sources
 
@@ -261,14 +265,15 @@ class JobWriter:
         rejected = list(item.get("rejected_examples") or [])
         rejections = list(item.get("rejections") or [])
         status = "rejected" if item.get("status") == "rejected" else "accepted"
-        if status == "accepted" and sid and sid in self._committed_sources:
+        if sid and sid in self._committed_sources:
             # the same audio under another name (or committed by an earlier run): keep one
-            rejections.append(rejection_row(
+            # its own verdicts repeat the first copy's: keep only the duplicate row
+            rejections = [rejection_row(
                 uri=item.get("uri", ""), source_id=sid, kind=item.get("kind"), stage="writer",
                 filter="dedup_source", reason="duplicate_source",
                 detail=f"{item.get('uri')}: same decoded audio as an already committed source {sid}",
                 duration_s=float(item.get("duration_s") or 0.0), config_hash=self.config_hash,
-                run_id=self.run_id))
+                run_id=self.run_id)]
             rejected, examples, status = [], [], "duplicate"
             self.totals["duplicates"] += 1
         if self.dedup is not None and examples:
@@ -307,7 +312,8 @@ class JobWriter:
         self._buf["rejections"].extend(rejections)
         self._buf["sources"].append(src)
         self._keys.append(item["work_key"])
-        if status == "accepted" and sid:
+        if sid:
+            # accepted or rejected, this audio has been judged once; another name for it is a duplicate
             self._committed_sources.add(sid)
         self._buf_bytes += sum(len(e.get("audio") or b"") for e in examples + rejected)
         self._buf_items += 1

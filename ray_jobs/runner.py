@@ -308,6 +308,10 @@ def _run_ray(items: Iterable[dict], stages: list[Stage], cfg: dict, progress: bo
     check_fit(requests, ray.cluster_resources(), node_cpus)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = bool(progress)
+    try:  # model actors hold ~1 GiB each by design; the detector repeats that every 30 s
+        ctx.issue_detectors_config.high_memory_detector_config.detection_time_interval_s = -1
+    except AttributeError:
+        pass
     ctx.enable_operator_progress_bars = bool(progress)
     ctx.print_on_execution_start = bool(progress)
 
@@ -408,6 +412,9 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
             done.add(item["work_key"])
             table.add(item)
             writer.add(item)
+            # an item rejected after ingest still has its decoded work file; its life ends here
+            if item.get("work_path") and not (cfg.get("examples") or {}).get("keep_work", False):
+                Path(item["work_path"]).unlink(missing_ok=True)
         totals = writer.close()
     except BaseException as e:
         record.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
