@@ -26,14 +26,14 @@ def probe(path: str | Path) -> dict:
         info = sf.info(str(p))
         return {"sample_rate": info.samplerate, "channels": info.channels, "frames": info.frames,
                 "format": info.format.lower(), "duration_s": info.frames / max(info.samplerate, 1)}
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any soundfile failure means: try ffprobe
         sf_err = e
     if shutil.which("ffprobe") is None:
         raise AudioError(f"{p}: cannot decode with soundfile ({sf_err}) and ffprobe is not installed")
     r = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
          "stream=sample_rate,channels,duration:format=format_name,duration", "-of", "json", str(p)],
-        capture_output=True, text=True)
+        capture_output=True, text=True, check=False)
     import json
     try:
         meta = json.loads(r.stdout or "{}")
@@ -57,7 +57,7 @@ def iter_blocks(path: str | Path, sample_rate: int, block_s: float = 30.0, chann
     ch = channels or info["channels"]
     try:
         f = sf.SoundFile(str(p))
-    except Exception:
+    except Exception:  # noqa: BLE001 - not a soundfile format: stream through ffmpeg
         f = None
     if f is not None:
         with f:

@@ -10,9 +10,9 @@ import hashlib
 import importlib.util
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 WHISPER_BASE_SHA256 = None  # filled from the reassembled file's own parts; see whisper_base_dir()
 WHISPER_BASE_BYTES = 145_217_607
@@ -32,7 +32,7 @@ def _pkg_dir(module: str) -> Path | None:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _sha256(path: Path) -> str:

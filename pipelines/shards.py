@@ -24,15 +24,21 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
 from .contracts import (
-    EXAMPLE_SCHEMA, REJECTION_SCHEMA, SOURCE_SCHEMA, rejection_row, stable_hash, to_table,
+    EXAMPLE_SCHEMA,
+    REJECTION_SCHEMA,
+    SOURCE_SCHEMA,
+    rejection_row,
+    stable_hash,
+    to_table,
 )
 
 KINDS = {"shards": EXAMPLE_SCHEMA, "rejected": EXAMPLE_SCHEMA, "rejections": REJECTION_SCHEMA,
@@ -145,8 +151,7 @@ def iter_rows(paths: Iterable[str | Path], columns: list[str] | None = None) -> 
     for p in paths:
         pf = pq.ParquetFile(str(p))
         for rg in range(pf.num_row_groups):
-            for row in pf.read_row_group(rg, columns=columns).to_pylist():
-                yield row
+            yield from pf.read_row_group(rg, columns=columns).to_pylist()
 
 
 def iter_examples(out_dir: str | Path, columns: list[str] | None = None, kind: str = "shards") -> Iterator[dict]:

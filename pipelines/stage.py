@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field, asdict
-from typing import Any
+from dataclasses import asdict, dataclass, field
 
 from .contracts import rejection_row
 
@@ -25,7 +24,7 @@ class Resources:
     threads: int = 2
 
     @classmethod
-    def for_stage(cls, cfg: dict, name: str) -> "Resources":
+    def for_stage(cls, cfg: dict, name: str) -> Resources:
         res = cfg.get("resources", {})
         merged = dict(res.get("default_stage", {}))
         merged.update((res.get("stages") or {}).get(name, {}))
@@ -88,7 +87,7 @@ class Stage:
         t0 = time.perf_counter()
         try:
             item = self.process(item)
-        except Exception as e:  # a bad input must not stop the job
+        except Exception as e:  # noqa: BLE001 - a bad input must not stop the job
             c.errors += 1
             reject(item, stage=self.name, reason="stage_error", detail=f"{type(e).__name__}: {e}",
                    trace=traceback.format_exc(limit=3))
