@@ -50,6 +50,8 @@ def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=prin
     writer = JobWriter(out, cfg, run_id=run_id, job="filter", config_hash=chash)
     filters = build_filters(cfg)
     counts: Counter = Counter()
+    accepted_of: Counter = Counter()  # source id -> examples it has in shards after re-filtering
+    touched: set[str] = set()
     new_rej: list[dict] = list(other_rej)
     for kind, path in old_ex:
         kept, rejected = [], []
@@ -65,7 +67,9 @@ def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=prin
                 decisions = decide_example(row, cfg, filters)
                 d = first_rejection(decisions)
                 sid = (row.get("source_ids") or [None])[0]
+                touched.add(sid)
                 if d is None:
+                    accepted_of[sid] += 1
                     kept.append(row)
                     counts["kept"] += 1
                     counts["moved_to_shards"] += kind == "rejected"
@@ -82,6 +86,16 @@ def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=prin
         log(f"{path.name}: {len(kept)} kept, {len(rejected)} rejected")
     _buffer(writer, "rejections", new_rej)
     writer.retire(old_rej)
+    # sources whose examples moved get their status and count rewritten in the same commit
+    old_src = committed_files(out, "sources")
+    new_src = []
+    for r in iter_rows(old_src):
+        if r["source_id"] in touched and r["status"] in ("accepted", "rejected"):
+            r["num_examples"] = accepted_of[r["source_id"]]
+            r["status"] = "accepted" if r["num_examples"] else "rejected"
+        new_src.append(r)
+    _buffer(writer, "sources", new_src)
+    writer.retire(old_src)
     writer.commit()
     writer.close()
     counts["rejections"] = len(new_rej)

@@ -56,11 +56,19 @@ def test_refilter_moves_rows_and_back(out):
     assert ids(out, "shards") == ["clean"] and ids(out, "rejected") == ["noise", "noisy"]
     reasons = {r["example_id"]: r["reason"] for r in iter_rows(committed_files(out, "rejections"))}
     assert reasons == {"noise": "noise", "noisy": "snr_low"}
+    src = {r["uri"]: (r["status"], r["num_examples"]) for r in iter_rows(committed_files(out, "sources"))}
+    assert src == {"script-0": ("accepted", 1), "script-1": ("rejected", 0), "script-2": ("rejected", 0)}
     # the retired files are gone from the committed view; every live file reads
     assert all(pq.ParquetFile(p).metadata.num_rows >= 0 for p in committed_files(out, "shards"))
     c = refilter(out, load_config(overrides=BASE), log=lambda *a: None)
     assert c["moved_to_shards"] == 1
     assert ids(out, "shards") == ["clean", "noisy"] and ids(out, "rejected") == ["noise"]
+    src = {r["uri"]: r["status"] for r in iter_rows(committed_files(out, "sources"))}
+    assert src == {"script-0": "accepted", "script-1": "accepted", "script-2": "rejected"}
+    from catalogs import catalog
+    assert catalog.live_files_match(out)
+    _, rows = catalog.query(out, "SELECT count(*), count(DISTINCT uri) FROM sources")
+    assert rows == [(3, 3)]
 
 
 def test_report(out):
