@@ -25,12 +25,9 @@ _DUCK_TYPES = {
 }
 
 
-def _ddl(schema, extra: str = "") -> str:
-    cols = []
-    for f in schema:
-        t = str(f.type)
-        cols.append(f'"{f.name}" {_DUCK_TYPES.get(t, "VARCHAR" if t == "string" else None) or "JSON"}')
-    return ", ".join(cols) + extra
+def _ddl(schema) -> str:
+    """Column definitions for a table of scalar columns (shards, runs)."""
+    return ", ".join(f'"{f.name}" {_DUCK_TYPES[str(f.type)]}' for f in schema)
 
 
 def catalog_path(out_dir: str | Path) -> Path:
@@ -61,7 +58,7 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
                 "weight DOUBLE)")
 
 
-def _ensure_from_parquet(con, table: str, path: str, select: str) -> None:
+def _insert_from_parquet(con, table: str, path: str, select: str) -> None:
     con.execute(f"INSERT INTO {table} SELECT {select} FROM read_parquet(?)", [path])
 
 
@@ -75,11 +72,11 @@ def _ingest_file(con, out_dir: Path, rel: str) -> None:
     kind = rel.split("/", 1)[0]
     path = str(out_dir / rel)
     if kind in ("shards", "rejected"):
-        _ensure_from_parquet(con, "examples", path, _example_select(kind, rel))
+        _insert_from_parquet(con, "examples", path, _example_select(kind, rel))
     elif kind == "rejections":
-        _ensure_from_parquet(con, "rejections", path, ", ".join(f'"{c}"' for c in REJECTION_SCHEMA.names))
+        _insert_from_parquet(con, "rejections", path, ", ".join(f'"{c}"' for c in REJECTION_SCHEMA.names))
     elif kind == "sources":
-        _ensure_from_parquet(con, "sources", path, ", ".join(f'"{c}"' for c in SOURCE_SCHEMA.names))
+        _insert_from_parquet(con, "sources", path, ", ".join(f'"{c}"' for c in SOURCE_SCHEMA.names))
 
 
 def _drop_file(con, rel: str) -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import sys
-import uuid
 from pathlib import Path
+
+from pipelines.shards import write_atomic
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -94,10 +94,7 @@ def add_mixture(out_dir: str | Path, name: str, sql: str, weight: float = 1.0, *
     if selected is not None:
         comp["selected_at_add"] = selected
     m = {"name": name, "components": [*keep, comp]}
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(m, indent=1) + "\n")
-    os.replace(tmp, p)
+    write_atomic(p, json.dumps(m, indent=1) + "\n")
     return m
 
 

@@ -12,22 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import section
 from .stage import Stage
 
-EXAMPLES_DEFAULTS = {
-    "main_speaker": "most_speech",
-    "max_duration_s": 120.0,
-    "min_speech_s": 1.0,
-    "fade_s": 0.01,
-    "keep_work": False,
-}
 GRID_S = 0.01  # frame of the overlap/speech ratio grid
 
 
 def _ex_cfg(cfg: dict) -> dict:
-    out = dict(EXAMPLES_DEFAULTS)
-    out.update(cfg.get("examples") or {})
-    return out
+    return section(cfg, "examples")
 
 
 def assign_words(segments: list[dict], turns: list[dict], two_channel: bool,

@@ -7,6 +7,7 @@ that changes the data, not the `resources` and `shards` sections (moving a job t
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from importlib import resources as ires
 from pathlib import Path
@@ -34,6 +35,37 @@ def default_config() -> dict[str, Any]:
                     raise ValueError(f"config section {k!r} defined twice (in {f.name})")
             cfg.update(data)
     return cfg
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_defaults() -> dict[str, Any]:
+    return default_config()
+
+
+def section(cfg: dict, name: str) -> dict[str, Any]:
+    """One top-level section with its documented defaults under whatever `cfg` sets.
+
+    Stages read their knobs through this, so a partial config (a test's, a library user's)
+    gets the same defaults as a full one, from the YAML files alone.
+    """
+    out = copy.deepcopy(_cached_defaults()[name])
+    out.update(cfg.get(name) or {})
+    return out
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`--set a.b=VALUE` pairs (VALUE is YAML) to a nested override dict."""
+    over: dict[str, Any] = {}
+    for kv in pairs:
+        if "=" not in kv:
+            raise ValueError(f"--set {kv!r}: expected KEY=VALUE")
+        key, val = kv.split("=", 1)
+        d = over
+        parts = key.split(".")
+        for part in parts[:-1]:
+            d = d.setdefault(part, {})
+        d[parts[-1]] = yaml.safe_load(val)
+    return over
 
 
 def default_config_text() -> str:

@@ -18,45 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import section
 from .stage import Stage
 
 SEG_SR = 16000
-DIAR_DEFAULTS = {
-    "backend": "embedded",
-    "pipeline": "pyannote/speaker-diarization-community-1",
-    "hf_token_env": "HF_TOKEN",
-    "min_speakers": 1,
-    "max_speakers": 6,
-    "num_speakers": None,
-    "step_s": 1.0,
-    "batch_size": 32,
-    "onset": 0.5,
-    "min_embed_s": 0.4,
-    "min_fit_s": 1.5,
-    "single_speaker_distance": 0.2,
-    "silhouette_margin": 0.05,
-    "min_cluster_share": 0.1,
-    "max_fit": 2000,
-    "min_turn_s": 0.1,
-    "fill_gap_s": 0.1,
-}
 
 
 def _diar_cfg(cfg: dict) -> dict:
-    out = dict(DIAR_DEFAULTS)
-    out.update(cfg.get("diarize") or {})
-    return out
+    return section(cfg, "diarize")
 
 
 def write_rttm(path: str | Path, uri: str, turns: list[dict]) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".rttm.tmp")
-    with open(tmp, "w") as f:
-        f.writelines(f"SPEAKER {uri} 1 {t['start_s']:.3f} {t['end_s'] - t['start_s']:.3f} "
-                    f"<NA> <NA> {t['speaker']} <NA> <NA>\n" for t in turns)
-    os.replace(tmp, p)
-    return p
+    from .shards import write_atomic
+    return write_atomic(path, "".join(f"SPEAKER {uri} 1 {t['start_s']:.3f} {t['end_s'] - t['start_s']:.3f} "
+                                      f"<NA> <NA> {t['speaker']} <NA> <NA>\n" for t in turns))
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

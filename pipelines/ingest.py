@@ -13,25 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import section
 from .stage import Stage, reject
-
-INGEST_DEFAULTS = {
-    "target_lufs": -23.0,
-    "peak_limit": 0.99,
-    "min_duration_s": 1.0,
-    "max_duration_s": 43200.0,
-    "block_s": 30.0,
-    "two_channel_max_corr": 0.3,
-    "two_channel_min_exclusive": 0.05,
-    "frame_s": 0.1,
-    "active_db": -45.0,
-}
 
 
 def _ingest_cfg(cfg: dict) -> dict:
-    out = dict(INGEST_DEFAULTS)
-    out.update(cfg.get("ingest") or {})
-    return out
+    return section(cfg, "ingest")
 
 
 class _Measure:

@@ -90,12 +90,14 @@ def write_table_atomic(table: pa.Table, path: Path, *, row_group_rows: int = 8,
     return {"rows": table.num_rows, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
-def _write_json_atomic(obj: Any, path: Path) -> None:
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write a small file whole or not at all: temp name, fsync, rename; no temp left on failure."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -103,6 +105,11 @@ def _write_json_atomic(obj: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    return path
+
+
+def _write_json_atomic(obj: Any, path: Path) -> None:
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 # ---- reading the committed state ---------------------------------------------------------------
@@ -170,6 +177,23 @@ def verify(out_dir: str | Path) -> list[str]:
     return problems
 
 
+def _roll_forward(out_dir: Path, m: dict) -> int:
+    """Move one committed manifest's staged files into place and delete what it retires."""
+    rolled = 0
+    stage = out_dir / STAGING / m["commit_id"]
+    if stage.exists():
+        for rel in m["files"]:
+            src, dst = stage / rel, out_dir / rel
+            if src.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+                rolled += 1
+        shutil.rmtree(stage, ignore_errors=True)
+    for rel in m.get("retired", []):
+        (out_dir / rel).unlink(missing_ok=True)
+    return rolled
+
+
 def recover(out_dir: str | Path) -> dict:
     """Roll committed-but-unmoved files forward; drop staging left by a crashed, uncommitted commit."""
     out_dir = Path(out_dir)
@@ -177,17 +201,7 @@ def recover(out_dir: str | Path) -> dict:
     committed_ids = set()
     for m in manifests(out_dir):
         committed_ids.add(m["commit_id"])
-        stage = out_dir / STAGING / m["commit_id"]
-        if stage.exists():
-            for rel in m["files"]:
-                src, dst = stage / rel, out_dir / rel
-                if src.exists():
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(src, dst)
-                    rolled += 1
-            shutil.rmtree(stage, ignore_errors=True)
-        for rel in m.get("retired", []):
-            (out_dir / rel).unlink(missing_ok=True)
+        rolled += _roll_forward(out_dir, m)
     staging = out_dir / STAGING
     if staging.exists():
         for d in staging.iterdir():
@@ -367,7 +381,7 @@ class JobWriter:
             shutil.rmtree(stage, ignore_errors=True)
             raise OutputError(f"cannot write to {self.out}: {e.strerror or e} "
                               "(nothing of this commit was made visible)") from None
-        recover(self.out)  # move the staged files into place
+        _roll_forward(self.out, manifest)  # this commit only; older ones were rolled forward on open
         self._committed_keys.update(self._keys)
         self._seq += 1
         self.totals["commits"] += 1

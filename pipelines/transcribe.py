@@ -19,30 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from .config import section
 from .stage import Stage
 
 ASR_SR = 16000  # Whisper's input rate
 _MODELS: dict[tuple, Any] = {}  # (backend, model, device, compute_type) -> loaded model
 NAN = float("nan")
 
-ASR_DEFAULTS = {
-    "backend": "faster-whisper",
-    "language": None,
-    "model": None,
-    "compute_type": "int8",
-    "beam_size": 5,
-    "batch_size": 8,
-    "align_model": None,
-    "chunk_max_s": 28.0,
-    "chunk_gap_s": 1.0,
-    "chunk_pad_s": 0.2,
-}
 
 
 def _asr_cfg(cfg: dict) -> dict:
-    out = dict(ASR_DEFAULTS)
-    out.update(cfg.get("asr") or {})
-    return out
+    return section(cfg, "asr")
 
 
 def _to_16k_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -6,23 +6,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .config import section
 from .stage import Stage
 
 VAD_SR = 16000
-VAD_DEFAULTS = {
-    "threshold": 0.5,
-    "min_speech_s": 0.25,
-    "min_silence_s": 0.1,
-    "pad_s": 0.03,
-    "window_s": 300.0,
-    "merge_gap_s": 0.1,
-}
 
 
 def _vad_cfg(cfg: dict) -> dict:
-    out = dict(VAD_DEFAULTS)
-    out.update(cfg.get("vad") or {})
-    return out
+    return section(cfg, "vad")
 
 
 def merge_regions(regions: Iterable[tuple[float, float]], gap_s: float) -> list[list[float]]:

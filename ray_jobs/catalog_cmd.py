@@ -20,13 +20,9 @@ def add_arguments(p) -> None:
     s = sub.add_parser("summary", help="hours by language/kind/status, rejections by reason")
     s.add_argument("out")
     s.add_argument("--json", action="store_true")
+    from catalogs import mix
     m = sub.add_parser("mix", help="record a named selection (SQL over examples) with a weight")
-    try:
-        from catalogs import mix
-        mix.add_arguments(m)
-        m.set_defaults(_mix=mix.run)
-    except ImportError as e:  # pragma: no cover - reported, never silent
-        m.set_defaults(_mix=lambda a, e=e: (_ for _ in ()).throw(RuntimeError(f"catalog mix unavailable: {e}")))
+    mix.add_arguments(m)
     v = sub.add_parser("verify", help="check every live file's checksum against its manifest")
     v.add_argument("out")
 
@@ -82,7 +78,8 @@ def run(args) -> int:
             print_summary(args.out)
         return 0
     if args.action == "mix":
-        return int(args._mix(args) or 0)
+        from catalogs import mix
+        return int(mix.run(args) or 0)
     if args.action == "verify":
         from pipelines.shards import verify
         problems = verify(args.out)

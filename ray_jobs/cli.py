@@ -26,15 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for modname in COMMANDS:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name != modname:
-                raise
-            name = modname.rsplit(".", 1)[1]
-            sub.add_parser(name, help=f"(unavailable: {modname} is not installed)").set_defaults(
-                _run=lambda a, m=modname: sys.exit(f"tandem: {m} is missing from this install"))
-            continue
+        mod = importlib.import_module(modname)
         sp = sub.add_parser(mod.COMMAND, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(sp)
         sp.set_defaults(_run=mod.run)
@@ -53,19 +45,8 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def job_config(args) -> dict:
-    import yaml
-
-    from pipelines.config import load_config
-    over: dict = {}
-    for kv in args.set:
-        if "=" not in kv:
-            raise SystemExit(f"--set {kv!r}: expected KEY=VALUE")
-        key, val = kv.split("=", 1)
-        d = over
-        parts = key.split(".")
-        for part in parts[:-1]:
-            d = d.setdefault(part, {})
-        d[parts[-1]] = yaml.safe_load(val)
+    from pipelines.config import load_config, parse_overrides
+    over = parse_overrides(args.set)
     res = over.setdefault("resources", {})
     if args.address:
         res["address"] = args.address

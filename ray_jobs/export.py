@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from pipelines.shards import write_atomic
 
 COMMAND = "export"
 HELP = "export shards as moshi-finetune stereo wav + alignments, or as RTTM"
@@ -32,12 +32,6 @@ def _rows(out_dir: str | Path, sql: str | None, columns: list[str]) -> Iterator[
     from pipelines.loader import iter_rows, select_units
     for unit, row in iter_rows(select_units(out_dir, sql), columns):
         yield unit.path, row
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def alignments(words: list[dict]) -> list[list]:
@@ -70,14 +64,14 @@ def export_moshi(out_dir: str | Path, dest: str | Path, *, sql: str | None = Non
         buf = io.BytesIO()
         sf.write(buf, data, sr, format="WAV", subtype="PCM_16")
         wav = dest / audio_dir / f"{eid}.wav"
-        _atomic_write(wav, buf.getvalue())
-        _atomic_write(wav.with_suffix(".json"),
+        write_atomic(wav, buf.getvalue())
+        write_atomic(wav.with_suffix(".json"),
                       json.dumps({"alignments": alignments(row["words"])}, ensure_ascii=False).encode())
         dur = len(data) / sr
         seconds += dur
         path = str(wav.resolve()) if absolute_paths else f"{audio_dir}/{eid}.wav"
         lines.append(json.dumps({"path": path, "duration": dur}))
-    _atomic_write(dest / index, ("\n".join(lines) + ("\n" if lines else "")).encode())
+    write_atomic(dest / index, ("\n".join(lines) + ("\n" if lines else "")).encode())
     return {"examples": len(lines), "seconds": seconds, "index": str(dest / index)}
 
 
@@ -107,7 +101,7 @@ def export_rttm(out_dir: str | Path, dest: str | Path, *, sql: str | None = None
         eid = row["example_id"]
         turns = speaker_turns(row["words"], merge_gap)
         text = "".join(f"SPEAKER {eid} 1 {a:.3f} {b - a:.3f} <NA> <NA> {s} <NA> <NA>\n" for a, b, s in turns)
-        _atomic_write(dest / f"{eid}.rttm", text.encode())
+        write_atomic(dest / f"{eid}.rttm", text.encode())
         n += 1
         turns_total += len(turns)
     return {"examples": n, "turns": turns_total}

@@ -21,20 +21,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import yaml
-
     from filters.refilter import refilter
-    from pipelines.config import load_config
-    over: dict = {}
-    for kv in args.set:
-        if "=" not in kv:
-            raise ValueError(f"--set {kv!r}: expected KEY=VALUE")
-        key, val = kv.split("=", 1)
-        d = over
-        parts = key.split(".")
-        for part in parts[:-1]:
-            d = d.setdefault(part, {})
-        d[parts[-1]] = yaml.safe_load(val)
+    from pipelines.config import load_config, parse_overrides
+    over = parse_overrides(args.set)
     cfg = load_config(args.config, over or None)
     counts = refilter(args.out, cfg, log=(lambda *_: None) if args.json else print)
     if args.json:

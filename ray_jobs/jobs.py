@@ -48,9 +48,7 @@ def run_synth(scripts: str | None, out_dir: str | Path, cfg: dict, *, count: int
         from pipelines.shards import file_records, iter_rows
         paths = [Path(out) / r["path"] for r in file_records(out)
                  if r["run_id"] == run_id and r["kind"] in ("shards", "rejected")]
-        cols = [c for c in ("example_id", "kind", "language", "duration_s", "params", "words",
-                            "roundtrip_cer", "overlap_ratio") ]
-        return summarize(iter_rows(paths, columns=cols))
+        return summarize(iter_rows(paths, columns=["params"]))
 
     res = run_job("synth", items, stages, cfg, out_dir, argv=argv or sys.argv,
                   dedup=dedup_index(out_dir, cfg), summarize=run_rows)
