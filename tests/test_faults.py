@@ -217,16 +217,11 @@ def test_cluster_survives_losing_a_node(cluster, tmp_path):
     assert runs == [("finished",)]
 
 
-def _has_dashboard() -> bool:
-    from ray_jobs.cluster import dashboard_available
-    return dashboard_available()
-
-
 @pytest.mark.cluster
-@pytest.mark.skipif(not _has_dashboard(), reason="`ray job submit` needs Ray's dashboard: install ray[default] "
-                    "(pyproject lists ray[data] only); the runner's --address path is tested above")
 def test_ray_job_submit_runs_the_same_job(cluster, tmp_path):
-    from ray_jobs.cluster import cluster_env
+    # ray[default] (the dashboard's job server) is a declared dependency: missing is a failure
+    from ray_jobs.cluster import cluster_env, dashboard_available
+    assert dashboard_available(), "`ray job submit` needs Ray's dashboard: reinstall with ray[data,default]"
     cfg = _cli_config(2)
     out = tmp_path / "out"
     r = subprocess.run([str(Path(sys.executable).with_name("ray")), "job", "submit", "--address",
