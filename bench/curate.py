@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def corpus(d: Path) -> list[str]:
-    from pipelines.testing import EN_TURNS_2, EN_TURNS_3, make_conversation, sample_paths, write_audio
+    from tandem.testing.audio import EN_TURNS_2, EN_TURNS_3, make_conversation, sample_paths, write_audio
     paths = [str(sample_paths()["wav"])]
     for name, turns, seed in [("c2", EN_TURNS_2, 1), ("c3", EN_TURNS_3, 2)]:
         a, _, _ = make_conversation(turns, "en", 24000, seed=seed)
@@ -31,9 +31,8 @@ def bare_whisper(paths: list[str], cfg: dict) -> tuple[float, float]:
     """Seconds and audio seconds of the bare model with word timestamps on the same files."""
     import soundfile as sf
     from faster_whisper import WhisperModel
-
-    from pipelines.models import whisper_base_dir
-    from pipelines.transcribe import _to_16k_mono
+    from tandem.pipelines.models.asr import _to_16k_mono
+    from tandem.pipelines.models.registry import whisper_base_dir
     m = WhisperModel(str(whisper_base_dir(cfg)), device="cpu", compute_type="int8", cpu_threads=2)
     t, audio_s = 0.0, 0.0
     for p in paths:
@@ -49,12 +48,13 @@ def bare_whisper(paths: list[str], cfg: dict) -> tuple[float, float]:
 
 def memory_child(minutes: float) -> None:
     """Ingest + VAD + diarize on a long espeak conversation; prints peak RSS (MiB)."""
-    from pipelines.config import config_hash, load_config
-    from pipelines.curation import make_items
-    from pipelines.diarize import DiarizeStage
-    from pipelines.ingest import IngestStage
-    from pipelines.testing import write_long_file
-    from pipelines.vad import VadStage
+    from tandem.pipelines.core.config import config_hash, load_config
+    from tandem.pipelines.curate.chain import make_items
+    from tandem.pipelines.curate.diarize import DiarizeStage
+    from tandem.pipelines.curate.ingest import IngestStage
+    from tandem.pipelines.curate.vad import VadStage
+
+    from tandem.testing.audio import write_long_file
     cfg = load_config()
     with tempfile.TemporaryDirectory() as d:
         p = write_long_file(Path(d) / "long.wav", minutes * 60, 16000)
@@ -79,8 +79,8 @@ def main() -> None:
         return
     import torch
     torch.set_num_threads(2)
-    from pipelines.config import config_hash, load_config
-    from pipelines.curation import run_local
+    from tandem.pipelines.core.config import config_hash, load_config
+    from tandem.pipelines.curate.chain import run_local
     cfg = load_config()
     with tempfile.TemporaryDirectory() as d:
         paths = corpus(Path(d))

@@ -21,9 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def make_data(d: Path, n: int, seconds: float, sr: int, per_shard: int = 8) -> list[Path]:
-    from pipelines import contracts
-    from pipelines.audio import encode_flac
-    from pipelines.loader_testing import synthetic_words, write_shard
+    from tandem.pipelines.core import contracts
+    from tandem.pipelines.io.audio import encode_flac
+
+    from tandem.testing.loader import synthetic_words, write_shard
     rng = np.random.default_rng(0)
     paths, rows = [], []
     for i in range(n):
@@ -46,8 +47,7 @@ def make_data(d: Path, n: int, seconds: float, sr: int, per_shard: int = 8) -> l
 
 def raw_decode(paths: list[Path]) -> tuple[int, float]:
     import pyarrow.parquet as pq
-
-    from pipelines.audio import decode_flac
+    from tandem.pipelines.io.audio import decode_flac
     n, secs = 0, 0.0
     for p in paths:
         pf = pq.ParquetFile(p)
@@ -71,7 +71,7 @@ def timed(fn, repeat: int = 3):
 
 
 def loader_pass(paths, **kw) -> tuple[int, float]:
-    from pipelines.loader import ShardDataset
+    from tandem.pipelines.train import ShardDataset
     n, secs = 0, 0.0
     for ex in ShardDataset(paths, **kw):
         n += 1
@@ -81,9 +81,8 @@ def loader_pass(paths, **kw) -> tuple[int, float]:
 
 def dataloader_pass(paths, workers: int, **kw) -> tuple[float, float, int, float]:
     """(start-up s, steady seconds, examples, audio s) after the first batch (worker start-up apart)."""
+    from tandem.pipelines.train import ShardDataset, collate
     from torch.utils.data import DataLoader
-
-    from pipelines.loader import ShardDataset, collate
     n, secs = 0, 0.0
     t0 = time.perf_counter()
     t1 = None
@@ -103,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     import torch
-
-    from pipelines.tokens import ByteTokenizer
+    from tandem.pipelines.train.tokens import ByteTokenizer
     torch.set_num_threads(1)
     sr = 24000
     with tempfile.TemporaryDirectory(prefix="tandem-bench-") as tmp:

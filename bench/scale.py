@@ -26,8 +26,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.toy import make_items, toy_config, toy_stages
-from ray_jobs.runner import run_job
+from tandem.ray_jobs.runner import run_job
+
+from tandem.testing.toy import make_items, toy_config, toy_stages
 
 
 class PeakRss:

@@ -17,11 +17,11 @@ import time
 
 import numpy as np
 import soundfile as sf
-
-from catalogs import catalog
-from pipelines import shards
-from pipelines.audio import decode_flac, encode_flac
-from pipelines.contracts import example_row, source_row, stable_hash
+from tandem.catalogs import catalog
+from tandem.pipelines.core.contracts import example_row, source_row, stable_hash
+from tandem.pipelines.io.audio import decode_flac, encode_flac
+from tandem.pipelines.store.commit import committed_files, iter_examples
+from tandem.pipelines.store.writer import JobWriter
 
 SR = 24000
 
@@ -74,7 +74,7 @@ def run_shards(clips, args):
     try:
         cfg = {"shards": {"target_bytes": 64 << 20, "row_group_rows": 8, "max_items_per_commit": 10_000}}
         t0 = time.perf_counter()
-        w = shards.JobWriter(out, cfg, run_id="bench", job="bench", config_hash="bench",
+        w = JobWriter(out, cfg, run_id="bench", job="bench", config_hash="bench",
                              on_commit=lambda m: catalog.ingest_commit(out, m))
         for i, a in enumerate(clips):
             ex = example_row(example_id=stable_hash("b", i), kind="synthetic", language="en",
@@ -84,10 +84,10 @@ def run_shards(clips, args):
                    "examples": [ex], "rejections": [], "source": source_row(source_id=str(i))})
         w.close()
         write_s = time.perf_counter() - t0
-        nbytes = sum(p.stat().st_size for p in shards.committed_files(out, "shards"))
+        nbytes = sum(p.stat().st_size for p in committed_files(out, "shards"))
         t0 = time.perf_counter()
         n = 0
-        for row in shards.iter_examples(out, columns=["example_id", "audio", "words"]):
+        for row in iter_examples(out, columns=["example_id", "audio", "words"]):
             decode_flac(row["audio"])
             n += 1
         read_s = time.perf_counter() - t0

@@ -28,10 +28,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from pipelines.config import config_hash, load_config
-    from synth.job import RoundTripStage, SynthesizeStage, make_items
-    from synth.scripts import split_sentences
-    from synth.tts import EspeakTTS
+    from tandem.pipelines.core.config import config_hash, load_config
+    from tandem.synth.job import RoundTripStage, SynthesizeStage, make_items
+    from tandem.synth.scripts import split_sentences
+    from tandem.synth.tts.espeak import EspeakTTS
 
     cfg = load_config()
     h = config_hash(cfg)

@@ -27,10 +27,9 @@ def train(rank: int, world_size: int, args: argparse.Namespace, run_dir: Path, c
     """One rank's training loop: what a new user writes."""
     import torch
     import torch.distributed as dist
+    from tandem.pipelines.train import MixtureDataset, collate
+    from tandem.pipelines.train.tokens import ByteTokenizer
     from torch.utils.data import DataLoader
-
-    from pipelines.loader import MixtureDataset, collate
-    from pipelines.tokens import ByteTokenizer
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{run_dir}/pg", rank=rank, world_size=world_size)
@@ -85,9 +84,8 @@ def run(args: argparse.Namespace, run_dir: Path, crash_at: int | None = None) ->
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "pg").unlink(missing_ok=True)
     # heavy imports once, before forking the ranks (torch optimizers import torch._dynamo lazily)
+    import tandem.pipelines.train.loader  # noqa: F401
     import torch._dynamo  # noqa: F401
-
-    import pipelines.loader  # noqa: F401
     ctx = mp.get_context("fork")
     procs = [ctx.Process(target=train, args=(r, args.world_size, args, run_dir, crash_at))
              for r in range(args.world_size)]
@@ -108,8 +106,9 @@ def steps_seen(run_dir: Path, rank: int) -> dict[int, list[str]]:
 
 
 def demo_output(root: Path) -> tuple[str, str]:
-    from catalogs.mix import add_mixture
-    from pipelines.loader_testing import make_output_dir
+    from tandem.catalogs.mix import add_mixture
+
+    from tandem.testing.loader import make_output_dir
 
     out = root / "out"
     make_output_dir(out, 48, languages=("en", "fr", "de"), durations=(1.0, 1.5, 2.0), per_item=4,

@@ -12,9 +12,14 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-
-from pipelines.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, RUN_SCHEMA, SHARD_SCHEMA, SOURCE_SCHEMA
-from pipelines.shards import file_records, manifests
+from tandem.pipelines.core.contracts import (
+    EXAMPLE_SCHEMA,
+    REJECTION_SCHEMA,
+    RUN_SCHEMA,
+    SHARD_SCHEMA,
+    SOURCE_SCHEMA,
+)
+from tandem.pipelines.store.commit import file_records, manifests
 
 CATALOG = "catalog.duckdb"
 EXAMPLE_COLUMNS = [n for n in EXAMPLE_SCHEMA.names if n != "audio"]

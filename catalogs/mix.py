@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from pipelines.shards import write_atomic
+from tandem.pipelines.io.files import write_atomic
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
               + (f", {n} examples" if n is not None else "") + f"  {c['sql']}")
     if (Path(args.out) / "catalog.duckdb").exists():
         try:
-            from catalogs.catalog import refresh_meta
+            from tandem.catalogs.catalog import refresh_meta
             refresh_meta(args.out)
         except Exception as e:  # noqa: BLE001 - the JSON is the truth; the table catches up on build
             print(f"warning: mixture saved, catalog table not refreshed ({e})", file=sys.stderr)

@@ -33,8 +33,8 @@ def _connect(out: Path):
         con.execute("CREATE VIEW rejections AS SELECT * FROM cat.rejections")
         con.execute("CREATE VIEW sources AS SELECT * FROM cat.sources")
         return con, "catalog"
-    from pipelines.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, SOURCE_SCHEMA
-    from pipelines.shards import committed_files
+    from tandem.pipelines.core.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, SOURCE_SCHEMA
+    from tandem.pipelines.store.commit import committed_files
 
     def files(kind):
         return [str(p) for p in committed_files(out, kind)]
@@ -77,7 +77,7 @@ def _sample(con, col: str, where: str = "") -> dict[str, list[float]]:
 
 def _thresholds(cfg: dict) -> dict[str, dict[str, float]]:
     """Quality thresholds per kind, to draw on the distributions."""
-    from filters.base import per_kind
+    from tandem.filters.base import per_kind
     q = ((cfg or {}).get("filters") or {}).get("quality") or {}
     t = ((cfg or {}).get("filters") or {}).get("trust") or {}
     keys = {"snr_db": (q, "min_snr_db"), "dnsmos_ovrl": (q, "min_dnsmos_ovrl"),
@@ -114,7 +114,7 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     import matplotlib.pyplot as plt
 
     if cfg is None:
-        from pipelines.config import load_config
+        from tandem.pipelines.core.config import load_config
         cfg = load_config()
     out = Path(out_dir)
     if not out.exists():

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from pipelines.contracts import rejection_row
+from tandem.pipelines.core.contracts import rejection_row
 
 NAN = float("nan")
 

@@ -12,15 +12,15 @@ import os
 import pickle
 from pathlib import Path
 
-from .base import Decision
-from .trust import norm_text
+from tandem.filters.base import Decision
+from tandem.filters.trust import norm_text
 
 STATE = "_state/dedup"
 
 
 def audio_hash(example: dict) -> str:
     """Hash of the decoded PCM (two FLAC encodings of the same samples hash the same)."""
-    from pipelines.audio import decode_flac, pcm_hash
+    from tandem.pipelines.io.audio import decode_flac, pcm_hash
     try:
         audio, _ = decode_flac(example["audio"])
     except Exception as e:

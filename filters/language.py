@@ -12,8 +12,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-
-from .base import NAN, Decision, Filter, finite, fmt, per_kind, section
+from tandem.filters.base import NAN, Decision, Filter, finite, fmt, per_kind, section
 
 # heard but not accepted: lets text LID say "Dutch" instead of forcing the nearest accepted language
 DEFAULT_EXTRA = ["nl", "pl", "ca", "ro", "sv", "da", "no", "cs", "hu", "fi", "tr", "ru", "gl", "eu"]

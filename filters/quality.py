@@ -12,8 +12,7 @@ import functools
 import math
 
 import numpy as np
-
-from .base import NAN, Decision, Filter, finite, fmt, num, per_kind, section
+from tandem.filters.base import NAN, Decision, Filter, finite, fmt, num, per_kind, section
 
 SR16 = 16000
 EPS = 1e-10
@@ -143,53 +142,6 @@ def cut(x: np.ndarray, sr: int, regions: list[tuple[float, float]], pad: float =
     return np.concatenate(parts) if parts else np.zeros(0, dtype=x.dtype)
 
 
-# ---- models --------------------------------------------------------------------------------------
-
-class SileroVad:
-    """silero-vad (weights shipped in the PyPI package) on 16 kHz mono, ONNX build: its per-chunk
-    calls stay fast on a busy CPU where the TorchScript build slowed 25-fold (measured)."""
-
-    def __init__(self, threads: int = 1, threshold: float = 0.5):
-        import torch
-        from silero_vad import load_silero_vad
-        torch.set_num_threads(threads)
-        self.model = load_silero_vad(onnx=True)
-        self.threshold = threshold
-
-    def __call__(self, x16: np.ndarray) -> list[tuple[float, float]]:
-        import torch
-        from silero_vad import get_speech_timestamps
-        if x16.size < SR16 // 10:
-            return []
-        ts = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(x16, dtype=np.float32)), self.model,
-                                   sampling_rate=SR16, threshold=self.threshold, return_seconds=False)
-        return [(t["start"] / SR16, t["end"] / SR16) for t in ts]
-
-
-class Dnsmos:
-    """DNSMOS P.835 overall/signal/background (ONNX models shipped by speechmos), thread-limited."""
-
-    def __init__(self, threads: int = 1):
-        import onnxruntime as ort
-        from speechmos.dnsmos import DNSMOS
-
-        from pipelines.models import dnsmos_dir
-        d = dnsmos_dir()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        m = DNSMOS.__new__(DNSMOS)  # speechmos builds sessions with all cores; build ours
-        m.primary_model_path = str(d / "sig_bak_ovr.onnx")
-        m.onnx_sess = ort.InferenceSession(m.primary_model_path, opts, providers=["CPUExecutionProvider"])
-        m.p808_onnx_sess = ort.InferenceSession(str(d / "model_v8.onnx"), opts, providers=["CPUExecutionProvider"])
-        self.model = m
-
-    def __call__(self, x16: np.ndarray) -> dict[str, float]:
-        x = np.clip(np.asarray(x16, dtype=np.float32), -1.0, 1.0)
-        r = self.model(x, SR16, False)
-        return {"ovrl": float(r["ovrl_mos"]), "sig": float(r["sig_mos"]), "bak": float(r["bak_mos"])}
-
-
 # ---- the filter -------------------------------------------------------------------------------------
 
 class QualityFilter(Filter):
@@ -205,13 +157,17 @@ class QualityFilter(Filter):
     def load(self, threads: int = 1) -> QualityFilter:
         qc = section(self.cfg, "quality")
         if self.vad is None:
-            self.vad = SileroVad(threads, float(qc.get("vad_threshold", 0.5)))
+            from tandem.pipelines.models.vad import SileroVad
+            # silero's own defaults for the region shape: the filter measures speech, it does not cut it
+            self.vad = SileroVad(threshold=float(qc["vad_threshold"]), min_speech_s=0.25, min_silence_s=0.1,
+                                 pad_s=0.03, threads=threads)
         if self.dnsmos is None and qc.get("dnsmos", True):
+            from tandem.pipelines.models.dnsmos import Dnsmos
             self.dnsmos = Dnsmos(threads)
         return self
 
     def measure(self, example: dict, audio: np.ndarray | None) -> dict[str, float]:
-        from pipelines.audio import resample
+        from tandem.pipelines.io.audio import resample
         if audio is None:
             raise ValueError(f"example {example.get('example_id')}: quality filter needs audio")
         if self.vad is None:
@@ -226,7 +182,7 @@ class QualityFilter(Filter):
         for c in range(audio.shape[0]):
             x = audio[c]
             x16 = resample(x, sr, SR16)
-            regions = self.vad(x16)
+            regions = self.vad.regions(x16)
             all_regions.append(regions)
             sp = cut(x, sr, regions)
             speech_s = sum(e - s for s, e in regions)

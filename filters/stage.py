@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import math
 
-from pipelines.stage import Stage
-
-from .base import Decision, Filter, first_rejection, rejection_for
-from .language import LanguageFilter
-from .quality import QualityFilter
-from .trust import TrustFilter
+from tandem.filters.base import Decision, Filter, first_rejection, rejection_for
+from tandem.filters.language import LanguageFilter
+from tandem.filters.quality import QualityFilter
+from tandem.filters.trust import TrustFilter
+from tandem.pipelines.core.stage import Stage
 
 FILTERS = {"quality": QualityFilter, "language": LanguageFilter, "trust": TrustFilter}
 
@@ -76,7 +75,7 @@ class FilterStage(Stage):
         enabled = (self.cfg.get("filters") or {}).get("enabled") or list(FILTERS)
         asr = None
         if "language" in enabled or "trust" in enabled:
-            from pipelines.transcribe import load_asr
+            from tandem.pipelines.models.asr import load_asr
             asr = load_asr(self.cfg, device=self.device, threads=self.resources.threads)
         self.filters = build_filters(self.cfg, asr)
         for f in self.filters:
@@ -84,7 +83,7 @@ class FilterStage(Stage):
                 f.load(self.resources.threads)
 
     def measure(self, example: dict) -> dict[str, float]:
-        from pipelines.audio import decode_flac
+        from tandem.pipelines.io.audio import decode_flac
         audio = None
         if any(f.needs_audio or getattr(f, "asr", None) is not None for f in self.filters):
             try:

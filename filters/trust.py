@@ -10,8 +10,7 @@ import unicodedata
 from collections import Counter
 
 import numpy as np
-
-from .base import NAN, Decision, Filter, finite, fmt, num, per_kind, section
+from tandem.filters.base import NAN, Decision, Filter, finite, fmt, num, per_kind, section
 
 _WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
 

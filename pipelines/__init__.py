@@ -1,3 +1,1 @@
-"""tandem pipelines: data contracts, audio I/O, curation stages, model backends, shards, loader."""
-
-__version__ = "0.1.0"
+"""Data contracts, audio I/O, model adapters, curation stages, the store and the trainer API."""

@@ -20,7 +20,7 @@ def add_arguments(p) -> None:
     s = sub.add_parser("summary", help="hours by language/kind/status, rejections by reason")
     s.add_argument("out")
     s.add_argument("--json", action="store_true")
-    from catalogs import mix
+    from tandem.catalogs import mix
     m = sub.add_parser("mix", help="record a named selection (SQL over examples) with a weight")
     mix.add_arguments(m)
     v = sub.add_parser("verify", help="check every live file's checksum against its manifest")
@@ -49,7 +49,7 @@ def print_rows(cols, rows, fmt: str = "table", title: str | None = None) -> None
 
 
 def print_summary(out) -> None:
-    from catalogs.catalog import summary
+    from tandem.catalogs.catalog import summary
     s = summary(out)
     for name, title in (("hours", "hours by language, kind, status"), ("sources", "sources by status"),
                         ("rejections", "rejections by stage and reason"), ("shards", "shard files")):
@@ -59,7 +59,7 @@ def print_summary(out) -> None:
 
 
 def run(args) -> int:
-    from catalogs import catalog
+    from tandem.catalogs import catalog
     if args.action == "build":
         path = catalog.build(args.out)
         _, rows = catalog.query(args.out, "SELECT (SELECT count(*) FROM examples), (SELECT count(*) FROM rejections), "
@@ -78,10 +78,10 @@ def run(args) -> int:
             print_summary(args.out)
         return 0
     if args.action == "mix":
-        from catalogs import mix
+        from tandem.catalogs import mix
         return int(mix.run(args) or 0)
     if args.action == "verify":
-        from pipelines.shards import verify
+        from tandem.pipelines.store.commit import verify
         problems = verify(args.out)
         for p in problems:
             print(p)

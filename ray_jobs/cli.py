@@ -9,15 +9,15 @@ import os
 import sys
 
 COMMANDS = [
-    "ray_jobs.demo",
-    "ray_jobs.curate",
-    "ray_jobs.synth",
-    "ray_jobs.filter",
-    "ray_jobs.report",
-    "ray_jobs.catalog_cmd",
-    "ray_jobs.export",
-    "ray_jobs.models_cmd",
-    "ray_jobs.config_cmd",
+    "tandem.ray_jobs.demo",
+    "tandem.ray_jobs.curate",
+    "tandem.ray_jobs.synth",
+    "tandem.ray_jobs.filter",
+    "tandem.ray_jobs.report",
+    "tandem.ray_jobs.catalog_cmd",
+    "tandem.ray_jobs.export",
+    "tandem.ray_jobs.models_cmd",
+    "tandem.ray_jobs.config_cmd",
 ]
 
 
@@ -45,7 +45,7 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def job_config(args) -> dict:
-    from pipelines.config import load_config, parse_overrides
+    from tandem.pipelines.core.config import load_config, parse_overrides
     over = parse_overrides(args.set)
     res = over.setdefault("resources", {})
     if args.address:

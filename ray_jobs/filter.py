@@ -21,8 +21,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from filters.refilter import refilter
-    from pipelines.config import load_config, parse_overrides
+    from tandem.pipelines.core.config import load_config, parse_overrides
+    from tandem.ray_jobs.refilter import refilter
     over = parse_overrides(args.set)
     cfg = load_config(args.config, over or None)
     counts = refilter(args.out, cfg, log=(lambda *_: None) if args.json else print)

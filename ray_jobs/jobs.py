@@ -7,21 +7,21 @@ from pathlib import Path
 
 
 def filter_stages(cfg: dict) -> list:
-    from filters.stage import FilterStage
-    return [FilterStage(cfg)] if cfg.get("filters", {}).get("enabled", True) else []
+    from tandem.filters.stage import FilterStage
+    return [FilterStage.from_config(cfg)] if cfg.get("filters", {}).get("enabled", True) else []
 
 
 def dedup_index(out_dir, cfg: dict):
     if not cfg.get("filters", {}).get("enabled", True):
         return None
-    from filters.dedup import NearDupIndex
+    from tandem.filters.dedup import NearDupIndex
     return NearDupIndex(str(out_dir), cfg)
 
 
 def run_curate(input_spec: str, out_dir: str | Path, cfg: dict, argv: list[str] | None = None) -> dict:
-    from pipelines.config import config_hash
-    from pipelines.curation import curation_stages, list_inputs, make_items
-    from ray_jobs.runner import run_job
+    from tandem.pipelines.core.config import config_hash
+    from tandem.pipelines.curate.chain import curation_stages, list_inputs, make_items
+    from tandem.ray_jobs.runner import run_job
     h = config_hash(cfg)
     items = make_items(list_inputs(input_spec), cfg, h, str(out_dir))
     stages = curation_stages(cfg) + filter_stages(cfg)
@@ -31,9 +31,9 @@ def run_curate(input_spec: str, out_dir: str | Path, cfg: dict, argv: list[str] 
 
 def run_synth(scripts: str | None, out_dir: str | Path, cfg: dict, *, count: int, seed: int | None,
               languages: list[str] | None, argv: list[str] | None = None) -> dict:
-    from pipelines.config import config_hash
-    from ray_jobs.runner import run_job
-    from synth.job import format_summary, make_items, summarize, synthesis_stages
+    from tandem.pipelines.core.config import config_hash
+    from tandem.ray_jobs.runner import run_job
+    from tandem.synth.job import format_summary, make_items, summarize, synthesis_stages
     if seed is not None:
         cfg["seed"] = seed
     if languages:
@@ -45,7 +45,8 @@ def run_synth(scripts: str | None, out_dir: str | Path, cfg: dict, *, count: int
     stages = synthesis_stages(cfg) + filter_stages(cfg)
     def run_rows(out, run_id):
         # the turn-taking figures of this run's dialogues, accepted or filtered out
-        from pipelines.shards import file_records, iter_rows
+        from tandem.pipelines.io.files import iter_rows
+        from tandem.pipelines.store.commit import file_records
         paths = [Path(out) / r["path"] for r in file_records(out)
                  if r["run_id"] == run_id and r["kind"] in ("shards", "rejected")]
         return summarize(iter_rows(paths, columns=["params"]))

@@ -14,9 +14,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
-
-    from pipelines.config import load_config
-    from pipelines.models import status
+    from tandem.pipelines.core.config import load_config
+    from tandem.pipelines.models.registry import status
     rows = status(load_config(args.config))
     t = Table(title="tandem models")
     for c in ("backend", "role", "model", "origin", "present", "path / how to get it"):

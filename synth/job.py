@@ -15,11 +15,9 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-
-from pipelines.contracts import example_row, rejection_row, source_row, stable_hash, work_key
-from pipelines.stage import Stage
-
-from .scripts import ScriptError, builtin_scripts, iter_jsonl, script_hash, split_sentences
+from tandem.pipelines.core.contracts import example_row, rejection_row, source_row, stable_hash, work_key
+from tandem.pipelines.core.stage import Stage
+from tandem.synth.scripts import ScriptError, builtin_scripts, iter_jsonl, script_hash, split_sentences
 
 STAGE_NAME = "synthesize"
 ROUNDTRIP_NAME = "roundtrip"
@@ -69,7 +67,7 @@ def make_items(scripts: str | None, count: int, seed: int, languages: list[str],
             yield _item(s, f"builtin:{s['dialogue_id']}", dialogue_seed(seed, s["dialogue_id"]), cfg_hash)
         return
     if scripts == "llm" or scripts.startswith("llm:"):
-        from .llm import llm_scripts
+        from tandem.synth.llm import llm_scripts
         for i, (s, err) in enumerate(llm_scripts(count, seed, languages, scfg.get("llm") or {})):
             uri = f"llm:{(scfg.get('llm') or {}).get('url', '')}#{i}"
             if err is not None:
@@ -100,26 +98,26 @@ class SynthesizeStage(Stage):
     uses_model = True
 
     def setup(self) -> None:
-        from .tts import make_tts
+        from tandem.synth.tts.base import make_tts
         self.scfg = _scfg(self.cfg)
         self.sr = int(self.cfg.get("sample_rate", 24000))
         self.tts = make_tts(self.cfg)
 
     def _say(self, text: str, lang: str, voice):
-        from .timeline import Utterance
+        from tandem.synth.timeline import Utterance
         audio, sr, words = self.tts.synthesize(text, lang, voice=voice.name, pitch=voice.pitch, rate=voice.rate)
         return Utterance(text, len(audio) / sr, words, audio)
 
     def process(self, item: dict) -> dict:
-        import pipelines
-        from pipelines.audio import encode_flac
+        from tandem.pipelines.io.audio import encode_flac
+        from tandem.synth.augment import augment_user_channel
+        from tandem.synth.mix import overlap_figures, render
+        from tandem.synth.phrasebook import BACKCHANNELS
+        from tandem.synth.timeline import DEFAULTS as TL_DEFAULTS
+        from tandem.synth.timeline import Turn, build_timeline
+        from tandem.synth.voices import Voice, cast_voices
 
-        from .augment import augment_user_channel
-        from .mix import overlap_figures, render
-        from .phrasebook import BACKCHANNELS
-        from .timeline import DEFAULTS as TL_DEFAULTS
-        from .timeline import Turn, build_timeline
-        from .voices import Voice, cast_voices
+        from tandem import __version__
 
         script, seed = item["script"], int(item["seed"])
         lang = script["language"]
@@ -180,7 +178,7 @@ class SynthesizeStage(Stage):
             text_ch0=text[0], text_ch1=text[1], speakers=speakers, num_speakers=len(speakers),
             overlap_ratio=ov_ratio, speech_ratio=sp_ratio, seed=seed,
             params=json.dumps(params, sort_keys=True, ensure_ascii=False), source_ids=[sh],
-            config_hash=item["cfg_hash"], pipeline_version=getattr(pipelines, "__version__", None))
+            config_hash=item["cfg_hash"], pipeline_version=__version__)
         item["examples"] = [ex]
         item["duration_s"] = dur
         item["source"] = source_row(source_id=sh, uri=item["uri"], kind="synthetic", format="script",
@@ -223,11 +221,11 @@ class RoundTripStage(Stage):
     uses_model = True
 
     def setup(self) -> None:
-        from pipelines.transcribe import load_asr
+        from tandem.pipelines.models.asr import load_asr
         self.asr = load_asr(self.cfg, device=self.device, threads=self.resources.threads)
 
     def process(self, item: dict) -> dict:
-        from pipelines.audio import decode_flac
+        from tandem.pipelines.io.audio import decode_flac
         for ex in item.get("examples") or []:
             audio, sr = decode_flac(ex["audio"])
             cers, segs = {}, []
@@ -293,9 +291,9 @@ def _f(x) -> float:
 
 def synthesis_stages(cfg: dict) -> list[Stage]:
     """The synthesis chain: [SynthesizeStage, RoundTripStage (if synth.roundtrip.enabled)]."""
-    stages: list[Stage] = [SynthesizeStage(cfg)]
+    stages: list[Stage] = [SynthesizeStage.from_config(cfg)]
     if (_scfg(cfg).get("roundtrip") or {}).get("enabled", True):
-        stages.append(RoundTripStage(cfg))
+        stages.append(RoundTripStage.from_config(cfg))
     return stages
 
 

@@ -12,9 +12,8 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
-
-from .phrasebook import TOPICS
-from .scripts import ScriptError, validate_script
+from tandem.synth.phrasebook import TOPICS
+from tandem.synth.scripts import ScriptError, validate_script
 
 LANGUAGE_NAMES = {"en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian",
                   "pt": "Portuguese"}

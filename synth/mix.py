@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from .timeline import Timeline
+from tandem.synth.timeline import Timeline
 
 FADE_S = 0.01  # fade at an interruption cut so the stop does not click
 

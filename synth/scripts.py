@@ -13,10 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
-from pipelines.contracts import stable_hash
-
-from .phrasebook import CLOSINGS, GREETINGS, OPENERS, TOPICS
+from tandem.pipelines.core.contracts import stable_hash
+from tandem.synth.phrasebook import CLOSINGS, GREETINGS, OPENERS, TOPICS
 
 MAX_TURN_CHARS = 1000
 

@@ -3,10 +3,10 @@ import math
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tandem.pipelines.core import contracts as C
+from tandem.pipelines.io.audio import decode_flac
 
-from pipelines import contracts as C
-from pipelines.audio import decode_flac
-from pipelines.fixtures import tone_example
+from tandem.testing.fixtures import tone_example
 
 
 def test_example_schema_round_trip(tmp_path):

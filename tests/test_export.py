@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from tandem.pipelines.train import export
+from tandem.ray_jobs import export as export_cmd
 
-from pipelines import loader_testing as lt
-from ray_jobs import export
+from tandem.testing import loader as lt
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +20,8 @@ def out(tmp_path_factory):
 
 def cli(argv):
     p = argparse.ArgumentParser()
-    export.add_arguments(p)
-    return export.run(p.parse_args(argv))
+    export_cmd.add_arguments(p)
+    return export_cmd.run(p.parse_args(argv))
 
 
 def test_moshi_export_round_trips(out, tmp_path):
@@ -86,8 +87,7 @@ def test_export_errors_name_the_problem(tmp_path, capsys):
 def test_hf_datasets_recipe(out, tmp_path):
     """The recipe in docs/TRAINERS.md: Parquet shards -> datasets with a decoded Audio column."""
     from datasets import Audio, load_dataset
-
-    from pipelines.shards import committed_files
+    from tandem.pipelines.store.commit import committed_files
     out, rows = out
     files = [str(p) for p in committed_files(out, "shards")]
     ds = load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf"))

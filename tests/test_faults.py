@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tandem.catalogs.catalog import build, query, table_fingerprint
+from tandem.pipelines.store.commit import COMMITS, STAGING, OutputError, manifests, verify
+from tandem.ray_jobs.runner import run_job
 
-from catalogs.catalog import build, query, table_fingerprint
-from pipelines.shards import COMMITS, STAGING, OutputError, manifests, verify
-from pipelines.toy import FAULT_ENV, expected_example_ids, make_items, toy_config, toy_stages
-from ray_jobs.runner import run_job
+from tandem.testing.toy import FAULT_ENV, expected_example_ids, make_items, toy_config, toy_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,7 @@ def _exactly_once(out: Path, cfg: dict, n: int) -> None:
 
 
 def _toy_cmd(out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "pipelines.toy", str(out), *args]
+    return [sys.executable, "-m", "tandem.testing.toy", str(out), *args]
 
 
 def _wait_for_commits(out: Path, proc: subprocess.Popen, n: int, timeout: float = 180) -> None:
@@ -161,7 +161,7 @@ def test_full_disk_fails_clearly_and_keeps_commits_whole(tmp_path, monkeypatch):
     with _tmpfs(out, "2m") as mounted:
         if not mounted:
             # no tmpfs without privileges: the 4th Parquet write reports a full disk instead
-            from pipelines import shards
+            from tandem.pipelines.io import files as shards
             real, calls = shards.pq.write_table, [0]
 
             def full(*a, **k):
@@ -186,7 +186,7 @@ def test_full_disk_fails_clearly_and_keeps_commits_whole(tmp_path, monkeypatch):
 
 @pytest.mark.cluster
 def test_cluster_survives_losing_a_node(cluster, tmp_path):
-    from ray_jobs.cluster import add_node, cluster_env, kill_node, wait_for_nodes
+    from tandem.ray_jobs.cluster import add_node, cluster_env, kill_node, wait_for_nodes
     cfg = _cli_config(2)
     n = 16
     out = tmp_path / "out"
@@ -220,13 +220,13 @@ def test_cluster_survives_losing_a_node(cluster, tmp_path):
 @pytest.mark.cluster
 def test_ray_job_submit_runs_the_same_job(cluster, tmp_path):
     # ray[default] (the dashboard's job server) is a declared dependency: missing is a failure
-    from ray_jobs.cluster import cluster_env, dashboard_available
+    from tandem.ray_jobs.cluster import cluster_env, dashboard_available
     assert dashboard_available(), "`ray job submit` needs Ray's dashboard: reinstall with ray[data,default]"
     cfg = _cli_config(2)
     out = tmp_path / "out"
     r = subprocess.run([str(Path(sys.executable).with_name("ray")), "job", "submit", "--address",
                         cluster.dashboard_url, "--working-dir", str(ROOT), "--",
-                        "python", "-m", "pipelines.toy", str(out), "--items", "6", "--commit-every", "2"],
+                        "python", "-m", "tandem.testing.toy", str(out), "--items", "6", "--commit-every", "2"],
                        cwd=ROOT, env=cluster_env(), capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "succeeded" in r.stdout

@@ -1,10 +1,10 @@
 """Dedup: the same audio under another name, near-duplicate transcripts, persisted state."""
 
 import numpy as np
+from tandem.filters.dedup import NearDupIndex
+from tandem.pipelines.core.config import load_config
 
-from filters import testing as T
-from filters.dedup import NearDupIndex
-from pipelines.config import load_config
+from tandem.testing import filters as T
 
 TEXT = "we should meet on tuesday to go over the budget for next year and the hiring plan"
 

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import soxr
+from tandem.filters.quality import QualityFilter, bandwidth_hz, clipping_ratio, wada_snr
+from tandem.pipelines.core.config import load_config
+from tandem.pipelines.io.audio import decode_flac
+from tandem.pipelines.models.dnsmos import Dnsmos
 
-from filters import testing as T
-from filters.quality import Dnsmos, QualityFilter, bandwidth_hz, clipping_ratio, wada_snr
-from pipelines.audio import decode_flac
-from pipelines.config import load_config
+from tandem.testing import filters as T
 
 
 @pytest.fixture(scope="session")

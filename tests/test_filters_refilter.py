@@ -3,11 +3,13 @@
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from tandem.filters.stage import FilterStage, stored_metrics
+from tandem.pipelines.core.config import load_config
+from tandem.pipelines.io.files import iter_rows
+from tandem.pipelines.store.commit import committed_files
+from tandem.pipelines.store.writer import JobWriter
 
-from filters import testing as T
-from filters.stage import FilterStage, stored_metrics
-from pipelines.config import load_config
-from pipelines.shards import JobWriter, committed_files, iter_rows
+from tandem.testing import filters as T
 
 BASE = {"filters": {"enabled": ["quality", "trust"], "quality": {"dnsmos": False},
                     "trust": {"compute_roundtrip": False}}}
@@ -50,7 +52,7 @@ def test_stage_wrote_metrics_and_rejections(out):
 
 
 def test_refilter_moves_rows_and_back(out):
-    from filters.refilter import refilter
+    from tandem.ray_jobs.refilter import refilter
     c = refilter(out, stricter(25.0), log=lambda *a: None)
     assert c["moved_to_rejected"] == 1 and c["rejected_snr_low"] == 1
     assert ids(out, "shards") == ["clean"] and ids(out, "rejected") == ["noise", "noisy"]
@@ -65,7 +67,7 @@ def test_refilter_moves_rows_and_back(out):
     assert ids(out, "shards") == ["clean", "noisy"] and ids(out, "rejected") == ["noise"]
     src = {r["uri"]: r["status"] for r in iter_rows(committed_files(out, "sources"))}
     assert src == {"script-0": "accepted", "script-1": "accepted", "script-2": "rejected"}
-    from catalogs import catalog
+    from tandem.catalogs import catalog
     assert catalog.live_files_match(out)
     _, rows = catalog.query(out, "SELECT count(*), count(DISTINCT uri) FROM sources")
     assert rows == [(3, 3)]
@@ -74,7 +76,7 @@ def test_refilter_moves_rows_and_back(out):
 def test_report(out):
     import json
 
-    from catalogs.report import build_report
+    from tandem.catalogs.report import build_report
     idx = build_report(out, load_config(overrides=BASE))
     s = json.loads((idx.parent / "summary.json").read_text())
     tot = {r["status"]: r["examples"] for r in s["totals"]}

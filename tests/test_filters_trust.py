@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from tandem.filters.trust import TrustFilter, cer
+from tandem.pipelines.core.config import load_config
 
-from filters import testing as T
-from filters.trust import TrustFilter, cer
-from pipelines.config import load_config
+from tandem.testing import filters as T
 
 AUDIO = np.zeros((2, 24000 * 5), np.float32)
 

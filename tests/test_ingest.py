@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from tandem.pipelines.core.config import config_hash, load_config
+from tandem.pipelines.curate.chain import make_items
+from tandem.pipelines.curate.ingest import IngestStage
 
-from pipelines.config import config_hash, load_config
-from pipelines.curation import make_items
-from pipelines.ingest import IngestStage
-from pipelines.testing import EN_TURNS_2, make_conversation, two_channel, write_audio, write_broken_files
+from tandem.testing.audio import EN_TURNS_2, make_conversation, two_channel, write_audio, write_broken_files
 
 
 @pytest.fixture(scope="module")

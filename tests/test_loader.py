@@ -4,12 +4,12 @@ from collections import Counter, defaultdict
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from tandem.pipelines.io.audio import decode_flac
+from tandem.pipelines.train import LoaderError, ShardDataset, collate, shard_paths, shuffle_plan
+from tandem.pipelines.train.tokens import ByteTokenizer, frame_of
 from torch.utils.data import DataLoader
 
-from pipelines import loader_testing as lt
-from pipelines.audio import decode_flac
-from pipelines.loader import LoaderError, ShardDataset, collate, shard_paths, shuffle_plan
-from pipelines.tokens import ByteTokenizer, frame_of
+from tandem.testing import loader as lt
 
 TOK = ByteTokenizer()
 

@@ -4,11 +4,11 @@ from collections import defaultdict
 
 import duckdb
 import pytest
+from tandem.catalogs import mix
+from tandem.pipelines.train import LoaderError, MixtureDataset, ShardDataset, collate
 from torch.utils.data import DataLoader
 
-from catalogs import mix
-from pipelines import loader_testing as lt
-from pipelines.loader import LoaderError, MixtureDataset, ShardDataset, collate
+from tandem.testing import loader as lt
 
 EN = "SELECT example_id FROM examples WHERE language = 'en'"
 FR = "SELECT example_id FROM examples WHERE language = 'fr'"
@@ -30,7 +30,7 @@ def test_add_mixture_writes_json_and_catalog_loads_it(out, tmp_path):
     assert [(c["name"], c["weight"]) for c in m["components"]] == [("french", 1.0), ("c0", 2.5)]
     saved = json.loads((out / "mixtures" / "enfr.json").read_text())
     assert saved["components"] == m["components"] and m["components"][1]["selected_at_add"] == 16
-    from catalogs.catalog import build
+    from tandem.catalogs.catalog import build
     build(out)
     con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
     got = con.execute("SELECT name, component, weight FROM mixtures ORDER BY component").fetchall()

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from tandem.catalogs.catalog import query
+from tandem.pipelines.core.stage import Resources, Stage
+from tandem.ray_jobs.execute import ResourceFitError, check_fit
+from tandem.ray_jobs.progress import StageTable
+from tandem.ray_jobs.runner import run_job
 
-from catalogs.catalog import query
-from pipelines.stage import Resources, Stage
-from pipelines.toy import expected_example_ids, make_items, toy_config, toy_stages
-from ray_jobs.runner import ResourceFitError, StageTable, check_fit, run_job
+from tandem.testing.toy import expected_example_ids, make_items, toy_config, toy_stages
 
 
 def _ids(out, status="accepted"):

@@ -5,16 +5,18 @@ import sys
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from tandem.catalogs import catalog
+from tandem.pipelines.io.files import sha256_file
+from tandem.pipelines.store.commit import OutputError, committed_files, verify
+from tandem.pipelines.store.writer import JobWriter
 
-from catalogs import catalog
-from pipelines import shards
-from pipelines.fixtures import rejected_item, tone_item
+from tandem.testing.fixtures import rejected_item, tone_item
 
 CFG = {"shards": {"target_bytes": 1 << 30, "row_group_rows": 2, "max_items_per_commit": 3, "compression": "zstd"}}
 
 
 def write(out, items, run_id="run1", cfg=CFG):
-    w = shards.JobWriter(out, cfg, run_id=run_id, job="test", config_hash="h",
+    w = JobWriter(out, cfg, run_id=run_id, job="test", config_hash="h",
                          on_commit=lambda m: catalog.ingest_commit(out, m))
     for it in items:
         w.add(it)
@@ -26,20 +28,20 @@ def write(out, items, run_id="run1", cfg=CFG):
 def test_commit_groups_and_checksums(tmp_path):
     _, totals = write(tmp_path, [tone_item(i) for i in range(7)] + [rejected_item(0)])
     assert totals["examples"] == 7 and totals["commits"] == 3
-    files = shards.committed_files(tmp_path, "shards")
+    files = committed_files(tmp_path, "shards")
     assert len(files) == 3 and all(f.exists() for f in files)
-    assert shards.verify(tmp_path) == []
+    assert verify(tmp_path) == []
     # row groups small enough to stream
     pf = pq.ParquetFile(files[0])
     assert pf.num_row_groups == 2 and pf.metadata.row_group(0).num_rows == 2
     _, rows = catalog.query(tmp_path, "SELECT path, sha256, rows FROM shards ORDER BY path")
     assert [r[0] for r in rows] == sorted(f.relative_to(tmp_path).as_posix() for f in files)
-    assert all(r[1] == shards.sha256_file(tmp_path / r[0]) for r in rows)
+    assert all(r[1] == sha256_file(tmp_path / r[0]) for r in rows)
     # corruption is detected
     with open(files[0], "r+b") as f:
         f.seek(100)
         f.write(b"XXXX")
-    assert any("checksum" in p for p in shards.verify(tmp_path))
+    assert any("checksum" in p for p in verify(tmp_path))
 
 
 def test_rebuild_equals_incremental(tmp_path):
@@ -55,7 +57,7 @@ def test_rebuild_equals_incremental(tmp_path):
 def test_rerun_skips_committed_and_drops_duplicate_audio(tmp_path):
     w, _ = write(tmp_path, [tone_item(i) for i in range(4)])
     assert len(w.committed_work_keys()) == 4
-    w2 = shards.JobWriter(tmp_path, CFG, run_id="run2", job="test", config_hash="h")
+    w2 = JobWriter(tmp_path, CFG, run_id="run2", job="test", config_hash="h")
     assert w2.committed_work_keys() == w.committed_work_keys()
     dup = tone_item(2)
     dup["work_key"] = "another-name"
@@ -72,8 +74,10 @@ def test_rerun_skips_committed_and_drops_duplicate_audio(tmp_path):
 
 CRASH = """
 import os, sys
-from pipelines import shards
-from pipelines.fixtures import tone_item
+from tandem.pipelines.io.files import sha256_file
+from tandem.pipelines.store.commit import OutputError, committed_files, verify
+from tandem.pipelines.store.writer import JobWriter
+from tandem.testing.fixtures import tone_item
 out = sys.argv[1]
 real_replace = os.replace
 def dying_replace(src, dst):
@@ -82,7 +86,7 @@ def dying_replace(src, dst):
         os._exit(9)
     return real_replace(src, dst)
 os.replace = dying_replace
-w = shards.JobWriter(out, {"shards": {"max_items_per_commit": 2}}, run_id="crash", job="t", config_hash="h")
+w = JobWriter(out, {"shards": {"max_items_per_commit": 2}}, run_id="crash", job="t", config_hash="h")
 for i in range(6):
     w.add(tone_item(i))
 w.close()
@@ -93,12 +97,12 @@ def test_interrupted_write_leaves_nothing_visible_and_resume_completes(tmp_path)
     r = subprocess.run([sys.executable, "-c", CRASH, str(tmp_path)], capture_output=True, check=False)
     assert r.returncode == 9
     # the first commit is visible; the crashed second one is not, not even as a file
-    assert len(shards.committed_files(tmp_path, "shards")) == 1
+    assert len(committed_files(tmp_path, "shards")) == 1
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == \
-        [shards.committed_files(tmp_path, "shards")[0].name]
+        [committed_files(tmp_path, "shards")[0].name]
     assert not any(p.name.startswith(".") for p in (tmp_path / "shards").iterdir())
     # resume: recovery drops the staged leftovers, committed keys are skipped
-    w = shards.JobWriter(tmp_path, CFG, run_id="resume", job="t", config_hash="h")
+    w = JobWriter(tmp_path, CFG, run_id="resume", job="t", config_hash="h")
     assert w.recovered["dropped_uncommitted"] == 1
     for i in range(6):
         it = tone_item(i)
@@ -120,8 +124,8 @@ def test_unwritable_output_is_a_clear_error(tmp_path):
         target = tmp_path / "ro"
         target.mkdir()
         target.chmod(0o500)
-    with pytest.raises(shards.OutputError, match=str(target)):
-        shards.JobWriter(target, CFG, run_id="x", job="t")
+    with pytest.raises(OutputError, match=str(target)):
+        JobWriter(target, CFG, run_id="x", job="t")
 
 
 def test_duckdb_and_hf_datasets_read_a_shard(tmp_path):

@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from tandem.pipelines.core.config import config_hash, load_config
+from tandem.pipelines.core.contracts import EXAMPLE_SCHEMA, example_table_from_rows, validate
+from tandem.pipelines.io.audio import decode_flac
+from tandem.synth.job import SynthesizeStage, format_summary, make_items, summarize, synthesis_stages
+from tandem.synth.scripts import ScriptError, validate_script
 
-from pipelines.audio import decode_flac
-from pipelines.config import config_hash, load_config
-from pipelines.contracts import EXAMPLE_SCHEMA, example_table_from_rows, validate
-from synth.job import SynthesizeStage, format_summary, make_items, summarize, synthesis_stages
-from synth.scripts import ScriptError, validate_script
-from synth.testing import sample_script, write_scripts
+from tandem.testing.synth import sample_script, write_scripts
 
 LANGS = ["en", "fr", "de", "es", "it", "pt"]
 

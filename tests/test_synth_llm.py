@@ -3,11 +3,11 @@
 import json
 
 import pytest
+from tandem.pipelines.core.config import config_hash, load_config
+from tandem.synth.job import make_items
+from tandem.synth.llm import ChatClient, LLMError, parse_dialogue
 
-from pipelines.config import config_hash, load_config
-from synth.job import make_items
-from synth.llm import ChatClient, LLMError, parse_dialogue
-from synth.testing import ChatServer
+from tandem.testing.synth import ChatServer
 
 GOOD = json.dumps({"turns": [{"speaker": "A", "text": "Salut, ça va ?"},
                              {"speaker": "B", "text": "Oui, très bien, merci."}]})

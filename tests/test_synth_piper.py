@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
-from synth.tts import PiperTTS, TTSError
+from tandem.synth.tts.base import TTSError
+from tandem.synth.tts.piper import PiperTTS
 
 TEXT = "Good morning, did you see the weather forecast for the weekend?"
 

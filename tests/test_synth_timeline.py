@@ -4,11 +4,11 @@ import math
 
 import numpy as np
 import pytest
+from tandem.synth.job import summarize
+from tandem.synth.mix import overlap_figures, render
+from tandem.synth.timeline import DEFAULTS, build_timeline
 
-from synth.job import summarize
-from synth.mix import overlap_figures, render
-from synth.testing import fake_backchannel, fake_turns
-from synth.timeline import DEFAULTS, build_timeline
+from tandem.testing.synth import fake_backchannel, fake_turns
 
 CH = {"A": 0, "B": 1}
 

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-
-from pipelines import tokens
-from pipelines.tokens import ByteTokenizer, channel_streams, frame_of, num_frames, token_stream
+from tandem.pipelines.train import tokens
+from tandem.pipelines.train.tokens import ByteTokenizer, channel_streams, frame_of, num_frames, token_stream
 
 PAD, EPAD = 3, 0
 TOK = ByteTokenizer()

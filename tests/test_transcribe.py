@@ -5,10 +5,11 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
+from tandem.pipelines.core.config import load_config
+from tandem.pipelines.curate.transcribe import TranscribeStage
+from tandem.pipelines.models.asr import load_asr, speech_chunks
 
-from pipelines.config import load_config
-from pipelines.testing import EN_TURNS_2, make_conversation, read_rttm, read_stm_text, sample_paths
-from pipelines.transcribe import TranscribeStage, load_asr, speech_chunks
+from tandem.testing.audio import EN_TURNS_2, make_conversation, read_rttm, read_stm_text, sample_paths
 
 SEG_KEYS = {"start_s", "end_s", "text", "language", "language_prob", "avg_logprob", "no_speech_prob",
             "compression_ratio", "words"}
@@ -67,7 +68,7 @@ def matched_words(hyp: list[dict], ref: list[dict]) -> list[tuple[dict, dict]]:
 
 
 def test_language_per_chunk(asr):
-    from synth.tts import EspeakTTS
+    from tandem.synth.tts.espeak import EspeakTTS
     tts = EspeakTTS(16000)
     en, _, _ = tts.synthesize("The weather is lovely today and we will walk to the park.", "en")
     es, _, _ = tts.synthesize("Hoy hace muy buen tiempo y vamos a caminar hasta el parque.", "es")

@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from tandem.pipelines.core.config import load_config
+from tandem.pipelines.curate.diarize import DiarizeStage
+from tandem.pipelines.curate.vad import _vad_cfg
+from tandem.pipelines.models.diarization import _diar_cfg, choose_clusters, load_diarizer
+from tandem.pipelines.models.vad import SileroVad
 
-from pipelines.config import load_config
-from pipelines.diarize import DiarizeStage, _diar_cfg, choose_clusters, load_diarizer
-from pipelines.testing import EN_TURNS_2, EN_TURNS_3, make_conversation, read_rttm, sample_paths
-from pipelines.vad import SileroVad, _vad_cfg
+from tandem.testing.audio import EN_TURNS_2, EN_TURNS_3, make_conversation, read_rttm, sample_paths
 
 
 def _der(ref, hyp):
@@ -26,7 +28,7 @@ def models():
     import torch
     torch.set_num_threads(2)
     cfg = load_config()
-    return SileroVad(_vad_cfg(cfg)), load_diarizer(cfg)
+    return SileroVad.from_config(_vad_cfg(cfg), threads=2), load_diarizer(cfg)
 
 
 @pytest.fixture(scope="session")
@@ -102,6 +104,6 @@ def test_stage_writes_rttm(convs, tmp_path):
 
 
 def test_pyannote_backend_offline_fails_clearly():
-    from pipelines.models import ModelMissing
+    from tandem.pipelines.models.registry import ModelMissing
     with pytest.raises(ModelMissing, match="HF_TOKEN|embedded"):
         load_diarizer(load_config(overrides={"diarize": {"backend": "pyannote"}}))

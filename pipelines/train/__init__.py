@@ -1,0 +1,20 @@
+"""The trainer API: streaming datasets over committed shards, batching, tokens, exports."""
+
+from tandem.pipelines.train.collate import collate, resume_info
+from tandem.pipelines.train.loader import ShardDataset
+from tandem.pipelines.train.mixture import MixtureDataset, load_mixture
+from tandem.pipelines.train.units import POS_FIELDS, LoaderError, Unit, build_units, shard_paths, shuffle_plan
+
+__all__ = [
+    "POS_FIELDS",
+    "LoaderError",
+    "MixtureDataset",
+    "ShardDataset",
+    "Unit",
+    "build_units",
+    "collate",
+    "load_mixture",
+    "resume_info",
+    "shard_paths",
+    "shuffle_plan",
+]
