@@ -60,7 +60,7 @@ def memory_child(minutes: float) -> None:
         p = write_long_file(Path(d) / "long.wav", minutes * 60, 16000)
         (item,) = make_items([str(p)], cfg, config_hash(cfg), d)
         t0 = time.perf_counter()
-        for st in (IngestStage(cfg), VadStage(cfg), DiarizeStage(cfg)):
+        for st in (IngestStage.from_config(cfg), VadStage.from_config(cfg), DiarizeStage.from_config(cfg)):
             item = st(item)
         dt = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -16,10 +16,10 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from tandem.ray_jobs.catalog_cmd import print_summary
     from tandem.ray_jobs.cli import job_config
-    from tandem.ray_jobs.jobs import run_curate
+    from tandem.ray_jobs.jobs import report_retries, run_curate
     cfg = job_config(args)
-    run_curate(args.input, args.out, cfg)
+    res = run_curate(args.input, args.out, cfg)
     print_summary(args.out)
     print(f"\nshards: {args.out}/shards   catalog: {args.out}/catalog.duckdb   "
           f"try: tandem catalog query {args.out} \"SELECT * FROM hours\"")
-    return 0
+    return report_retries(res)

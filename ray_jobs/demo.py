@@ -65,7 +65,8 @@ def _ffmpeg(src: Path, dst: Path, *args: str) -> None:
 
 
 def build_corpus(raw: Path, seed: int = 0) -> dict:
-    """Write the demo's raw inputs into `raw`; returns what each file is expected to become."""
+    """Write the demo's raw inputs into `raw`; returns what each file is expected to become:
+    `accepted:<language>` or `rejected:<reason>`."""
     from tandem.ray_jobs.corpus import make_conversation, two_channel, write_broken_files
     raw.mkdir(parents=True, exist_ok=True)
     expect: dict[str, str] = {}
@@ -75,7 +76,7 @@ def build_corpus(raw: Path, seed: int = 0) -> dict:
         (raw / "ref").mkdir(exist_ok=True)
         (raw / "ref" / f"conv_{lang}.json").write_text(json.dumps(ref_turns, indent=1))
         sf.write(raw / f"conv_{lang}.wav", audio, sr, subtype="PCM_16")
-        expect[f"conv_{lang}.wav"] = "accepted"
+        expect[f"conv_{lang}.wav"] = f"accepted:{lang}"
     # other containers and rates of real conversations
     _ffmpeg(raw / "conv_en.wav", raw / "conv_en_copy.flac", "-ar", "16000")  # same speech, 16 kHz FLAC
     # resampled: not a byte duplicate, but the same words: the near-duplicate transcript check catches it
@@ -85,28 +86,28 @@ def build_corpus(raw: Path, seed: int = 0) -> dict:
     _ffmpeg(raw / "conv_es.wav", raw / "conv_es.opus", "-c:a", "libopus", "-b:a", "48k")
     _ffmpeg(raw / "conv_it.wav", raw / "conv_it.ogg", "-ar", "44100", "-c:a", "libvorbis")
     for name in ("conv_fr.mp3", "conv_de.m4a", "conv_es.opus", "conv_it.ogg"):
-        expect[name] = "accepted"
+        expect[name] = f"accepted:{name[5:7]}"
     for name in ("conv_fr.wav", "conv_de.wav", "conv_es.wav", "conv_it.wav"):
         (raw / name).unlink()
         expect.pop(name)
     # the same file under another name: ingested once
     shutil.copyfile(raw / "conv_pt.wav", raw / "conv_pt_renamed.wav")
-    expect["conv_pt_renamed.wav"] = "duplicate"
+    expect["conv_pt_renamed.wav"] = "rejected:duplicate_source"
     # a genuinely two-channel recording: each speaker on its own channel
     audio, ref2, _ = make_conversation(CONVERSATIONS["en"][::-1], "en", sr, seed + 100)
     audio2 = two_channel(audio, ref2, sr, main="A")
     sf.write(raw / "call_en_stereo.wav", audio2, sr, subtype="PCM_16")
     (raw / "ref" / "call_en_stereo.json").write_text(json.dumps(ref2, indent=1))
-    expect["call_en_stereo.wav"] = "accepted"
+    expect["call_en_stereo.wav"] = "accepted:en"
     # speech in a language outside the accepted set
     lang, turns = OFF_LANGUAGE
     audio, _, _ = make_conversation(turns, lang, sr, seed + 200)
     sf.write(raw / "conv_nl.wav", audio, sr, subtype="PCM_16")
-    expect["conv_nl.wav"] = "rejected"
+    expect["conv_nl.wav"] = "rejected:language_other"
     # pure noise
     rng = np.random.default_rng(seed)
     sf.write(raw / "noise.wav", (0.3 * rng.standard_normal(sr * 8)).astype("float32"), sr)
-    expect["noise.wav"] = "rejected"
+    expect["noise.wav"] = "rejected:noise"
     for name, reason in write_broken_files(raw).items():
         expect[name] = f"rejected:{reason}"
     (raw / "EXPECTED.json").write_text(json.dumps(expect, indent=1, sort_keys=True))

@@ -56,3 +56,15 @@ def run_synth(scripts: str | None, out_dir: str | Path, cfg: dict, *, count: int
     if res.get("summary") is not None:
         print(format_summary(res["summary"]))
     return res
+
+
+def report_retries(res: dict) -> int:
+    """Exit status of a job command: 3 when items failed transiently and were left for a rerun."""
+    retry = res.get("retry") or []
+    if not retry:
+        return 0
+    print(f"\n{len(retry)} item(s) failed for transient reasons and were not committed; "
+          "rerun the same command to retry them:", file=sys.stderr)
+    for r in retry[:20]:
+        print(f"  {r.get('uri')}: {r.get('stage')}: {r.get('detail')}", file=sys.stderr)
+    return 3

@@ -20,11 +20,11 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from tandem.ray_jobs.catalog_cmd import print_summary
     from tandem.ray_jobs.cli import job_config
-    from tandem.ray_jobs.jobs import run_synth
+    from tandem.ray_jobs.jobs import report_retries, run_synth
     if len(args.paths) > 2:
         raise ValueError("expected [SCRIPTS] OUT")
     scripts, out = (args.paths[0], args.paths[1]) if len(args.paths) == 2 else (None, args.paths[0])
     cfg = job_config(args)
-    run_synth(scripts, out, cfg, count=args.count, seed=args.seed, languages=args.languages)
+    res = run_synth(scripts, out, cfg, count=args.count, seed=args.seed, languages=args.languages)
     print_summary(out)
-    return 0
+    return report_retries(res)

@@ -27,37 +27,52 @@ def test_demo_prints_summary_and_where_to_look(demo_out):
     assert ("real", "accepted") in kinds and ("synthetic", "accepted") in kinds
 
 
-def test_broken_inputs_are_rejections_with_reasons(demo_out):
-    expected = json.loads((demo_out / "raw" / "EXPECTED.json").read_text())
-    _, rows = catalog.query(demo_out, "SELECT uri, stage, reason, detail FROM rejections")
-    by_name = {}
-    for uri, stage, reason, detail in rows:
-        by_name.setdefault(Path(uri).name, []).append((stage, reason, detail))
-    for name, want in expected.items():
-        if want.startswith("rejected:"):
-            assert name in by_name, f"{name} has no rejection row"
-            stage, reason, detail = by_name[name][0]
-            assert reason == want.split(":", 1)[1], (name, by_name[name])
-            if stage == "ingest":
-                assert name in detail  # the message names the file
-    assert by_name["conv_pt_renamed.wav"][0][1] == "duplicate_source" or \
-        by_name.get("conv_pt.wav", [(None, "")])[0][1] == "duplicate_source"
-
-
-def test_every_input_is_accounted_for(demo_out):
-    expected = json.loads((demo_out / "raw" / "EXPECTED.json").read_text())
+def _outcomes(demo_out):
+    """Per input file name: its source status, its rejection rows, and its accepted examples' languages."""
     _, rows = catalog.query(demo_out, "SELECT uri, status FROM sources WHERE kind = 'real'")
-    seen = {Path(u).name: s for u, s in rows}
-    assert set(seen) == set(expected), set(expected) ^ set(seen)
+    status = {Path(u).name: s for u, s in rows}
+    _, rows = catalog.query(demo_out, "SELECT uri, stage, reason, detail FROM rejections")
+    rejections: dict[str, list] = {}
+    for uri, stage, reason, detail in rows:
+        rejections.setdefault(Path(uri).name, []).append((stage, reason, detail))
+    _, rows = catalog.query(demo_out, """
+        SELECT s.uri, e.language FROM examples e JOIN sources s ON list_contains(e.source_ids, s.source_id)
+        WHERE e.kind = 'real' AND e.status = 'accepted'""")
+    languages: dict[str, set] = {}
+    for uri, lang in rows:
+        languages.setdefault(Path(uri).name, set()).add(lang)
+    return status, rejections, languages
+
+
+def test_every_input_ends_as_expected(demo_out):
+    expected = json.loads((demo_out / "raw" / "EXPECTED.json").read_text())
+    status, rejections, languages = _outcomes(demo_out)
+    assert set(status) == set(expected), set(expected) ^ set(status)
+    wrong = {}
+    for name, want in expected.items():
+        outcome, value = want.split(":", 1)
+        if outcome == "accepted":
+            got = (status[name], languages.get(name), rejections.get(name))
+            if status[name] != "accepted" or languages.get(name) != {value}:
+                wrong[name] = got
+        else:
+            reasons = [r for _, r, _ in rejections.get(name, [])]
+            if status[name] == "accepted" or value not in reasons:
+                wrong[name] = (status[name], rejections.get(name))
+            for stage, _, detail in rejections.get(name, []):
+                if stage == "ingest":
+                    assert name in detail, (name, detail)  # the message names the file
+    assert not wrong, wrong
     _, rows = catalog.query(demo_out, "SELECT count(*), count(DISTINCT work_key) FROM sources")
     assert rows[0][0] == rows[0][1]
 
 
 def test_six_languages_real_and_synthetic(demo_out):
+    six = {"en", "fr", "de", "es", "it", "pt"}
     _, rows = catalog.query(demo_out, "SELECT DISTINCT language FROM examples WHERE status='accepted' AND kind='synthetic'")
-    assert {r[0] for r in rows} == {"en", "fr", "de", "es", "it", "pt"}
-    _, rows = catalog.query(demo_out, "SELECT DISTINCT language FROM examples WHERE kind='real'")
-    assert {"en", "de"} <= {r[0] for r in rows}
+    assert {r[0] for r in rows} == six
+    _, rows = catalog.query(demo_out, "SELECT DISTINCT language FROM examples WHERE status='accepted' AND kind='real'")
+    assert {r[0] for r in rows} == six
 
 
 def test_rerun_resumes_without_duplicates(demo_out):

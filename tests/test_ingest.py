@@ -21,7 +21,7 @@ def conv():
 
 
 def _ingest(cfg, paths, out):
-    st = IngestStage(cfg)
+    st = IngestStage.from_config(cfg)
     return [st(it) for it in make_items([str(p) for p in paths], cfg, config_hash(cfg), str(out))]
 
 

@@ -52,6 +52,35 @@ def section(cfg: dict, name: str) -> dict[str, Any]:
     return out
 
 
+def typed_section(cls: type, cfg: dict, name: str, **extra: Any):
+    """Dataclass `cls` filled from section `name` (YAML defaults applied) plus `extra` fields.
+
+    Each field is converted to its annotated scalar type; a field the section lacks, or sets to
+    null where the type does not allow it, is an error naming the key, never a silent default.
+    """
+    import dataclasses
+    import typing
+    sec = section(cfg, name)
+    hints = typing.get_type_hints(cls)
+    kw: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in extra:
+            kw[f.name] = extra[f.name]
+            continue
+        if f.name not in sec:
+            raise KeyError(f"config {name}.{f.name}: missing (no default in pipelines/core/defaults)")
+        v, t = sec[f.name], hints[f.name]
+        if v is None:
+            if type(None) not in typing.get_args(t):
+                raise ValueError(f"config {name}.{f.name}: must be set (got null)")
+            kw[f.name] = None
+            continue
+        if t in (int, float, str, bool):
+            v = t(v)
+        kw[f.name] = v
+    return cls(**kw)
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """`--set a.b=VALUE` pairs (VALUE is YAML) to a nested override dict."""
     over: dict[str, Any] = {}

@@ -13,11 +13,45 @@ The same class runs in a unit test (`stage.run_items([...])`) and as a Ray Data 
 
 from __future__ import annotations
 
+import errno
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from tandem.pipelines.core.contracts import rejection_row
+
+
+# A model stage's worker may die on an item this many times before the item is quarantined.
+QUARANTINE_AFTER = 3
+
+
+class TransientError(RuntimeError):
+    """A failure of the infrastructure, not of the input: retried, never a rejection of the data."""
+
+
+class ModelMissing(TransientError):
+    """A model a stage needs is not available; the message says how to provide it."""
+
+
+def is_transient(e: BaseException) -> bool:
+    """Out of memory (host or CUDA), a missing model, a lost connection, a full or failing disk."""
+    if isinstance(e, (TransientError, MemoryError, ConnectionError, TimeoutError)):
+        return True
+    if type(e).__name__ == "OutOfMemoryError" or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower()):
+        return True  # torch.cuda.OutOfMemoryError, and CUDA/cuDNN OOM raised as RuntimeError
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EIO, errno.ENOMEM, errno.EAGAIN)
+
+
+def _free_memory() -> None:
+    import gc
+    gc.collect()
+    try:
+        import torch
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
 
 
 @dataclass
@@ -56,6 +90,8 @@ class Stage:
     writes: tuple[str, ...] = ()
     # stages with a model set this, so the runner gives them an actor pool
     uses_model: bool = False
+    # in-process retries of an item that failed transiently, before it is handed back as `retry`
+    transient_retries: int = 2
 
     def __init__(self, cfg: dict | None = None, *, resources: Resources | None = None):
         # `cfg` is the legacy form: stages not yet given typed parameters read it in setup()
@@ -93,22 +129,36 @@ class Stage:
             self.setup()
             self._ready = True
 
+    def _attempt_file(self, item: dict) -> Path | None:
+        """Marker counting this stage's attempts at an item, kept until the attempt returns: a
+        worker killed mid-item leaves it behind, so repeated kills are seen across retries."""
+        if not (self.uses_model and item.get("out_dir") and item.get("work_key")):
+            return None
+        return Path(item["out_dir"]) / "_attempts" / f"{item['work_key']}.{self.name}"
+
     def __call__(self, item: dict) -> dict:
         self.ensure_setup()
         c = self.counters
         c.items_in += 1
-        if item.get("status") == "rejected":
+        if item.get("status") in ("rejected", "retry"):
             return item
         missing = [k for k in self.reads if k not in item]
         if missing:
             raise KeyError(f"stage {self.name}: item lacks {missing} (wrong stage order?)")
         t0 = time.perf_counter()
-        try:
-            item = self.process(item)
-        except Exception as e:  # noqa: BLE001 - a bad input must not stop the job
-            c.errors += 1
-            reject(item, stage=self.name, reason="stage_error", detail=f"{type(e).__name__}: {e}",
-                   trace=traceback.format_exc(limit=3))
+        marker = self._attempt_file(item)
+        tries = int(marker.read_text() or 0) if marker is not None and marker.exists() else 0
+        if tries >= QUARANTINE_AFTER:
+            reject(item, stage=self.name, reason="quarantined",
+                   detail=f"{item.get('uri')}: the {self.name} worker died {tries} times on this input")
+            marker.unlink(missing_ok=True)
+        else:
+            if marker is not None:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(str(tries + 1))
+            item = self._process_with_retries(item)
+            if marker is not None:
+                marker.unlink(missing_ok=True)
         dt = time.perf_counter() - t0
         c.seconds += dt
         c.audio_s += float(item.get("duration_s") or 0.0)
@@ -117,8 +167,30 @@ class Stage:
         timing["audio_s"] += float(item.get("duration_s") or 0.0)
         if item.get("status") == "rejected":
             c.rejected += 1
+        elif item.get("status") == "retry":
+            c.extra["retry"] = c.extra.get("retry", 0) + 1
         else:
             c.items_out += 1
+        return item
+
+    def _process_with_retries(self, item: dict) -> dict:
+        c = self.counters
+        for attempt in range(self.transient_retries + 1):
+            try:
+                return self.process(item)
+            except Exception as e:  # noqa: BLE001 - a bad input must not stop the job
+                c.errors += 1
+                detail = f"{type(e).__name__}: {e}"
+                if not is_transient(e):
+                    return reject(item, stage=self.name, reason="stage_error", detail=detail,
+                                  trace=traceback.format_exc(limit=3))
+                if attempt < self.transient_retries:
+                    c.extra["transient_retries"] = c.extra.get("transient_retries", 0) + 1
+                    _free_memory()
+                    continue
+                # not the data's fault: left uncommitted so the next run retries it
+                item["status"] = "retry"
+                item["retry"] = {"stage": self.name, "reason": type(e).__name__, "detail": detail}
         return item
 
     def run_items(self, items: list[dict]) -> list[dict]:

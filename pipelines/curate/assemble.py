@@ -8,17 +8,30 @@ into examples of at most `examples.max_duration_s`, never inside a word.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tandem.pipelines.core.config import section
-from tandem.pipelines.core.stage import Stage
+from tandem.pipelines.core.config import typed_section
+from tandem.pipelines.core.stage import Resources, Stage, reject
+
+from tandem import __version__
 
 GRID_S = 0.01  # frame of the overlap/speech ratio grid
 
 
-def _ex_cfg(cfg: dict) -> dict:
-    return section(cfg, "examples")
+@dataclass(frozen=True)
+class ExampleParams:
+    """The `examples` config section (meanings in pipelines/core/defaults/10_curate.yaml), plus the
+    backend names stamped into each example's params."""
+
+    main_speaker: str
+    max_duration_s: float
+    min_speech_s: float
+    fade_s: float
+    keep_work: bool
+    diarize_backend: str
+    asr_backend: str
 
 
 def assign_words(segments: list[dict], turns: list[dict], two_channel: bool,
@@ -140,14 +153,22 @@ class AssembleStage(Stage):
     reads = ("work_path", "turns", "segments", "source_id", "seed", "cfg_hash")
     writes = ("examples", "source")
 
-    def setup(self) -> None:
-        self.ecfg = _ex_cfg(self.cfg)
+    def __init__(self, params: ExampleParams, *, resources: Resources | None = None):
+        super().__init__(resources=resources)
+        self.params = params
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> AssembleStage:
+        from tandem.pipelines.core.config import section
+        p = typed_section(ExampleParams, cfg, "examples", diarize_backend=section(cfg, "diarize")["backend"],
+                          asr_backend=section(cfg, "asr")["backend"])
+        return cls(p, resources=Resources.for_stage(cfg, cls.name))
 
     def process(self, item: dict) -> dict:
         import soundfile as sf
         from tandem.pipelines.core import contracts
         from tandem.pipelines.io.audio import encode_flac
-        ec = self.ecfg
+        ec = self.params
         two = bool(item.get("two_channel"))
         turns = item["turns"]
         words = assign_words(item["segments"], turns, two, item.get("speech_ch"))
@@ -156,7 +177,7 @@ class AssembleStage(Stage):
             for w in words:
                 w["channel"] = int(w["channel"])
         else:
-            main = pick_main(turns, ec["main_speaker"], int(item["seed"]))
+            main = pick_main(turns, ec.main_speaker, int(item["seed"]))
             for w in words:
                 w["channel"] = 0 if w["speaker"] == main else 1
         spk_spans: dict[str, list] = {}
@@ -166,19 +187,18 @@ class AssembleStage(Stage):
             spk_spans.setdefault(w["speaker"], []).append((w["start_s"], w["end_s"]))
         total = {k: sum(e - s for s, e in v) for k, v in spk_spans.items()}
         seg_by_id = {id(s): s for s in item["segments"]}
-        sr = int(item.get("sample_rate") or self.cfg.get("sample_rate", 24000))
+        sr = int(item["sample_rate"])
         dur = float(item["duration_s"])
-        spans = cut_points(dur, words, turns, float(ec["max_duration_s"]))
-        fade = int(float(ec["fade_s"]) * sr)
+        spans = cut_points(dur, words, turns, ec.max_duration_s)
+        fade = int(ec.fade_s * sr)
         examples, skipped = [], 0
         cfg_hash = item["cfg_hash"]
-        diar = (self.cfg.get("diarize") or {}).get("backend", "embedded")
-        asr = (self.cfg.get("asr") or {}).get("backend", "faster-whisper")
+        diar, asr = ec.diarize_backend, ec.asr_backend
         with sf.SoundFile(item["work_path"]) as f:
             for t0, t1 in spans:
                 ws = [w for w in words if w["start_s"] >= t0 - 1e-6 and w["end_s"] <= t1 + 1e-6]
                 sp = sum(min(e, t1) - max(s, t0) for v in spk_spans.values() for s, e in v if e > t0 and s < t1)
-                if not ws or sp < float(ec["min_speech_s"]):
+                if not ws or sp < ec.min_speech_s:
                     skipped += 1
                     continue
                 a0, a1 = round(t0 * sr), round(t1 * sr)
@@ -215,7 +235,7 @@ class AssembleStage(Stage):
                     langs[g["language"]] = langs.get(g["language"], 0.0) + (s1 - s0)
                 language = max(langs, key=langs.get) if langs else None
                 ex_id = contracts.stable_hash(item["source_id"], round(t0, 3), round(t1, 3), cfg_hash)
-                params = {"main_speaker_policy": ec["main_speaker"], "main_speaker": main, "two_channel": two,
+                params = {"main_speaker_policy": ec.main_speaker, "main_speaker": main, "two_channel": two,
                           "span": [round(t0, 3), round(t1, 3)], "diarize_backend": diar, "asr_backend": asr,
                           "gain_db": item.get("gain_db")}
                 examples.append(contracts.example_row(
@@ -227,7 +247,7 @@ class AssembleStage(Stage):
                     seed=int(item["seed"]), params=json.dumps(params, sort_keys=True),
                     source_ids=[item["source_id"]],
                     source_spans=[{"source_id": item["source_id"], "start_s": t0, "end_s": t1}],
-                    config_hash=cfg_hash, pipeline_version=_version()))
+                    config_hash=cfg_hash, pipeline_version=__version__))
         item["examples"] = examples
         self.counters.extra["examples"] = self.counters.extra.get("examples", 0) + len(examples)
         self.counters.extra["spans_without_speech"] = self.counters.extra.get("spans_without_speech", 0) + skipped
@@ -237,14 +257,9 @@ class AssembleStage(Stage):
             duration_s=dur, bytes=item.get("bytes"), status="accepted" if examples else "rejected",
             num_examples=len(examples), work_key=item.get("work_key"), config_hash=cfg_hash)
         if not examples:
-            from tandem.pipelines.core.stage import reject
             reject(item, stage="assemble", reason="no_examples",
-                   detail=f"{item['uri']}: no span with at least {ec['min_speech_s']} s of transcribed speech")
-        if not ec["keep_work"]:
+                   detail=f"{item['uri']}: no span with at least {ec.min_speech_s} s of transcribed speech")
+        if not ec.keep_work:
             Path(item["work_path"]).unlink(missing_ok=True)
         return item
 
-
-def _version() -> str:
-    from tandem import __version__
-    return str(__version__)

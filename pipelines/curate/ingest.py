@@ -9,22 +9,35 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tandem.pipelines.core.config import section
-from tandem.pipelines.core.stage import Stage, reject
+from tandem.pipelines.core.config import typed_section
+from tandem.pipelines.core.stage import Resources, Stage, reject
 
 
-def _ingest_cfg(cfg: dict) -> dict:
-    return section(cfg, "ingest")
+@dataclass(frozen=True)
+class IngestParams:
+    """The `ingest` config section (meanings in pipelines/core/defaults/10_curate.yaml)."""
+
+    sample_rate: int
+    target_lufs: float
+    peak_limit: float
+    min_duration_s: float
+    max_duration_s: float
+    block_s: float
+    two_channel_max_corr: float
+    two_channel_min_exclusive: float
+    frame_s: float
+    active_db: float
 
 
 class _Measure:
     """Running statistics over decoded blocks: loudness, peak, PCM hash, channel independence."""
 
-    def __init__(self, sr: int, ch: int, icfg: dict):
-        self.sr, self.ch, self.icfg = sr, ch, icfg
+    def __init__(self, sr: int, ch: int, p: IngestParams):
+        self.sr, self.ch, self.p = sr, ch, p
         self.hash = hashlib.sha256()
         self.frames = 0
         self.peak = 0.0
@@ -49,11 +62,11 @@ class _Measure:
                     self.loud_s[i] += len(b) / self.sr
         if self.ch == 2:
             self.sxx += b.T.astype(np.float64) @ b.astype(np.float64)
-            n = int(self.icfg["frame_s"] * self.sr)
+            n = int(self.p.frame_s * self.sr)
             k = len(b) // n
             if k:
                 e = (b[: k * n].reshape(k, n, 2) ** 2).mean(axis=1)
-                act = 10 * np.log10(e + 1e-12) > float(self.icfg["active_db"])
+                act = 10 * np.log10(e + 1e-12) > self.p.active_db
                 self.excl += [(act[:, 0] & ~act[:, 1]).sum(), (act[:, 1] & ~act[:, 0]).sum()]
                 self.nfr += k
 
@@ -73,7 +86,7 @@ class _Measure:
         d = np.sqrt(self.sxx[0, 0] * self.sxx[1, 1])
         corr = float(self.sxx[0, 1] / d) if d > 0 else 1.0
         ex = self.excl / self.nfr
-        ok = corr < float(self.icfg["two_channel_max_corr"]) and ex.min() >= float(self.icfg["two_channel_min_exclusive"])
+        ok = corr < self.p.two_channel_max_corr and ex.min() >= self.p.two_channel_min_exclusive
         return bool(ok), corr
 
 
@@ -85,16 +98,22 @@ class IngestStage(Stage):
     writes = ("source_id", "work_path", "sample_rate", "channels", "duration_s", "format",
               "orig_sample_rate", "orig_channels", "bytes", "two_channel")
 
-    def setup(self) -> None:
-        self.icfg = _ingest_cfg(self.cfg)
-        self.sr = int(self.cfg.get("sample_rate", 24000))
+    def __init__(self, params: IngestParams, *, resources: Resources | None = None):
+        super().__init__(resources=resources)
+        self.params = params
+        self.sr = params.sample_rate
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> IngestStage:
+        return cls(typed_section(IngestParams, cfg, "ingest", sample_rate=int(cfg["sample_rate"])),
+                   resources=Resources.for_stage(cfg, cls.name))
 
     def process(self, item: dict) -> dict:
         import soundfile as sf
         from tandem.pipelines.io.audio import AudioError, iter_blocks, probe
         uri = item["uri"]
         p = Path(uri)
-        ic = self.icfg
+        ic = self.params
         if not p.exists():
             return reject(item, stage="ingest", reason="missing", detail=f"{uri}: file not found")
         size = p.stat().st_size
@@ -112,7 +131,7 @@ class IngestStage(Stage):
             return reject(item, stage="ingest", reason="decode_error", detail=f"{uri}: no audio channels")
         m = _Measure(self.sr, ch, ic)
         try:
-            for b in iter_blocks(p, self.sr, block_s=float(ic["block_s"])):
+            for b in iter_blocks(p, self.sr, block_s=ic.block_s):
                 m.add(b)
         except AudioError as e:
             return reject(item, stage="ingest", reason="decode_error", detail=str(e))
@@ -122,18 +141,18 @@ class IngestStage(Stage):
         item["duration_s"] = dur
         if m.frames == 0:
             return reject(item, stage="ingest", reason="empty", detail=f"{uri}: no audio frames")
-        if dur < float(ic["min_duration_s"]):
+        if dur < ic.min_duration_s:
             return reject(item, stage="ingest", reason="too_short",
-                          detail=f"{uri}: {dur:.2f} s, shorter than ingest.min_duration_s={ic['min_duration_s']}")
-        if dur > float(ic["max_duration_s"]):
+                          detail=f"{uri}: {dur:.2f} s, shorter than ingest.min_duration_s={ic.min_duration_s}")
+        if dur > ic.max_duration_s:
             return reject(item, stage="ingest", reason="too_long",
-                          detail=f"{uri}: {dur:.0f} s, longer than ingest.max_duration_s={ic['max_duration_s']}")
+                          detail=f"{uri}: {dur:.0f} s, longer than ingest.max_duration_s={ic.max_duration_s}")
         if m.peak <= 1e-5:
             return reject(item, stage="ingest", reason="silent", detail=f"{uri}: digital silence")
         two, corr = m.two_channel()
         lufs = m.lufs(downmix=not two)
-        gain = 1.0 if not np.isfinite(lufs) else 10 ** ((float(ic["target_lufs"]) - lufs) / 20)
-        gain = min(gain, float(ic["peak_limit"]) / m.peak)  # never clip
+        gain = 1.0 if not np.isfinite(lufs) else 10 ** ((ic.target_lufs - lufs) / 20)
+        gain = min(gain, ic.peak_limit / m.peak)  # never clip
         out_ch = 2 if two else 1
         sid = m.source_id
         # keyed by work item too: two names for one recording run side by side until the writer
@@ -142,7 +161,7 @@ class IngestStage(Stage):
         work.parent.mkdir(parents=True, exist_ok=True)
         tmp = work.with_name(f"{sid}.{os.getpid()}.tmp.wav")
         with sf.SoundFile(str(tmp), "w", samplerate=self.sr, channels=out_ch, subtype="PCM_16", format="WAV") as f:
-            for b in iter_blocks(p, self.sr, block_s=float(ic["block_s"])):
+            for b in iter_blocks(p, self.sr, block_s=ic.block_s):
                 x = b if two else b.mean(axis=1, keepdims=True)
                 f.write(np.clip(x * gain, -1.0, 1.0))
         os.replace(tmp, work)

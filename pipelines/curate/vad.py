@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from tandem.pipelines.core.config import section
-from tandem.pipelines.core.stage import Stage
+from dataclasses import dataclass
+
+from tandem.pipelines.core.config import typed_section
+from tandem.pipelines.core.stage import Resources, Stage, reject
 from tandem.pipelines.models.vad import SileroVad, merge_regions
 
 
-def _vad_cfg(cfg: dict) -> dict:
-    return section(cfg, "vad")
+@dataclass(frozen=True)
+class VadParams:
+    """The `vad` config section (meanings in pipelines/core/defaults/10_curate.yaml)."""
+
+    threshold: float
+    min_speech_s: float
+    min_silence_s: float
+    pad_s: float
+    window_s: float
+    merge_gap_s: float
 
 
 class VadStage(Stage):
@@ -19,10 +29,19 @@ class VadStage(Stage):
     writes = ("speech", "speech_ch")
     uses_model = True
 
+    def __init__(self, params: VadParams, *, resources: Resources | None = None):
+        super().__init__(resources=resources)
+        self.params = params
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> VadStage:
+        return cls(typed_section(VadParams, cfg, "vad"), resources=Resources.for_stage(cfg, cls.name))
+
     def setup(self) -> None:
-        import torch
-        torch.set_num_threads(self.resources.threads)
-        self.vad = SileroVad.from_config(_vad_cfg(self.cfg), threads=self.resources.threads)
+        p = self.params
+        self.vad = SileroVad(threshold=p.threshold, min_speech_s=p.min_speech_s, min_silence_s=p.min_silence_s,
+                             pad_s=p.pad_s, window_s=p.window_s, merge_gap_s=p.merge_gap_s,
+                             threads=self.resources.threads)
 
     def process(self, item: dict) -> dict:
         if item.get("two_channel"):
@@ -34,6 +53,5 @@ class VadStage(Stage):
         sp = sum(e - s for s, e in item["speech"])
         self.counters.extra["speech_s"] = self.counters.extra.get("speech_s", 0.0) + sp
         if not item["speech"]:
-            from tandem.pipelines.core.stage import reject
             reject(item, stage="vad", reason="no_speech", detail=f"{item['uri']}: VAD found no speech")
         return item
