@@ -1,13 +1,22 @@
 """The DuckDB catalog over an output directory: sources, examples (no audio), rejections, shards,
 runs, mixtures. Shards and manifests are the truth; `build` recreates the catalog from them and
-gives the same tables as the incremental `ingest_commit` calls a job makes as it commits.
+gives the same tables as the incremental ingestion a job does as it commits.
+
+Researchers hold OUT/catalog.duckdb open read-only at any time, and DuckDB refuses a writer
+while any reader holds a file, so nothing ever writes that file in place. A job ingests its
+commits into a private working copy (OUT/_state/catalog.duckdb, opened only by the holder of the
+output's lock) and publishes it by copying it to a temp file and renaming that over
+catalog.duckdb: a reader keeps reading the file it opened and sees the new rows when it reopens.
+A catalog that fails to update is reported, never a failed job: `tandem catalog build OUT`
+rebuilds it from the committed files.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
+import shutil
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -22,6 +31,7 @@ from tandem.pipelines.core.contracts import (
 from tandem.pipelines.store.commit import file_records, manifests
 
 CATALOG = "catalog.duckdb"
+WORKING = "_state/catalog.duckdb"
 EXAMPLE_COLUMNS = [n for n in EXAMPLE_SCHEMA.names if n != "audio"]
 
 _DUCK_TYPES = {
@@ -96,11 +106,12 @@ def _has(con, table: str) -> bool:
                             [table]).fetchone()[0])
 
 
-def _apply_manifest(con, out_dir: Path, m: dict) -> None:
+def _apply_manifest(con, out_dir: Path, m: dict, skip: frozenset | set = frozenset()) -> None:
+    """One commit into the tables; files in `skip` (retired by a later commit) are left out."""
     for rel in m.get("retired", []):
         _drop_file(con, rel)
     for rel, meta in sorted(m["files"].items()):
-        if not (out_dir / rel).exists():  # retired (and deleted) by a later commit
+        if rel in skip:
             continue
         _ingest_file(con, out_dir, rel)
         if rel.split("/", 1)[0] in ("shards", "rejected"):
@@ -110,6 +121,10 @@ def _apply_manifest(con, out_dir: Path, m: dict) -> None:
     con.execute("INSERT INTO commits VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [m["commit_id"], m["run_id"], m.get("job"), m["seq"], m["created_at"],
                  len(m.get("work_keys", [])), len(m["files"])])
+
+
+def _retired(ms: list[dict]) -> set[str]:
+    return {rel for m in ms for rel in m.get("retired", [])}
 
 
 def _load_runs(con, out_dir: Path) -> None:
@@ -145,71 +160,89 @@ def _views(con) -> None:
         FROM rejections GROUP BY ALL ORDER BY n DESC""")
 
 
-def _with_lock(out_dir: Path, fn):
-    """DuckDB allows one writing process; retry briefly if a reader holds the file."""
-    last = None
-    for _ in range(50):
-        try:
-            con = duckdb.connect(str(catalog_path(out_dir)))
-        except duckdb.IOException as e:
-            last = e
-            time.sleep(0.2)
-            continue
-        try:
-            fn(con)
-            return
-        finally:
-            con.close()
-    raise RuntimeError(f"{catalog_path(out_dir)}: catalog is locked by another process: {last}")
+def _finish(con, out_dir: Path) -> None:
+    """The small tables from their JSON files, the views, and everything flushed to the file."""
+    _create(con)
+    _load_runs(con, out_dir)
+    _load_mixtures(con, out_dir)
+    _views(con)
+    con.execute("CHECKPOINT")
 
 
-def ingest_commit(out_dir: str | Path, manifest: dict) -> None:
-    """Incremental update after one commit (what a running job calls)."""
-    out_dir = Path(out_dir)
+def _publish_file(src: Path, out_dir: Path) -> None:
+    """Copy a closed, checkpointed catalog over OUT/catalog.duckdb by rename (readers keep theirs)."""
+    dst = catalog_path(out_dir)
+    tmp = out_dir / f".{CATALOG}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        if src.parent != out_dir or not src.name.startswith(f".{CATALOG}.tmp-"):
+            shutil.copyfile(src, tmp)
+        else:
+            os.replace(src, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        # the file is checkpointed: a WAL beside it would be a stale one DuckDB must not replay
+        Path(str(dst) + ".wal").unlink(missing_ok=True)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
-    def go(con):
-        _create(con)
-        con.execute("BEGIN")
-        seen = con.execute("SELECT count(*) FROM commits WHERE commit_id = ?", [manifest["commit_id"]]).fetchone()[0]
-        if not seen:
-            _apply_manifest(con, out_dir, manifest)
-        _views(con)
-        con.execute("COMMIT")
-    _with_lock(out_dir, go)
 
-
-def refresh_meta(out_dir: str | Path) -> None:
-    """Reload the small tables (runs, mixtures) from their JSON files."""
-    out_dir = Path(out_dir)
-
-    def go(con):
-        _create(con)
-        _load_runs(con, out_dir)
-        _load_mixtures(con, out_dir)
-        _views(con)
-    _with_lock(out_dir, go)
+def _fresh(path: Path) -> duckdb.DuckDBPyConnection:
+    path.unlink(missing_ok=True)
+    Path(str(path) + ".wal").unlink(missing_ok=True)
+    return duckdb.connect(str(path))
 
 
 def build(out_dir: str | Path) -> Path:
-    """Rebuild the catalog from the committed files, into a temp file swapped in atomically."""
+    """Rebuild the catalog from the committed files and publish it (atomic rename); never opens
+    the published file for writing, so it works while researchers hold it."""
     out_dir = Path(out_dir)
     if not out_dir.exists():
         raise FileNotFoundError(f"{out_dir}: no such output directory")
-    tmp = out_dir / f".{CATALOG}.tmp-{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    con = duckdb.connect(str(tmp))
+    tmp = out_dir / f".{CATALOG}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        _create(con)
-        for m in manifests(out_dir):
-            _apply_manifest(con, out_dir, m)
-        _load_runs(con, out_dir)
-        _load_mixtures(con, out_dir)
-        _views(con)
+        con = _fresh(tmp)
+        try:
+            _create(con)
+            ms = manifests(out_dir)
+            skip = _retired(ms)
+            for m in ms:
+                _apply_manifest(con, out_dir, m, skip)
+            _finish(con, out_dir)
+        finally:
+            con.close()
+        _publish_file(tmp, out_dir)
     finally:
-        con.close()
-    os.replace(tmp, catalog_path(out_dir))
-    Path(str(tmp) + ".wal").unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+        Path(str(tmp) + ".wal").unlink(missing_ok=True)
     return catalog_path(out_dir)
+
+
+def ingest_commit(out_dir: str | Path, manifest: dict) -> None:
+    """One commit into the catalog and published (for callers that commit by hand)."""
+    from tandem.catalogs.publish import CatalogPublisher
+    CatalogPublisher(out_dir).ingest(manifest)
+
+
+def refresh_meta(out_dir: str | Path) -> None:
+    """Reload the small tables (runs, mixtures) from their JSON files into a new published copy."""
+    out_dir = Path(out_dir)
+    src = catalog_path(out_dir)
+    if not src.exists():
+        build(out_dir)
+        return
+    tmp = out_dir / f".{CATALOG}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copyfile(src, tmp)
+        con = duckdb.connect(str(tmp))
+        try:
+            _finish(con, out_dir)
+        finally:
+            con.close()
+        _publish_file(tmp, out_dir)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(str(tmp) + ".wal").unlink(missing_ok=True)
 
 
 def query(out_dir: str | Path, sql: str, params: list | None = None):

@@ -1,9 +1,11 @@
 """The job runner: work items through stages (in-process, or on Ray Data) into the atomic writer.
 
 `run_job` records the run, skips work keys an earlier run already committed, runs the stages and
-streams finished items into `pipelines.shards.JobWriter`, which commits them in atomic groups and
-updates the DuckDB catalog after each commit. A killed driver leaves only committed work visible;
-the next run over the same output skips it, so every expected example lands exactly once.
+streams finished items into `pipelines.store.writer.JobWriter`, which commits them in atomic
+groups. The catalog follows the commits through `catalogs.publish.CatalogPublisher`, which never
+writes the file researchers hold and never fails the job. A killed driver leaves only committed
+work visible; the next run over the same output skips it, so every expected example lands
+exactly once.
 
 On Ray, each stage is one `map_batches` operator over a dataset of pickled items: stages with a
 model run as an actor pool (the stage is set up once per actor), the others as tasks. Requests
@@ -25,10 +27,10 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tandem.catalogs.catalog import build, catalog_path, ingest_commit, query, refresh_meta
-from tandem.pipelines.core.config import config_hash, config_json
+from tandem.catalogs.publish import CatalogPublisher
+from tandem.pipelines.core.config import config_hash, config_json, section
 from tandem.pipelines.core.stage import Stage
-from tandem.pipelines.store.commit import OutputError, manifests
+from tandem.pipelines.store.commit import OutputError
 from tandem.pipelines.store.writer import JobWriter, write_run_record
 from tandem.ray_jobs.execute import _address_from_argv, _run_local, _run_ray, init_ray
 from tandem.ray_jobs.progress import StageTable, format_stage_table
@@ -65,33 +67,6 @@ def _write_record(out_dir: Path, record: dict) -> None:
         raise OutputError(f"cannot write the run record under {out_dir}: {e.strerror or e}") from None
 
 
-def _catalog_call(out_dir: Path, fn: Callable, *args: Any) -> None:
-    """Catalog updates that fail for lack of space or permission are output errors too."""
-    import duckdb
-    try:
-        fn(out_dir, *args)
-    except (OSError, duckdb.Error) as e:
-        raise OutputError(f"cannot update the catalog {catalog_path(out_dir)}: {e}; committed shards are "
-                          f"intact, rebuild the catalog with `tandem catalog build {out_dir}`") from None
-
-
-def catch_up_catalog(out_dir: Path) -> int:
-    """Ingest commits the catalog missed (a driver killed between a commit and its catalog
-    update); returns how many. A missing catalog is rebuilt from the shards."""
-    ms = manifests(out_dir)
-    if not ms:
-        return 0
-    if not catalog_path(out_dir).exists():
-        _catalog_call(out_dir, lambda d: build(d))
-        return len(ms)
-    _, rows = query(out_dir, "SELECT commit_id FROM commits")
-    known = {r[0] for r in rows}
-    missing = [m for m in ms if m["commit_id"] not in known]
-    for m in missing:
-        _catalog_call(out_dir, ingest_commit, m)
-    return len(missing)
-
-
 # ---- the job ----------------------------------------------------------------------------------------
 
 def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out_dir: str | Path, *,
@@ -112,15 +87,16 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
     progress = bool(res.get("progress", True))
     h = config_hash(cfg)
     run_id = new_run_id()
+    catalog = CatalogPublisher(out_dir, max_share=float(section(cfg, "catalog")["publish_max_share"]))
     writer = JobWriter(out_dir, cfg, run_id=run_id, job=job, config_hash=h, dedup=dedup,
-                       on_commit=lambda m: _catalog_call(out_dir, ingest_commit, m))
+                       on_commit=catalog.ingest)
     record = {"run_id": run_id, "job": job, "started_at": _now(), "finished_at": None, "status": "running",
               "config_hash": h, "config": config_json(cfg), "pipeline_version": __version__,
               "versions": json.dumps(library_versions(), sort_keys=True), "stages": "[]",
               "argv": json.dumps(list(argv if argv is not None else sys.argv))}
     _write_record(out_dir, record)
-    caught_up = catch_up_catalog(out_dir)
-    _catalog_call(out_dir, refresh_meta)
+    caught_up = catalog.catch_up()
+    catalog.publish(force=True)
 
     committed = writer.committed_work_keys()
     counts = {"skipped": 0, "repeated": 0}
@@ -160,7 +136,7 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
                       finished_at=_now(), stages=json.dumps(table.as_list()))
         try:
             _write_record(out_dir, record)
-            _catalog_call(out_dir, refresh_meta)
+            catalog.publish(force=True)
         except Exception as rec_err:  # noqa: BLE001 - the original error matters more
             print(f"tandem: could not record the failed run: {rec_err}", file=sys.stderr)
         raise
@@ -172,7 +148,7 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
     stage_rows = table.as_list()
     record.update(status="finished", finished_at=_now(), stages=json.dumps(stage_rows))
     _write_record(out_dir, record)
-    _catalog_call(out_dir, refresh_meta)
+    catalog.publish(force=True)
     wall = time.perf_counter() - t0
     from rich.console import Console
     Console(stderr=True, width=None if sys.stderr.isatty() else 120).print(format_stage_table(
@@ -183,7 +159,10 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
                "examples": totals["examples"], "rejected_examples": totals["rejected_examples"],
                "rejections": totals["rejections"], "duplicates": totals["duplicates"],
                "commits": totals["commits"], "audio_s": totals["audio_s"], "stages": stage_rows,
-               "wall_s": wall, "recovered": {**writer.recovered, "catalog_commits": caught_up}}
+               "retry": writer.retry,
+               "wall_s": wall, "recovered": {**writer.recovered, "catalog_commits": caught_up},
+               "catalog": {"problems": list(catalog.problems), "publications": catalog.publications,
+                           "seconds": round(catalog.seconds, 4)}}
     if summarize is not None:
         summary["summary"] = summarize(out_dir, run_id)
     return summary
