@@ -1,8 +1,9 @@
 """The trainer API: streaming datasets over committed shards, batching, tokens, exports."""
 
-from tandem.pipelines.train.collate import collate, resume_info
+from tandem.pipelines.train.collate import collate
 from tandem.pipelines.train.loader import ShardDataset
 from tandem.pipelines.train.mixture import MixtureDataset, load_mixture
+from tandem.pipelines.train.progress import flatten_states
 from tandem.pipelines.train.units import POS_FIELDS, LoaderError, Unit, build_units, shard_paths, shuffle_plan
 
 __all__ = [
@@ -13,8 +14,8 @@ __all__ = [
     "Unit",
     "build_units",
     "collate",
+    "flatten_states",
     "load_mixture",
-    "resume_info",
     "shard_paths",
     "shuffle_plan",
 ]

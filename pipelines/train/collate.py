@@ -1,4 +1,4 @@
-"""Batching of loader examples, and what a saved loader state says."""
+"""Batching of loader examples."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def collate(batch: Sequence[dict], *, token_pad_id: int = -1) -> dict:
     """Pad a list of examples into a batch.
 
     audio float32 [B, 2, T] zero-padded, audio_lengths [B]; text_tokens int64 [B, 2, F] padded with
-    `token_pad_id` (-1: mask it in the loss), token_lengths [B]; _pos [B, 7]; other fields as lists.
+    `token_pad_id` (-1: mask it in the loss), token_lengths [B]; _pos [B, 7] (where each came from); other fields as lists.
     """
     if not batch:
         raise LoaderError("collate: empty batch")
@@ -39,8 +39,3 @@ def collate(batch: Sequence[dict], *, token_pad_id: int = -1) -> dict:
         if k not in out and k not in ("text_tokens",):
             out[k] = [ex[k] for ex in batch]
     return out
-
-
-def resume_info(state: dict) -> dict[int, int]:
-    """Items consumed per slot in a saved state (for logs)."""
-    return {int(s): v["index"] + 1 for s, v in state.get("slots", {}).items()}

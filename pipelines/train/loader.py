@@ -1,18 +1,15 @@
-"""The trainers' streaming PyTorch loader: shards (or a catalog query, or a mixture) to batches.
+"""The trainers' streaming PyTorch loader: shards (or a catalog query, or a mixture) to examples.
 
 Work is split in units of (shard, row group). Each epoch the units are permuted from
 (seed, epoch) and dealt round-robin to "slots", one slot per (rank, DataLoader worker):
 slot = rank * num_workers + worker. Every slot reads only its units, so ranks and workers never
 overlap and never miss an example. Inside a slot a shuffle buffer mixes rows; its order is planned
-from row counts alone (seeded by seed, epoch, slot), so the order of a slot's stream is a pure
-function of (seed, epoch, slot, number of slots).
+from row counts alone (seeded by seed, epoch, slot), so a slot's stream is a pure function of
+(seed, epoch, slot, number of slots, and what was consumed before a resume).
 
-Resume: every example carries `_pos` = [slot, num_slots, index, component, epoch, row, chunk],
-its place in its slot's stream. DataLoader hands each batch from a single worker and each
-worker's batches in order, so the last consumed `_pos` of each slot says exactly where that slot
-stopped. `mark_consumed(batch)` records it, `state_dict()` saves it, and after
-`load_state_dict()` each worker skips what its slot already delivered, without reading the
-row groups it no longer needs or decoding skipped audio. See docs/TRAINERS.md for the recipe.
+State and resume: see resume.py. What was consumed is recorded as it is yielded; after an
+elastic resume the units that still hold unconsumed rows are dealt again, in the same seeded
+order, over the new slots, and each slot reads only their unconsumed rows.
 """
 
 from __future__ import annotations
@@ -25,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from tandem.pipelines.train import tokens as _tokens
+from tandem.pipelines.train.progress import Progress
+from tandem.pipelines.train.resume import Resumable
 from tandem.pipelines.train.units import (
     CROPS,
-    POS_FIELDS,
     READ_COLUMNS,
-    STATE_FORMAT,
     LoaderError,
     Unit,
     _decode,
@@ -41,81 +38,17 @@ from tandem.pipelines.train.units import (
     shard_paths,
     shuffle_plan,
 )
-from torch.utils.data import IterableDataset
 
 # ---- the dataset ---------------------------------------------------------------------------------
 
-class _Resumable(IterableDataset):
-    """Consumed-position bookkeeping shared by ShardDataset and MixtureDataset."""
-
-    kind = "?"
-
-    def _init_state(self) -> None:
-        self._consumed: dict[int, dict] = {}  # slot -> {"index": k, "num_slots": n, "components": {c: [e, r, ch]}}
-        self._resume: dict[int, dict] = {}
-        self._resume_slots: int | None = None
-
-    def mark_consumed(self, batch: dict | Sequence[dict]) -> None:
-        """Record that the trainer consumed `batch` (a collated batch, or a list of examples)."""
-        pos = batch["_pos"] if isinstance(batch, dict) else [ex["_pos"] for ex in batch]
-        pos = torch.as_tensor(np.asarray(pos) if not torch.is_tensor(pos) else pos).reshape(-1, len(POS_FIELDS))
-        for slot, nslots, index, comp, epoch, row, chunk in pos.tolist():
-            st = self._consumed.setdefault(slot, {"index": -1, "num_slots": nslots, "components": {}})
-            if st["num_slots"] != nslots:
-                raise LoaderError(f"batch from {nslots} slots, earlier batches from {st['num_slots']}")
-            if index > st["index"]:
-                st["index"] = index
-                st["components"][comp] = [epoch, row, chunk]
-
-    def state_dict(self) -> dict:
-        """What the trainer consumed so far this epoch, per slot (JSON-serialisable)."""
-        return {"format": STATE_FORMAT, "type": self.kind, "seed": self.seed, "epoch": self.epoch,
-                "fingerprint": self.fingerprint(),
-                "slots": {str(s): {"index": v["index"], "num_slots": v["num_slots"],
-                                   "components": {str(c): p for c, p in v["components"].items()}}
-                          for s, v in sorted(self._consumed.items())}}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Resume from `state_dict()`; call before creating the DataLoader iterator."""
-        if state.get("format") != STATE_FORMAT or state.get("type") != self.kind:
-            raise LoaderError(f"loader state: not a {self.kind} state ({state.get('format')}, {state.get('type')})")
-        if state["seed"] != self.seed:
-            raise LoaderError(f"loader state: saved with seed {state['seed']}, dataset has seed {self.seed}")
-        if state["fingerprint"] != self.fingerprint():
-            raise LoaderError("loader state: the shards (or the selection) changed since the state was saved")
-        self.epoch = int(state["epoch"])
-        slots = {int(s): {"index": int(v["index"]), "num_slots": int(v["num_slots"]),
-                          "components": {int(c): [int(x) for x in p] for c, p in v["components"].items()}}
-                 for s, v in state["slots"].items()}
-        nums = {v["num_slots"] for v in slots.values()}
-        if len(nums) > 1:
-            raise LoaderError(f"loader state: inconsistent slot counts {sorted(nums)}")
-        self._consumed = {s: {**v, "components": dict(v["components"])} for s, v in slots.items()}
-        self._resume = slots
-        self._resume_slots = nums.pop() if nums else None
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start epoch `epoch` from its beginning (new unit order and shuffle); clears resume state."""
-        self.epoch = int(epoch)
-        self._init_state()
-
-    def _slot_resume(self, slot: int, nslots: int) -> dict | None:
-        if self._resume_slots is not None and self._resume_slots != nslots:
-            raise LoaderError(f"loader state was saved with {self._resume_slots} slots (ranks x workers), "
-                              f"this run has {nslots}: resume with the same world size and num_workers")
-        return self._resume.get(slot)
-
-    def fingerprint(self) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-
-class ShardDataset(_Resumable):
+class ShardDataset(Resumable):
     """Examples from Parquet shards as dicts of tensors, split across ranks and DataLoader workers.
 
     source: list of shard paths, a glob, one shard, or an output dir (its committed shards).
     Each example: example_id, language, kind, sample_rate, offset_s, duration_s, audio float32
     [2, T], words (two lists, one per channel, times relative to the crop), text_tokens int64
-    [2, F] on the frame grid when a tokenizer is given, and _pos (see the module docstring).
+    [2, F] on the frame grid when a tokenizer is given, and _pos = [slot, num_slots, component,
+    epoch, unit, row, chunk] (where it came from; not needed to resume).
     """
 
     kind = "ShardDataset"
@@ -167,52 +100,55 @@ class ShardDataset(_Resumable):
         return np.random.default_rng([seed, epoch, 0x756E]).permutation(len(self.units)).tolist()
 
     def slot_rows(self, num_slots: int, epoch: int | None = None) -> list[int]:
-        """Rows each slot reads in an epoch (to size steps per rank: sum a rank's slots)."""
+        """Rows each slot reads in a fresh epoch (to size steps per rank: sum a rank's slots)."""
         order = self.unit_order(self.epoch if epoch is None else epoch)
         return [sum(self.units[u].n for u in order[s::num_slots]) for s in range(num_slots)]
+
+    def unit_sizes(self) -> list[list[int]]:
+        return [[u.n for u in self.units]]
 
     # -- iteration --
     def __iter__(self) -> Iterator[dict]:
         slot, nslots, _, _ = _resolve_slot(self.rank, self.world_size)
-        res = self._slot_resume(slot, nslots)
-        skip = None
-        index0 = 0
-        if res is not None:
-            e, row, chunk = res["components"].get(0, [self.epoch, -1, -1])
-            if e != self.epoch:
-                raise LoaderError(f"loader state: slot {slot} stopped in epoch {e}, dataset is at epoch {self.epoch}")
-            skip, index0 = (row, chunk), res["index"] + 1
-        for k, ex in enumerate(self._iter_slot(self.epoch, slot, nslots, self.seed, skip), start=index0):
-            ex["_pos"] = torch.tensor([slot, nslots, k, 0, self.epoch, ex.pop("_row"), ex.pop("_chunk")])
+        self._begin(slot, nslots)
+        base = self._base.peek(0, self.epoch)
+        own = self._own.get(0, self.epoch)
+        for ex in self._iter_epoch(0, self.epoch, slot, nslots, self.seed, base, own):
+            self._delivered()
             yield ex
+        self._pass_ended = True
 
-    def _iter_slot(self, epoch: int, slot: int, nslots: int, seed: int,
-                   skip: tuple[int, int] | None = None) -> Iterator[dict]:
-        """The slot's stream; `skip` = (row, chunk) last delivered: resume right after it."""
-        order = self.unit_order(epoch, seed)[slot::nslots]
-        units = [self.units[u] for u in order]
+    def share(self, epoch: int, slot: int, nslots: int, seed: int, base: Progress | None) -> list[int]:
+        """Units dealt to `slot` in `epoch`: the epoch's seeded unit order, less units `base`
+        consumed entirely, dealt round-robin."""
+        order = self.unit_order(epoch, seed)
+        if base is not None:
+            order = [u for u in order if not base.unit_done(u)]
+        return order[slot::nslots]
+
+    def _iter_epoch(self, comp: int, epoch: int, slot: int, nslots: int, seed: int,
+                    base: Progress | None, own: Progress) -> Iterator[dict]:
+        """The slot's stream of one epoch: rows of its share not in `base`, in shuffle order,
+        skipping what `own` already holds (a prefix of this same stream); each item is recorded
+        in `own` before it is yielded."""
+        mine = self.share(epoch, slot, nslots, seed, base)
+        rem = [base.remaining_rows(u) if base is not None else list(range(self.units[u].n)) for u in mine]
         rng = np.random.default_rng([seed, epoch, slot, nslots, 0x627566]) if self.shuffle else None
-        plan = shuffle_plan([u.n for u in units], self.shuffle_buffer, rng)
-        skip_row, skip_chunk = skip if skip is not None else (-1, -1)
         cache: dict[int, dict[int, dict]] = {}
-        done_early: dict[int, set[int]] = {}  # rows of a unit delivered before the resume point
-        for i, (u, r) in enumerate(plan):
-            if i < skip_row:
-                s = done_early.setdefault(u, set())
-                s.add(r)
-                if len(s) == units[u].n:
-                    del done_early[u]
-                continue
-            if u not in cache:
-                rows = self._read_unit(units[u])
-                skipped = done_early.pop(u, set())
-                cache[u] = {j: row for j, row in enumerate(rows) if j not in skipped}
-            row = cache[u].pop(r)
-            if not cache[u]:
-                del cache[u]
-            first_chunk = skip_chunk + 1 if i == skip_row else 0
-            for c, ex in self._examples(row, units[u], epoch, seed, first_chunk):
-                ex["_row"], ex["_chunk"] = i, c
+        for i, j in shuffle_plan([len(r) for r in rem], self.shuffle_buffer, rng):
+            u, r = mine[i], rem[i][j]
+            if own.row_done(u, r):
+                continue  # delivered before the resume: never read, never decoded
+            if i not in cache:
+                rows = self._read_unit(self.units[u])
+                cache[i] = {k: rows[k] for k in rem[i] if not own.row_done(u, k)}
+            row = cache[i].pop(r)
+            if not cache[i]:
+                del cache[i]
+            first = max(own.chunk_start(u, r), base.chunk_start(u, r) if base is not None else 0)
+            for c, last, ex in self._examples(row, self.units[u], epoch, seed, first):
+                own.mark(u, r, c + 1, last)
+                ex["_pos"] = torch.tensor([slot, nslots, comp, epoch, u, r, c])
                 yield ex
 
     def _read_unit(self, unit: Unit) -> list[dict]:
@@ -247,7 +183,7 @@ class ShardDataset(_Resumable):
         return out
 
     def _examples(self, row: dict, unit: Unit, epoch: int, seed: int,
-                  first_chunk: int = 0) -> Iterator[tuple[int, dict]]:
+                  first_chunk: int = 0) -> Iterator[tuple[int, bool, dict]]:
         eid = row["example_id"]
         where = f"{unit.path} (row group {unit.row_group}, example {eid})"
         sr = int(row["sample_rate"] or 0)
@@ -265,7 +201,7 @@ class ShardDataset(_Resumable):
                 x = full[:, off:off + n]
             else:
                 x = _decode(row["audio"], off, n, where)
-            yield c, self._make(row, x, sr, off, n)
+            yield c, c == len(wins) - 1, self._make(row, x, sr, off, n)
 
     def _make(self, row: dict, x: np.ndarray, sr: int, off: int, n: int) -> dict:
         out_sr = self.sample_rate or sr

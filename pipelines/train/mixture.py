@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
-from tandem.pipelines.train.loader import ShardDataset, _Resumable
+from tandem.pipelines.train.loader import ShardDataset
+from tandem.pipelines.train.progress import Book
+from tandem.pipelines.train.resume import Resumable
 from tandem.pipelines.train.units import LoaderError, _int_hash, _resolve_slot
 
 # ---- mixtures ----------------------------------------------------------------------------------
@@ -33,13 +33,15 @@ def load_mixture(out_dir: str | Path, name: str) -> dict:
     return m
 
 
-class MixtureDataset(_Resumable):
+class MixtureDataset(Resumable):
     """Examples drawn from several ShardDatasets by weight; endless (each component restarts
     with its next epoch when it runs out), seeded, with ShardDataset's rank/worker/resume rules.
 
     Each slot (rank x worker) draws components from its own seeded stream and reads, from each
     component, that component's share for the slot. A component with fewer row groups than
     slots leaves some slots without it: those slots draw among the other components.
+    Resume is exact per component epoch: after any restart, elastic or not, every example of a
+    component epoch that was not delivered is delivered once before that epoch is over.
     """
 
     kind = "MixtureDataset"
@@ -71,30 +73,47 @@ class MixtureDataset(_Resumable):
         return hashlib.sha256(json.dumps([[d.fingerprint(), w] for d, w in zip(self.datasets, self.weights.tolist())])
                               .encode()).hexdigest()[:16]
 
+    def unit_sizes(self) -> list[list[int]]:
+        return [[u.n for u in d.units] for d in self.datasets]
+
     def _comp_seed(self, c: int) -> int:
         return _int_hash("mix", self.seed, self.epoch, c) & 0x7FFFFFFF
 
-    def _component_stream(self, c: int, slot: int, nslots: int, start: list[int] | None) -> Iterator[dict]:
-        d = self.datasets[c]
-        e0, skip = (start[0], (start[1], start[2])) if start is not None else (0, None)
-        for e in itertools.count(e0):
-            for ex in d._iter_slot(e, slot, nslots, self._comp_seed(c), skip if e == e0 else None):
-                ex["_epoch"] = e
-                yield ex
+    def _component_stream(self, c: int, slot: int, nslots: int) -> Iterator[dict]:
+        d, seed = self.datasets[c], self._comp_seed(c)
+        floors = self._extra.setdefault("share_floor", {})
+        e = int(floors.get(str(c), self._base.first_epoch(c)))
+        while True:
+            yield from d._iter_epoch(c, e, slot, nslots, seed, self._base.peek(c, e), self._own.get(c, e))
+            # this slot's share of epoch e is delivered: say so in one number instead of a list
+            self._own.epochs.pop((c, e), None)
+            floors[str(c)] = e + 1
+            e += 1
+
+    def _expand_shares(self, state: dict, base: Book, own: Book) -> None:
+        nw = state["num_workers"]
+        slot, nslots = state["rank"] * nw + state["worker"], state["world_size"] * nw
+        for c, f in state.get("extra", {}).get("share_floor", {}).items():
+            c = int(c)
+            for e in range(base.first_epoch(c), int(f)):
+                p = own.get(c, e)
+                for u in self.datasets[c].share(e, slot, nslots, self._comp_seed(c), base.peek(c, e)):
+                    p.mark_unit(u)
 
     def __iter__(self) -> Iterator[dict]:
         slot, nslots, _, _ = _resolve_slot(self.rank, self.world_size)
-        res = self._slot_resume(slot, nslots) or {"index": -1, "components": {}}
+        self._begin(slot, nslots)
         alive = np.array([len(d.units) > slot for d in self.datasets])  # round-robin deal: slot s gets a unit iff s < units
         if not alive.any():
+            self._pass_ended = True
             return
         w = np.where(alive, self.weights, 0.0)
         cum = np.cumsum(w / w.sum())
         cum[-1] = 1.0
-        streams = {c: self._component_stream(c, slot, nslots, res["components"].get(c))
-                   for c in range(len(self.datasets)) if alive[c]}
-        rng = np.random.default_rng([self.seed, self.epoch, slot, nslots, 0x6D6978])
-        start = res["index"] + 1
+        streams = {c: self._component_stream(c, slot, nslots) for c in range(len(self.datasets)) if alive[c]}
+        gen = int(self._base.digest(), 16) & 0xFFFFFFFF if self._base else 0
+        rng = np.random.default_rng([self.seed, self.epoch, slot, nslots, 0x6D6978, gen])
+        start = int(self._extra.get("draws", 0))
         for _ in range(start // self._BLOCK):  # replay the draws already used
             rng.random(self._BLOCK)
         k = start - start % self._BLOCK
@@ -104,7 +123,8 @@ class MixtureDataset(_Resumable):
             for j in range(start - k if k < start else 0, self._BLOCK):
                 c = int(min(picks[j], len(cum) - 1))
                 ex = next(streams[c])
-                ex["_pos"] = torch.tensor([slot, nslots, k + j, c, ex.pop("_epoch"), ex.pop("_row"), ex.pop("_chunk")])
+                self._extra["draws"] = k + j + 1
                 ex["component"] = self.names[c]
+                self._delivered()
                 yield ex
             k += self._BLOCK

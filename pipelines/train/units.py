@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from torch.utils.data import get_worker_info
 
-STATE_FORMAT = "tandem.loader/1"
+STATE_FORMAT = "tandem.loader/2"
 READ_COLUMNS = ["example_id", "kind", "language", "sample_rate", "num_samples", "audio", "words"]
-POS_FIELDS = ("slot", "num_slots", "index", "component", "epoch", "row", "chunk")
+POS_FIELDS = ("slot", "num_slots", "component", "epoch", "unit", "row", "chunk")
 CROPS = ("random", "start", "chunk")
 
 
@@ -34,6 +34,7 @@ class Unit:
     row_group: int
     rows: tuple[int, ...] | None  # selected row indices inside the row group; None = all
     n: int
+    ids: tuple[str, ...] | None = None  # the example ids the catalog placed at `rows` (checked on read)
 
 
 # ---- finding shards ----------------------------------------------------------------------------
@@ -101,39 +102,49 @@ def _cached_parquet(path: str):
     return pf
 
 
-def build_units(paths: Sequence[str | Path], selected: dict[str, set[str]] | None = None) -> list[Unit]:
-    """Units from Parquet footers; with `selected` ({path: example ids}) only rows with those ids
-    are kept, found by reading the example_id column alone."""
+def build_units(paths: Sequence[str | Path]) -> list[Unit]:
+    """One unit per non-empty row group, from the Parquet footers alone."""
     units = []
     for p in paths:
         p = str(p)
         pf = _open_parquet(p)
-        want = None if selected is None else selected.get(p, set())
-        found = 0
         for rg in range(pf.num_row_groups):
             n = pf.metadata.row_group(rg).num_rows
-            if want is None:
-                if n:
-                    units.append(Unit(p, rg, None, n))
-                continue
-            ids = pf.read_row_group(rg, columns=["example_id"]).column(0).to_pylist()
-            rows = tuple(i for i, x in enumerate(ids) if x in want)
-            found += len(rows)
-            if rows:
-                units.append(Unit(p, rg, rows, len(rows)))
-        if want is not None and found < len(want):
-            raise LoaderError(f"{p}: {len(want) - found} example(s) the catalog lists are not in this shard "
-                              "(stale catalog? rebuild it with `tandem catalog build`)")
+            if n:
+                units.append(Unit(p, rg, None, n))
     return units
 
 
 def select_units(source: str | Path | Sequence[str | Path], sql: str | None = None, *,
                  include_rejected: bool = False) -> list[Unit]:
-    """Units of a source, or of the examples a catalog query selects in output dir `source`."""
+    """Units of a source, or of the examples a catalog query selects in output dir `source`.
+
+    A selection is placed by the catalog's (shard, row) location and the shards' footers (row
+    group sizes): no row group is scanned to find the rows. Each row's example_id is checked
+    when the row group is read for training, so a stale catalog is an error, not wrong data."""
     if sql is None:
         return build_units(shard_paths(source))
-    sel = _catalog_selection(source, sql, include_rejected)
-    return build_units(sorted(sel), sel)
+    located = _catalog_selection(source, sql, include_rejected)
+    units = []
+    for path in sorted(located):
+        pf = _open_parquet(path)
+        rows = sorted(located[path])
+        total = pf.metadata.num_rows
+        if rows and rows[-1][0] >= total:
+            raise LoaderError(f"{path}: the catalog places example {rows[-1][1]} at row {rows[-1][0]}, the shard has "
+                              f"{total} rows (stale catalog? rebuild it with `tandem catalog build`)")
+        start = 0
+        k = 0
+        for rg in range(pf.num_row_groups):
+            n = pf.metadata.row_group(rg).num_rows
+            sel = []
+            while k < len(rows) and rows[k][0] < start + n:
+                sel.append(rows[k])
+                k += 1
+            if sel:
+                units.append(Unit(path, rg, tuple(r - start for r, _ in sel), len(sel), tuple(e for _, e in sel)))
+            start += n
+    return units
 
 
 def _read_rows(unit: Unit, columns: list[str] | None) -> list[dict]:
@@ -143,8 +154,17 @@ def _read_rows(unit: Unit, columns: list[str] | None) -> list[dict]:
         t = pf.read_row_group(unit.row_group, columns=columns, use_threads=False)
     except Exception as e:  # noqa: BLE001
         raise LoaderError(f"{unit.path}: cannot read row group {unit.row_group}: {e}") from None
+    if unit.rows is None:
+        return t.to_pylist()
+    t = t.take(list(unit.rows))
     rows = t.to_pylist()
-    return rows if unit.rows is None else [rows[i] for i in unit.rows]
+    if unit.ids is not None:
+        for i, row, eid in zip(unit.rows, rows, unit.ids):
+            if row["example_id"] != eid:
+                raise LoaderError(f"{unit.path}: row {i} of row group {unit.row_group} holds example "
+                                  f"{row['example_id']}, the catalog says {eid} (stale catalog? rebuild it with "
+                                  "`tandem catalog build`)")
+    return rows
 
 
 def iter_rows(units: Sequence[Unit], columns: Sequence[str] | None = None) -> Iterator[tuple[Unit, dict]]:
@@ -155,25 +175,35 @@ def iter_rows(units: Sequence[Unit], columns: Sequence[str] | None = None) -> It
             yield unit, row
 
 
-def _catalog_selection(out_dir: str | Path, sql: str, include_rejected: bool) -> dict[str, set[str]]:
+def _catalog_selection(out_dir: str | Path, sql: str, include_rejected: bool) -> dict[str, set[tuple[int, str]]]:
+    """{shard path: {(row in shard, example_id)}} for the examples the query selects.
+
+    The catalog ingests each shard with one INSERT from read_parquet, which keeps file order, so an
+    example's row in its shard is its rank by rowid among that shard's rows (a `shard_row` column,
+    where a catalog has one, is used as is)."""
     import duckdb
     out_dir = Path(out_dir)
     db = out_dir / "catalog.duckdb"
     if not db.exists():
         raise LoaderError(f"{db}: no catalog (build it with `tandem catalog build {out_dir}`)")
     status = "" if include_rejected else " AND e.status = 'accepted'"
-    q = (f"SELECT e.shard, e.example_id FROM examples e WHERE e.example_id IN "
-         f"(SELECT q.example_id FROM ({sql.rstrip().rstrip(';')}) AS q){status}")
     con = duckdb.connect(str(db), read_only=True)
     try:
-        rows = con.execute(q).fetchall()
-    except duckdb.Error as e:
-        raise LoaderError(f"{db}: query {sql!r} failed (it must select example_id from examples): {e}") from None
+        cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                           "WHERE table_name = 'examples'").fetchall()}
+        row = "shard_row" if "shard_row" in cols else "row_number() OVER (PARTITION BY shard ORDER BY rowid) - 1"
+        q = (f"WITH located AS (SELECT shard, example_id, status, {row} AS shard_row FROM examples) "
+             f"SELECT e.shard, e.shard_row, e.example_id FROM located e WHERE e.example_id IN "
+             f"(SELECT q.example_id FROM ({sql.rstrip().rstrip(';')}) AS q){status}")
+        try:
+            rows = con.execute(q).fetchall()
+        except duckdb.Error as e:
+            raise LoaderError(f"{db}: query {sql!r} failed (it must select example_id from examples): {e}") from None
     finally:
         con.close()
-    sel: dict[str, set[str]] = {}
-    for shard, eid in rows:
-        sel.setdefault(str(out_dir / shard), set()).add(eid)
+    sel: dict[str, set[tuple[int, str]]] = {}
+    for shard, r, eid in rows:
+        sel.setdefault(str(out_dir / shard), set()).add((int(r), eid))
     return sel
 
 
