@@ -29,7 +29,7 @@ def train(rank: int, world_size: int, args: argparse.Namespace, run_dir: Path, c
     import torch.distributed as dist
     from tandem.pipelines.train import MixtureDataset, collate
     from tandem.pipelines.train.tokens import ByteTokenizer
-    from torch.utils.data import DataLoader
+    from torchdata.stateful_dataloader import StatefulDataLoader
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{run_dir}/pg", rank=rank, world_size=world_size)
@@ -42,17 +42,18 @@ def train(rank: int, world_size: int, args: argparse.Namespace, run_dir: Path, c
     model = torch.nn.Linear(2, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
 
+    # StatefulDataLoader keeps, per worker, the dataset state of the last batch it handed out
+    loader = StatefulDataLoader(data, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate)
     ckpt = run_dir / f"ckpt-rank{rank}.pt"
     step = 0
     if ckpt.exists():  # resume: model, optimizer AND data position
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        data.load_state_dict(state["data"])  # before the DataLoader iterator is created
+        # same ranks and workers: the loader restores each worker. On another number of ranks or
+        # workers, pass every old rank's saved loader state instead: data.load_state_dicts([...])
+        loader.load_state_dict(state["data"])
         step = state["step"]
-
-    # persistent_workers=False: workers get a fresh copy of the dataset (and its resume state)
-    loader = DataLoader(data, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate)
     batches = iter(loader)
     with open(run_dir / f"steps-rank{rank}.jsonl", "a") as log:
         while step < args.steps:
@@ -66,13 +67,12 @@ def train(rank: int, world_size: int, args: argparse.Namespace, run_dir: Path, c
                 dist.all_reduce(p.grad)
                 p.grad /= world_size
             opt.step()
-            data.mark_consumed(batch)  # the trainer has this batch: record its position
             log.write(json.dumps({"step": step, "ids": batch["example_id"]}) + "\n")
             log.flush()
             if step % args.ckpt_every == 0:
                 tmp = ckpt.with_suffix(".tmp")
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
-                            "data": data.state_dict(), "step": step}, tmp)
+                            "data": loader.state_dict(), "step": step}, tmp)
                 os.replace(tmp, ckpt)
             if crash_at is not None and step == crash_at:
                 os._exit(17)  # simulate a node failure: no cleanup

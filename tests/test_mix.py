@@ -6,7 +6,7 @@ import duckdb
 import pytest
 from tandem.catalogs import mix
 from tandem.pipelines.train import LoaderError, MixtureDataset, ShardDataset, collate
-from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from tandem.testing import loader as lt
 
@@ -75,28 +75,30 @@ def test_weights_respected_and_components_cycle(out):
     per_epoch = defaultdict(list)
     for ex in got:
         p = ex["_pos"].tolist()
-        per_epoch[(p[3], p[4])].append(ex["example_id"])
+        per_epoch[(p[2], p[3])].append(ex["example_id"])
     full = [v for (c, e), v in per_epoch.items() if (c, e + 1) in per_epoch]
     assert full and all(len(v) == 16 and len(set(v)) == 16 for v in full)
     again = iter(MixtureDataset(out, "w31", seed=4, shuffle_buffer=4))
     assert [next(again)["example_id"] for _ in range(50)] == [ex["example_id"] for ex in got[:50]]
 
 
-def run(ds, n_batches, num_workers=2, batch_size=3):
-    dl = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
+def run(ds, n_batches, num_workers=2, batch_size=3, state=None):
+    dl = StatefulDataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
+    if state is not None:
+        dl.load_state_dict(state)
     out = []
     for b in dl:
         out.append(b)
         if len(out) == n_batches:
             break
-    return out
+    return out, dl.state_dict()
 
 
 def slots(bs):
     d = defaultdict(list)
     for b in bs:
         for eid, p in zip(b["example_id"], b["_pos"].tolist()):
-            d[p[0]].append((eid, p[2]))
+            d[p[0]].append((eid, p[2], p[3], p[5]))
     return d
 
 
@@ -107,17 +109,13 @@ def test_mixture_ranks_workers_and_resume(out):
     seen = {}
     for rank in (0, 1):
         kw = {"rank": rank, "world_size": 2, "seed": 9, "shuffle_buffer": 3, "max_duration_s": 0.4}
-        full = run(MixtureDataset(out, "rr", **kw), 10)
-        ds = MixtureDataset(out, "rr", **kw)
-        for b in run(ds, 4):
-            ds.mark_consumed(b)
-        ds2 = MixtureDataset(out, "rr", **kw)
-        ds2.load_state_dict(json.loads(json.dumps(ds.state_dict())))
-        rest = run(ds2, 6)
-        assert {s: v for s, v in slots(full[:4] + rest).items()} == dict(slots(full))
+        full, _ = run(MixtureDataset(out, "rr", **kw), 10)
+        head, state = run(MixtureDataset(out, "rr", **kw), 4)
+        rest, _ = run(MixtureDataset(out, "rr", **kw), 6, state=json.loads(json.dumps(state)))
+        assert dict(slots(head + rest)) == dict(slots(full))  # each worker's stream, continued exactly
         for b in full:
             for eid, p in zip(b["example_id"], b["_pos"].tolist()):
-                seen.setdefault((p[3], p[4]), []).append((eid, p[0]))
+                seen.setdefault((p[2], p[3]), []).append((eid, p[0]))
     # the slots of both ranks share each component epoch without overlap
     for (comp, epoch), v in seen.items():
         ids = [e for e, _ in v]

@@ -36,10 +36,9 @@ def run_rank(paths, rank, world, workers, states=None, stop_after=None, **kw):
     if states is not None:
         ds.load_state_dicts(states)
     dl = StatefulDataLoader(ds, batch_size=2, num_workers=workers, collate_fn=collate)
-    got, n = [], 0
-    for b in dl:
+    got = []
+    for n, b in enumerate(dl, start=1):
         got += [item(b, i) for i in range(len(b["example_id"]))]
-        n += 1
         if n == stop_after:
             break
     return got, json.loads(json.dumps(dl.state_dict()))  # as a JSON checkpoint would keep it
@@ -82,7 +81,7 @@ def test_plain_dataloader_workers_state_is_an_error(paths):
 @pytest.mark.parametrize("old,new,stops,kw", [
     ((2, 2), (3, 1), (3, 1), {}),
     ((1, 1), (2, 2), (4,), {"max_duration_s": 0.4, "crop": "chunk", "min_chunk_s": 0.0}),
-    ((2, 1), (1, 3), (2, 5), {"max_duration_s": 0.5, "crop": "random"}),
+    ((2, 1), (4, 1), (2, 5), {"max_duration_s": 0.5, "crop": "random"}),
 ])
 def test_elastic_resume_yields_the_rest_exactly_once(paths, old, new, stops, kw):
     (n, w), (m, v) = old, new
@@ -116,12 +115,13 @@ def test_elastic_resume_twice_and_in_process_states(paths):
 
 
 def test_bad_state_lists_are_errors(paths):
-    _, s0 = run_rank(paths, 0, 2, 1, stop_after=1)
+    _, s0 = run_rank(paths, 0, 2, 2, stop_after=1)
     _, s1 = run_rank(paths, 1, 2, 1, stop_after=1)
     ds = ShardDataset(paths, **KW)
+    ds.load_state_dicts([s0])  # rank 0's two workers: not enough for another layout
     with pytest.raises(LoaderError, match=r"rank\(s\) \[1\]"):
-        ds.load_state_dicts([s0, s0])
-    ds.load_state_dict(s0)  # one rank's state alone cannot seed another layout
+        next(iter(ds))
+    ds.load_state_dict(s1)  # one worker's state alone cannot seed another layout
     with pytest.raises(LoaderError, match="every old rank"):
         next(iter(ds))
     with pytest.raises(LoaderError, match="seed"):

@@ -111,7 +111,10 @@ class Resumable(IterableDataset):
     def load_state_dicts(self, states: list) -> None:
         """Resume from the states of every rank of the old run (any number of ranks and workers);
         call before iterating or creating the DataLoader iterator. The remaining examples of the
-        epoch are then delivered exactly once across the new ranks and workers."""
+        epoch are then delivered exactly once across the new ranks and workers. With the same
+        ranks and workers a rank may pass only its own state(s): each slot continues its stream.
+        Checked when iteration starts (where the slot is known): states that do not cover every
+        old rank cannot seed another layout."""
         flat = flatten_states(states)
         if not flat:
             raise LoaderError("loader state: no states given")
@@ -126,8 +129,6 @@ class Resumable(IterableDataset):
         epochs = {s["epoch"] for s in flat}
         if len(epochs) > 1:
             raise LoaderError(f"loader state: states from different epochs {sorted(epochs)}")
-        if len(flat) > 1:
-            self._check_complete(flat)
         self.epoch = int(epochs.pop())
         self._init_state()
         self._loaded = flat
