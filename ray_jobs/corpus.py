@@ -14,9 +14,11 @@ VOICES = [("m3", 30), ("f2", 75), ("m7", 55), ("f4", 90)]
 
 def make_conversation(turns: list[tuple[str, str]], language: str = "en", sample_rate: int = 24000,
                       seed: int = 0, gap_s: float = 0.4, lead_s: float = 0.5,
-                      voices: dict[str, tuple[str, int]] | None = None
+                      voices: dict[str, tuple[str, int]] | None = None, voice_language: str | None = None
                       ) -> tuple[np.ndarray, list[dict], list[dict]]:
     """Speak `turns` [(speaker, text)] one after another with espeak voices, one voice per speaker.
+
+    `voice_language` picks another espeak voice of the language (e.g. "pt-br" for "pt").
 
     Gaps between turns are `gap_s` plus a seeded jitter of up to 0.2 s. Returns the mono mix,
     the reference turns [{speaker, start_s, end_s}] and words [{speaker, word, start_s, end_s}].
@@ -31,7 +33,7 @@ def make_conversation(turns: list[tuple[str, str]], language: str = "en", sample
     ref, words = [], []
     for spk, text in turns:
         variant, pitch = voices[spk]
-        a, sr, ws = tts.synthesize(text, language, voice=f"{language}+{variant}", pitch=pitch, rate=165)
+        a, sr, ws = tts.synthesize(text, language, voice=f"{voice_language or language}+{variant}", pitch=pitch, rate=165)
         # trim espeak's leading/trailing silence so the turn times are the speech times
         nz = np.flatnonzero(np.abs(a) > 1e-3)
         a0, a1 = (int(nz[0]), int(nz[-1]) + 1) if len(nz) else (0, len(a))

@@ -107,7 +107,7 @@ def build_corpus(raw: Path, seed: int = 0) -> dict:
     # pure noise
     rng = np.random.default_rng(seed)
     sf.write(raw / "noise.wav", (0.3 * rng.standard_normal(sr * 8)).astype("float32"), sr)
-    expect["noise.wav"] = "rejected:noise"
+    expect["noise.wav"] = "rejected:no_speech"  # VAD finds no speech in it
     for name, reason in write_broken_files(raw).items():
         expect[name] = f"rejected:{reason}"
     (raw / "EXPECTED.json").write_text(json.dumps(expect, indent=1, sort_keys=True))
