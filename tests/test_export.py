@@ -105,3 +105,53 @@ def test_hf_datasets_recipe(out, tmp_path):
     b = raw[0]["audio"]["bytes"]
     x, sr2 = sf.read(io.BytesIO(b), dtype="float32", always_2d=True)
     assert sr2 == sr and x.shape == (len(want), 2)
+
+
+def test_lhotse_export_read_back_by_lhotse(out, tmp_path):
+    from lhotse import CutSet, MultiCut, RecordingSet, SupervisionSet, load_manifest
+    out, rows = out
+    dest = tmp_path / "lhotse"
+    assert cli(["lhotse", str(out), str(dest), "--shard-size", "3"]) == 0
+    cuts = load_manifest(dest / "cuts.jsonl.gz")
+    assert isinstance(cuts, CutSet) and len(cuts) == len(rows)
+    assert len(load_manifest(dest / "recordings.jsonl.gz")) == len(rows)
+    assert isinstance(load_manifest(dest / "recordings.jsonl.gz"), RecordingSet)
+    sups = load_manifest(dest / "supervisions.jsonl.gz")
+    assert isinstance(sups, SupervisionSet)
+    for cut in cuts:
+        row = rows[cut.id]
+        want, sr = sf.read(io.BytesIO(row["audio"]), dtype="float32", always_2d=True)
+        assert isinstance(cut, MultiCut) and cut.num_channels == 2 and cut.sampling_rate == sr
+        np.testing.assert_allclose(cut.load_audio(), want.T, atol=1e-6)  # channel 0 = main speaker
+        got = sorted((a.symbol, round(a.start, 3), round(a.start + a.duration, 3), s.channel, s.speaker)
+                     for s in cut.supervisions for a in s.alignment["word"])
+        orig = sorted((w["word"], round(w["start_s"], 3), round(w["end_s"], 3), w["channel"], w["speaker"])
+                      for w in row["words"])
+        assert got == orig
+        assert {(s.channel, s.speaker) for s in cut.supervisions} == {(w["channel"], w["speaker"]) for w in row["words"]}
+    # Shar shards for streaming, read back by lhotse, audio decoded from the tar shards
+    shar = CutSet.from_shar(in_dir=dest / "shar")
+    assert len(list((dest / "shar").glob("recording.*.tar"))) == 3  # 8 cuts, 3 per shard
+    n = 0
+    for cut in shar:
+        want, _ = sf.read(io.BytesIO(rows[cut.id]["audio"]), dtype="float32", always_2d=True)
+        np.testing.assert_allclose(cut.load_audio(), want.T, atol=1e-6)
+        assert sum(len(s.alignment["word"]) for s in cut.supervisions) == len(rows[cut.id]["words"])
+        n += 1
+    assert n == len(rows)
+
+
+def test_hf_export_audio_column_decodes(out, tmp_path):
+    from datasets import load_from_disk
+    out, rows = out
+    dest = tmp_path / "hf"
+    assert cli(["hf", str(out), str(dest), "--sql", "SELECT example_id FROM examples WHERE language = 'en'"]) == 0
+    ds = load_from_disk(str(dest))
+    en = {e for e, r in rows.items() if r["language"] == "en"}
+    assert ds.num_rows == len(en) and set(ds["example_id"]) == en
+    ex = ds[0]
+    samples = ex["audio"].get_all_samples()
+    want, sr = sf.read(io.BytesIO(rows[ex["example_id"]]["audio"]), dtype="float32", always_2d=True)
+    assert samples.sample_rate == sr
+    np.testing.assert_allclose(samples.data.numpy(), want.T, atol=1e-4)
+    assert [w["word"] for w in ex["words"]] == [w["word"] for w in rows[ex["example_id"]]["words"]]

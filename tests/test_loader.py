@@ -183,6 +183,31 @@ def test_catalog_query_selects_accepted_examples(tmp_path):
         ShardDataset.from_sql(tmp_path, "SELECT example_id FROM examples")
 
 
+def test_catalog_selection_places_rows_without_scanning(tmp_path, monkeypatch):
+    from tandem.pipelines.store.commit import committed_files
+    out = tmp_path / "out"
+    rows = lt.make_output_dir(out, 12, languages=("en", "fr", "fr"), durations=(0.5,), row_group_rows=2)
+    fr = {r["example_id"] for r in rows if r["language"] == "fr"}
+    reads = []
+    orig = pq.ParquetFile.read_row_group
+
+    def counting(self, *a, **k):
+        reads.append(a)
+        return orig(self, *a, **k)
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counting)
+    ds = ShardDataset.from_sql(out, "SELECT example_id FROM examples WHERE language = 'fr'")
+    assert reads == []  # placed by the catalog's (shard, row) and the footers alone
+    assert sum(u.n for u in ds.units) == len(fr) and all(u.rows is not None for u in ds.units)
+    assert Counter(ex["example_id"] for ex in ds) == Counter(fr)
+    assert len(reads) == len({(u.path, u.row_group) for u in ds.units})  # only row groups holding them
+    # a shard rewritten behind the catalog's back: an error, not other examples
+    shard = sorted(committed_files(out, "shards"))[0]
+    t = pq.read_table(shard)
+    pq.write_table(t.take(list(range(t.num_rows))[::-1]), shard, row_group_size=2)
+    with pytest.raises(LoaderError, match="stale catalog"):
+        list(ShardDataset.from_sql(out, "SELECT example_id FROM examples WHERE language = 'fr'"))
+
+
 def test_bad_inputs_name_the_file(tmp_path, shards):
     _, paths, rows = shards
     bad = tmp_path / "bad.parquet"

@@ -85,12 +85,13 @@ def _open_parquet(path: str):
     return pf
 
 
-_FILES: OrderedDict[tuple[int, str], Any] = OrderedDict()
+_FILES: OrderedDict[tuple[int, str, int, int], Any] = OrderedDict()
 
 
 def _cached_parquet(path: str):
     """An open ParquetFile, kept per process (DataLoader workers fork) in a small LRU."""
-    key = (os.getpid(), path)
+    st = os.stat(path)
+    key = (os.getpid(), path, st.st_mtime_ns, st.st_size)  # a rewritten file is opened again
     pf = _FILES.get(key)
     if pf is None:
         pf = _open_parquet(path)
