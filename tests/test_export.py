@@ -45,6 +45,41 @@ def test_moshi_export_round_trips(out, tmp_path):
         assert [a[1][0] for a in al] == sorted(a[1][0] for a in al)  # sorted by start, as moshi-finetune needs
 
 
+def test_moshi_export_read_by_moshi_finetunes_reader(out, tmp_path):
+    """moshi-finetune reads the index with sphn.dataset_jsonl (paths relative to the index) at 24 kHz,
+    then opens <wav stem>.json and bisects its "alignments" by start time, keeping SPEAKER_MAIN."""
+    import bisect
+
+    import sphn
+    out, rows = out
+    dest = tmp_path / "moshi24"
+    export.export_moshi(out, dest, sample_rate=24000)
+    ds = sphn.dataset_jsonl(str(dest / "data.jsonl"), duration_sec=1.0, num_threads=1, sample_rate=24000,
+                            pad_last_segment=True)
+    seen = set()
+    for sample in ds.seq(skip=0, step_by=1):
+        eid = sample["path"].rsplit("/", 1)[-1][:-4]
+        seen.add(eid)
+        wav = sample["data"][..., : sample["unpadded_len"]]
+        assert wav.shape[0] == 2 and sample["sample_rate"] == 24000
+        with open(sample["path"][:-4] + ".json") as f:
+            al = json.load(f)["alignments"]
+        starts = [a[1][0] for a in al]
+        assert starts == sorted(starts)
+        t0 = sample["start_time_sec"]
+        window = al[bisect.bisect_left(starts, t0): bisect.bisect_left(starts, t0 + 1.0)]
+        want = [w["word"] for w in sorted(rows[eid]["words"], key=lambda w: w["start_s"])
+                if w["channel"] == 0 and t0 <= w["start_s"] < t0 + 1.0]
+        assert [a[0] for a in window if a[2] == "SPEAKER_MAIN"] == want
+        # the main speaker's words sit on the left channel: its tone is there under each word
+        for a in window:
+            if a[2] == "SPEAKER_MAIN" and a[1][1] - a[1][0] > 0.1:
+                i, j = round((a[1][0] - t0) * 24000), round((min(a[1][1], t0 + 1.0) - t0) * 24000)
+                if j - i > 240:
+                    assert np.abs(wav[0, i:j]).max() > 0.1
+    assert seen == set(rows)
+
+
 def test_moshi_export_with_sql_and_resample(out, tmp_path):
     out, rows = out
     dest = tmp_path / "fr"
