@@ -13,6 +13,9 @@ from tandem.pipelines.core.stage import Resources, Stage
 
 # Worker-side environment the driver passes on (model cache dir, test fault injection ...).
 FORWARD_ENV_PREFIX = "TANDEM_"
+# ... and the Hugging Face hub settings: the token for gated models (pyannote), where the hub
+# cache lives, whether the job runs offline (models.offline), where NLTK data is.
+FORWARD_ENV_NAMES = ("HF_TOKEN", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "NLTK_DATA")
 # A task that keeps killing its worker fails the job after this many retries. Actor calls retry
 # without limit (Ray Data's default): a node that dies makes every call to its actors fail fast
 # ("unavailable") until the cluster declares it dead and restarts them elsewhere, so any finite
@@ -86,7 +89,7 @@ class _StageActor:
 # ---- Ray --------------------------------------------------------------------------------------------
 
 def _forward_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith(FORWARD_ENV_PREFIX)}
+    return {k: v for k, v in os.environ.items() if k.startswith(FORWARD_ENV_PREFIX) or k in FORWARD_ENV_NAMES}
 
 
 def _address_from_argv(argv: list[str] | None) -> str | None:

@@ -32,7 +32,8 @@ def test_model_is_cached_per_process(asr):
 def test_wer_on_sample_stm_through_stage(tmp_path):
     import jiwer
     cfg = load_config()
-    st = TranscribeStage(cfg)
+    st = TranscribeStage.from_config(cfg)
+    st.check()
     ref_turns = read_rttm(sample_paths()["rttm"])
     item = {"uri": "sample", "work_path": str(sample_paths()["wav"]), "status": "ok", "duration_s": 30.0,
             "speech": [[t["start_s"], t["end_s"]] for t in ref_turns], "turns": ref_turns}
@@ -82,7 +83,7 @@ def test_language_per_chunk(asr):
         sf.write(f.name, audio, 16000)
         item = {"uri": f.name, "work_path": f.name, "status": "ok", "duration_s": len(audio) / 16000,
                 "speech": [[1.0, 1.0 + len(en) / 16000], [t_es, t_es + len(es) / 16000]]}
-        item = TranscribeStage(load_config())(item)
+        item = TranscribeStage.from_config(load_config())(item)
     langs = [(s["language"], s["start_s"] >= t_es - 0.5) for s in item["segments"]]
     assert ("en", False) in langs and ("es", True) in langs and len({lang for lang, _ in langs}) == 2
 

