@@ -7,10 +7,12 @@ short machine-readable reason, a human-readable detail and the numbers behind it
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tandem.pipelines.core.contracts import rejection_row
@@ -49,14 +51,23 @@ class Filter:
         """Metrics of one example; audio is float32 [channels, T] at example['sample_rate']."""
         raise NotImplementedError
 
-    def decide(self, metrics: dict, example: dict, cfg: dict) -> Decision:
-        """Keep or reject from `metrics` alone (plus the example's metadata); `cfg` is the full config."""
+    def decide(self, metrics: dict, example: dict) -> Decision:
+        """Keep or reject from `metrics` alone (plus the example's metadata), by this filter's thresholds."""
         raise NotImplementedError
 
 
-def section(cfg: dict, name: str) -> dict:
-    """cfg['filters'][name], or {} when absent."""
-    return ((cfg or {}).get("filters") or {}).get(name) or {}
+# A threshold: a number, {real: x, synthetic: y} per kind of data, or {default: x, <lang>: y}.
+Threshold = float | dict
+KINDS = ("real", "synthetic")
+
+
+def filter_section(cfg: dict | None, name: str) -> dict[str, Any]:
+    """filters.<name> with its YAML defaults under whatever `cfg` sets (key by key)."""
+    from tandem.pipelines.core.config import section
+    defaults = section({}, "filters").get(name)
+    if defaults is None:
+        raise KeyError(f"config filters.{name}: no such filter section in pipelines/core/defaults/30_filters.yaml")
+    return {**defaults, **(section(cfg or {}, "filters").get(name) or {})}
 
 
 def per_kind(value: Any, kind: str | None, language: str | None = None) -> Any:
@@ -69,6 +80,47 @@ def per_kind(value: Any, kind: str | None, language: str | None = None) -> Any:
             return per_kind(value["default"], kind, language)
         return None
     return value
+
+
+def threshold(value: Any, key: str, kind: str | None, language: str | None = None) -> float:
+    """The number `value` gives for this kind and language; a missing one is an error naming `key`
+    (a NaN threshold would let every example through unchecked)."""
+    v = per_kind(value, kind, language)
+    if v is None or isinstance(v, bool):
+        where = f"{kind} data" + (f" in {language}" if language else "")
+        raise ValueError(f"config {key}: no threshold for {where} (got {value!r}); set a number, "
+                         "or a `default` in its per-kind/per-language map")
+    return float(v)
+
+
+P = TypeVar("P")
+
+
+def build_params(cls: type[P], sec: dict, where: str) -> P:
+    """Dataclass `cls` from a filter's config section: every field must be there and not null;
+    scalars are converted to their annotated type and each Threshold must resolve for every kind."""
+    hints = typing.get_type_hints(cls)
+    kw: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        key = f"{where}.{f.name}"
+        if f.name not in sec:
+            raise KeyError(f"config {key}: missing (no default in pipelines/core/defaults/30_filters.yaml)")
+        v, t = sec[f.name], hints[f.name]
+        if v is None:
+            raise ValueError(f"config {key}: must be set (got null)")
+        if t == Threshold:
+            for kind in KINDS:
+                threshold(v, key, kind)
+        elif t in (int, float, str):
+            v = t(v)
+        elif t is bool and not isinstance(v, bool):
+            raise ValueError(f"config {key}: expected true or false, got {v!r}")
+        elif t == tuple[str, ...]:
+            v = tuple(str(x) for x in v)
+        kw[f.name] = v
+    return cls(**kw)
 
 
 def num(metrics: dict, key: str) -> float:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
-from tandem.filters.base import Decision
-from tandem.filters.trust import norm_text
+from tandem.filters.base import Decision, build_params, filter_section
+from tandem.pipelines.core.text import norm_text
 
 STATE = "_state/dedup"
 
@@ -33,17 +34,29 @@ def shingles(text: str, k: int) -> set[bytes]:
     return {" ".join(w[i:i + k]).encode() for i in range(max(len(w) - k + 1, 0))}
 
 
+@dataclass(frozen=True)
+class DedupParams:
+    """filters.dedup (meanings in pipelines/core/defaults/30_filters.yaml)."""
+
+    exact_audio: bool
+    near_text: bool
+    jaccard: float
+    num_perm: int
+    shingle: int
+    min_words: int
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> DedupParams:
+        return build_params(cls, filter_section(cfg, "dedup"), "filters.dedup")
+
+
 class NearDupIndex:
     """`check_and_add(example) -> Decision`: reject exact audio and near-duplicate text duplicates."""
 
     def __init__(self, out_dir: str | Path, cfg: dict):
-        dc = ((cfg or {}).get("filters") or {}).get("dedup") or {}
-        self.exact = bool(dc.get("exact_audio", True))
-        self.near = bool(dc.get("near_text", True))
-        self.jaccard = float(dc.get("jaccard", 0.8))
-        self.num_perm = int(dc.get("num_perm", 128))
-        self.k = int(dc.get("shingle", 3))
-        self.min_words = int(dc.get("min_words", 8))
+        p = DedupParams.from_config(cfg)
+        self.exact, self.near, self.jaccard = p.exact_audio, p.near_text, p.jaccard
+        self.num_perm, self.k, self.min_words = p.num_perm, p.shingle, p.min_words
         self.path = Path(out_dir) / STATE / "index.pkl"
         self.audio: dict[bytes, str] = {}  # 16-byte PCM hash -> example id
         self.lsh = None

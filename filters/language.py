@@ -10,12 +10,22 @@ not decided on there: the script's text LID is checked against the declared lang
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
-from tandem.filters.base import NAN, Decision, Filter, finite, fmt, per_kind, section
-
-# heard but not accepted: lets text LID say "Dutch" instead of forcing the nearest accepted language
-DEFAULT_EXTRA = ["nl", "pl", "ca", "ro", "sv", "da", "no", "cs", "hu", "fi", "tr", "ru", "gl", "eu"]
+from tandem.filters.base import (
+    KINDS,
+    NAN,
+    Decision,
+    Filter,
+    Threshold,
+    build_params,
+    filter_section,
+    finite,
+    fmt,
+    per_kind,
+    threshold,
+)
 
 
 @functools.lru_cache(maxsize=8)
@@ -58,76 +68,118 @@ def example_text(example: dict, ch: int | None = None) -> str:
     return " ".join(w["word"] for w in example.get("words") or [] if int(w.get("channel") or 0) == ch)
 
 
+AUDIO_LID_MODES = (True, False, "segments")
+
+
+@dataclass(frozen=True)
+class LanguageParams:
+    """filters.language (meanings in pipelines/core/defaults/30_filters.yaml) plus the accepted
+    `languages` of the job."""
+
+    languages: tuple[str, ...]
+    audio_lid: dict | bool | str
+    min_audio_s: float
+    text_extra_languages: tuple[str, ...]
+    min_text_chars: int
+    audio_weight: float
+    text_weight: float
+    min_prob: Threshold
+    reject_switch: bool
+    switch_min_prob: float
+    script_mismatch_prob: float
+    reject_unknown: bool
+
+    def __post_init__(self):
+        for kind in KINDS:
+            if self.lid_mode(kind) not in AUDIO_LID_MODES:
+                raise ValueError(f"config filters.language.audio_lid: {self.audio_lid!r} gives "
+                                 f"{self.lid_mode(kind)!r} for {kind} data; expected true, false or 'segments'")
+
+    def lid_mode(self, kind: str | None) -> bool | str:
+        """true: Whisper's detection per channel (loads ASR); 'segments': the languages the
+        transcription found per segment; false: text LID only."""
+        return per_kind(self.audio_lid, kind)
+
+    @property
+    def needs_asr(self) -> bool:
+        return any(self.lid_mode(k) is True for k in KINDS)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> LanguageParams:
+        from tandem.pipelines.core.config import default_config
+        langs = cfg.get("languages") if cfg.get("languages") is not None else default_config()["languages"]
+        sec = {**filter_section(cfg, "language"), "languages": langs}
+        return build_params(cls, sec, "filters.language")
+
+
 class LanguageFilter(Filter):
     name = "language"
 
-    def __init__(self, cfg: dict, asr=None):
-        self.cfg = cfg
-        self.asr = asr  # pipelines.transcribe.Asr; needed for audio LID
+    def __init__(self, params: LanguageParams, asr=None):
+        self.p = params
+        self.asr = asr  # pipelines.models.asr.Asr; needed only for audio_lid: true
 
-    def _lcfg(self) -> dict:
-        return section(self.cfg, "language")
+    @classmethod
+    def from_config(cls, cfg: dict, asr=None) -> LanguageFilter:
+        return cls(LanguageParams.from_config(cfg), asr)
 
     def text_languages(self) -> list[str]:
-        lc = self._lcfg()
-        return list(self.cfg.get("languages") or []) + list(lc.get("text_extra_languages", DEFAULT_EXTRA))
+        return list(self.p.languages) + list(self.p.text_extra_languages)
 
     def measure(self, example: dict, audio: np.ndarray | None) -> dict[str, float]:
-        lc = self._lcfg()
+        p = self.p
         kind = example.get("kind")
         m: dict[str, float] = {}
         langs = self.text_languages()
         text = example_text(example)
         m["lid.text_chars"] = float(len(text))
-        for lang, p in text_lid(text, langs):
-            m[f"lid.text.{lang}"] = p
-        min_chars = int(lc.get("min_text_chars", 20))
+        for lang, pr in text_lid(text, langs):
+            m[f"lid.text.{lang}"] = pr
         for ch in (0, 1):
             t = example_text(example, ch)
-            if len(t) >= min_chars:
-                lang, p = text_lid(t, langs, top=1)[0]
-                m[f"lid.text.ch{ch}.{lang}"] = p
-        # languages Whisper reported per transcribed segment (curation detects per chunk)
-        for s in example.get("segments") or []:
-            lang, p = s.get("language"), s.get("language_prob")
-            if lang and p is not None and finite(float(p)):
-                key = f"lid.seg.{lang}"
-                m[key] = max(m.get(key, 0.0), float(p))
-        if audio is not None and self.asr is not None and per_kind(lc.get("audio_lid", True), kind):
+            if len(t) >= p.min_text_chars:
+                lang, pr = text_lid(t, langs, top=1)[0]
+                m[f"lid.text.ch{ch}.{lang}"] = pr
+        m.update(segment_lid(example.get("segments") or []))
+        if p.lid_mode(kind) is True and audio is not None:
+            if self.asr is None:
+                raise ValueError(f"example {example.get('example_id')}: filters.language.audio_lid asks for "
+                                 "Whisper's detection but no ASR is loaded")
             sr = int(example.get("sample_rate") or 24000)
-            min_s = float(lc.get("min_audio_s", 1.0))
             for ch in range(audio.shape[0]):
                 x = audio[ch]
-                active = np.abs(x) > 1e-3
-                if active.sum() / sr < min_s:
+                if (np.abs(x) > 1e-3).sum() / sr < p.min_audio_s:
                     continue
-                lang, p = self.asr.detect_language(_trim(x, sr), sr)
+                lang, pr = self.asr.detect_language(_trim(x, sr), sr)
                 if lang:
-                    m[f"lid.audio.ch{ch}.{lang}"] = float(p)
+                    m[f"lid.audio.ch{ch}.{lang}"] = float(pr)
         return m
 
     def reconcile(self, metrics: dict, kind: str | None) -> tuple[str | None, float]:
-        """Detected language and its confidence: weighted vote of audio LID (per channel, by
-        probability) and text LID."""
-        lc = section({"filters": {"language": self._lcfg()}}, "language")
-        w_a = float(lc.get("audio_weight", 0.5))
-        w_t = float(lc.get("text_weight", 0.5))
+        """Detected language and its confidence: weighted vote of the audio (Whisper per channel,
+        or the transcription's per-segment languages weighted by duration) and text LID."""
+        p = self.p
+        w_a, w_t = p.audio_weight, p.text_weight
         score: dict[str, float] = {}
         audio = [(k, v) for k, v in metrics.items() if k.startswith("lid.audio.ch")]
+        seg = _prefixed(metrics, "lid.segvote.")
         if audio:
-            per = {}
+            per: dict[str, dict[str, float]] = {}
             for k, v in audio:
                 ch, lang = k[len("lid.audio."):].split(".", 1)
                 per.setdefault(ch, {})[lang] = float(v)
             for ch_scores in per.values():
-                for lang, p in ch_scores.items():
-                    score[lang] = score.get(lang, 0.0) + w_a * p / len(per)
+                for lang, pr in ch_scores.items():
+                    score[lang] = score.get(lang, 0.0) + w_a * pr / len(per)
+        elif seg and p.lid_mode(kind) is not False:
+            for lang, pr in seg.items():
+                score[lang] = score.get(lang, 0.0) + w_a * pr
         else:
             w_a = 0.0
         text = _prefixed(metrics, "lid.text.")
-        if text and float(metrics.get("lid.text_chars") or 0) >= float(lc.get("min_text_chars", 20)):
-            for lang, p in text.items():
-                score[lang] = score.get(lang, 0.0) + w_t * p
+        if text and float(metrics.get("lid.text_chars") or 0) >= p.min_text_chars:
+            for lang, pr in text.items():
+                score[lang] = score.get(lang, 0.0) + w_t * pr
         else:
             w_t = 0.0
         if not score or w_a + w_t == 0:
@@ -135,9 +187,9 @@ class LanguageFilter(Filter):
         best = max(score, key=score.get)
         return best, score[best] / (w_a + w_t)
 
-    def heard(self, metrics: dict, lc: dict) -> dict[str, float]:
+    def heard(self, metrics: dict) -> dict[str, float]:
         """Languages confidently heard anywhere in the example (channels, segments, channel texts)."""
-        p_min = float(lc.get("switch_min_prob", 0.8))
+        p_min = self.p.switch_min_prob
         out: dict[str, float] = {}
         for k, v in metrics.items():
             for prefix in ("lid.audio.ch", "lid.seg.", "lid.text.ch"):
@@ -146,11 +198,10 @@ class LanguageFilter(Filter):
                     out[lang] = max(out.get(lang, 0.0), float(v))
         return out
 
-    def decide(self, metrics: dict, example: dict, cfg: dict) -> Decision:
-        self.cfg = cfg
-        lc = self._lcfg()
+    def decide(self, metrics: dict, example: dict) -> Decision:
+        p = self.p
         kind = example.get("kind")
-        accepted = set(cfg.get("languages") or [])
+        accepted = set(p.languages)
         declared = example.get("language")
         detected, conf = self.reconcile(metrics, kind)
         keep = {k: float(v) for k, v in metrics.items() if k.startswith("lid.")}
@@ -160,15 +211,15 @@ class LanguageFilter(Filter):
                 return Decision.reject(self.name, "language_other",
                                        f"declared language {declared!r} not in {sorted(accepted)}", keep, declared)
             text = _prefixed(metrics, "lid.text.")
-            if text and float(metrics.get("lid.text_chars") or 0) >= float(lc.get("min_text_chars", 20)):
+            if text and float(metrics.get("lid.text_chars") or 0) >= p.min_text_chars:
                 tl = max(text, key=text.get)
-                if tl != declared and text[tl] >= float(lc.get("script_mismatch_prob", 0.9)):
+                if tl != declared and text[tl] >= p.script_mismatch_prob:
                     return Decision.reject(self.name, "language_mismatch",
                                            f"script text reads as {tl} (p={fmt(text[tl])}), declared {declared}",
                                            keep, tl)
             return Decision.ok(self.name)
         if detected is None:
-            if lc.get("reject_unknown", True):
+            if p.reject_unknown:
                 return Decision.reject(self.name, "language_unknown", "no audio or text to identify the language",
                                        keep, None)
             return Decision.ok(self.name)
@@ -178,16 +229,39 @@ class LanguageFilter(Filter):
         if declared and declared != detected:
             return Decision.reject(self.name, "language_mismatch",
                                    f"heard {detected} (p={fmt(conf)}) but transcribed as {declared}", keep, detected)
-        min_p = float(per_kind(lc.get("min_prob", 0.5), kind, detected))
+        min_p = threshold(p.min_prob, "filters.language.min_prob", kind, detected)
         if finite(conf) and conf < min_p:
             return Decision.reject(self.name, "language_uncertain", f"{detected} p={fmt(conf)} < {min_p}",
                                    keep, detected)
-        heard = self.heard(metrics, lc)
-        if len(heard) > 1 and lc.get("reject_switch", True):
+        heard = self.heard(metrics)
+        if len(heard) > 1 and p.reject_switch:
             desc = ", ".join(f"{k} {fmt(v)}" for k, v in sorted(heard.items()))
             return Decision.reject(self.name, "language_switch", f"languages switch inside the example: {desc}",
                                    keep, detected)
         return Decision.ok(self.name)
+
+
+def segment_lid(segments: list[dict]) -> dict[str, float]:
+    """The languages the transcription found: `lid.seg.<lang>` the highest probability of any
+    segment (a switch shows there), `lid.segvote.<lang>` duration-weighted probability (the vote)."""
+    m: dict[str, float] = {}
+    votes: dict[str, float] = {}
+    total = 0.0
+    for s in segments:
+        lang, pr = s.get("language"), s.get("language_prob")
+        try:
+            pr = float(pr)
+        except (TypeError, ValueError):
+            continue
+        if not lang or not finite(pr):
+            continue
+        m[f"lid.seg.{lang}"] = max(m.get(f"lid.seg.{lang}", 0.0), pr)
+        d = max(float(s.get("end_s") or 0.0) - float(s.get("start_s") or 0.0), 0.01)
+        votes[lang] = votes.get(lang, 0.0) + d * pr
+        total += d
+    for lang, v in votes.items():
+        m[f"lid.segvote.{lang}"] = v / total
+    return m
 
 
 def _trim(x: np.ndarray, sr: int, max_s: float = 30.0) -> np.ndarray:

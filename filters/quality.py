@@ -10,9 +10,21 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
-from tandem.filters.base import NAN, Decision, Filter, finite, fmt, num, per_kind, section
+from tandem.filters.base import (
+    NAN,
+    Decision,
+    Filter,
+    Threshold,
+    build_params,
+    filter_section,
+    finite,
+    fmt,
+    num,
+    threshold,
+)
 
 SR16 = 16000
 EPS = 1e-10
@@ -144,24 +156,56 @@ def cut(x: np.ndarray, sr: int, regions: list[tuple[float, float]], pad: float =
 
 # ---- the filter -------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class QualityParams:
+    """filters.quality (meanings and measurements in pipelines/core/defaults/30_filters.yaml)."""
+
+    vad_threshold: float
+    min_channel_speech_s: float
+    dnsmos: bool
+    silence_dbfs: Threshold
+    no_speech_ratio: Threshold
+    noise_flatness: Threshold
+    min_speech_ratio: Threshold
+    max_clipping_ratio: Threshold
+    min_snr_db: Threshold
+    min_dnsmos_ovrl: Threshold
+    bandwidth_cliff_db: float
+    min_bandwidth_hz: Threshold
+    max_silence_s: Threshold
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> QualityParams:
+        return build_params(cls, filter_section(cfg, "quality"), "filters.quality")
+
+
 class QualityFilter(Filter):
     """Signal quality; per-channel values go in metrics as `q.<name>.ch<i>`."""
 
     name = "quality"
 
-    def __init__(self, cfg: dict, vad=None, dnsmos=None):
-        self.cfg = cfg
+    def __init__(self, params: QualityParams, vad=None, dnsmos=None):
+        self.p = params
         self.vad = vad
         self.dnsmos = dnsmos
 
+    @classmethod
+    def from_config(cls, cfg: dict) -> QualityFilter:
+        return cls(QualityParams.from_config(cfg))
+
+    def check(self) -> None:
+        from tandem.pipelines.models.registry import dnsmos_dir, silero_path
+        silero_path()
+        if self.p.dnsmos:
+            dnsmos_dir()
+
     def load(self, threads: int = 1) -> QualityFilter:
-        qc = section(self.cfg, "quality")
         if self.vad is None:
             from tandem.pipelines.models.vad import SileroVad
             # silero's own defaults for the region shape: the filter measures speech, it does not cut it
-            self.vad = SileroVad(threshold=float(qc["vad_threshold"]), min_speech_s=0.25, min_silence_s=0.1,
+            self.vad = SileroVad(threshold=self.p.vad_threshold, min_speech_s=0.25, min_silence_s=0.1,
                                  pad_s=0.03, threads=threads)
-        if self.dnsmos is None and qc.get("dnsmos", True):
+        if self.dnsmos is None and self.p.dnsmos:
             from tandem.pipelines.models.dnsmos import Dnsmos
             self.dnsmos = Dnsmos(threads)
         return self
@@ -172,8 +216,7 @@ class QualityFilter(Filter):
             raise ValueError(f"example {example.get('example_id')}: quality filter needs audio")
         if self.vad is None:
             self.load()
-        qc = section(self.cfg, "quality")
-        min_ch_speech = float(qc.get("min_channel_speech_s", 1.0))
+        min_ch_speech = self.p.min_channel_speech_s
         sr = int(example.get("sample_rate") or 24000)
         dur = audio.shape[1] / sr
         m: dict[str, float] = {}
@@ -192,7 +235,7 @@ class QualityFilter(Filter):
             m[f"q.flatness.ch{c}"] = spectral_flatness(x, sr)
             src = sp if speech_s >= min_ch_speech else x
             m[f"q.snr_db.ch{c}"] = wada_snr(src)
-            m[f"q.bandwidth_hz.ch{c}"] = bandwidth_hz(src, sr, float(qc.get("bandwidth_cliff_db", 25.0)))
+            m[f"q.bandwidth_hz.ch{c}"] = bandwidth_hz(src, sr, self.p.bandwidth_cliff_db)
             if speech_s >= min_ch_speech:
                 speaking.append(c)
                 if self.dnsmos is not None:
@@ -214,13 +257,11 @@ class QualityFilter(Filter):
         m["q.dnsmos_ovrl"] = _nanmin(m.get(f"q.dnsmos_ovrl.ch{c}", NAN) for c in speaking)
         return m
 
-    def decide(self, metrics: dict, example: dict, cfg: dict) -> Decision:
-        qc = section(cfg, "quality")
+    def decide(self, metrics: dict, example: dict) -> Decision:
         kind, lang = example.get("kind"), example.get("language")
 
         def t(key):
-            v = per_kind(qc.get(key), kind, lang)
-            return NAN if v is None else float(v)
+            return threshold(getattr(self.p, key), f"filters.quality.{key}", kind, lang)
 
         m = {k: num(metrics, k) for k in ("q.level_dbfs", "q.speech_ratio", "q.flatness", "q.clipping",
                                           "q.snr_db", "q.dnsmos_ovrl", "q.bandwidth_hz",
@@ -251,7 +292,7 @@ class QualityFilter(Filter):
         ]
         for reason, key, op, tkey, what in checks:
             v, lim = m[key], t(tkey)
-            if finite(v) and finite(lim) and ((v > lim) if op == ">" else (v < lim)):
+            if finite(v) and ((v > lim) if op == ">" else (v < lim)):
                 return rej(reason, f"{what} {fmt(v)} {op} {'max' if op == '>' else 'min'} {lim:g} ({kind})")
         return Decision.ok(self.name)
 

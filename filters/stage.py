@@ -11,25 +11,34 @@ import json
 import math
 
 from tandem.filters.base import Decision, Filter, first_rejection, rejection_for
-from tandem.filters.language import LanguageFilter
-from tandem.filters.quality import QualityFilter
-from tandem.filters.trust import TrustFilter
-from tandem.pipelines.core.stage import Stage
+from tandem.filters.language import LanguageFilter, LanguageParams
+from tandem.filters.quality import QualityFilter, QualityParams
+from tandem.filters.trust import TrustFilter, TrustParams
+from tandem.pipelines.core.stage import Resources, Stage
+from tandem.pipelines.models.asr import AsrParams, build_asr, check_asr
 
 FILTERS = {"quality": QualityFilter, "language": LanguageFilter, "trust": TrustFilter}
+PARAMS = {"quality": QualityParams, "language": LanguageParams, "trust": TrustParams}
 
 # quality metric -> example column
 COLUMNS = {"q.snr_db": "snr_db", "q.dnsmos_ovrl": "dnsmos_ovrl", "q.clipping": "clipping_ratio",
            "q.bandwidth_hz": "bandwidth_hz"}
 
 
-def build_filters(cfg: dict, asr=None) -> list[Filter]:
-    names = (cfg.get("filters") or {}).get("enabled") or list(FILTERS)
-    out = []
+def enabled_filters(cfg: dict) -> tuple[str, ...]:
+    from tandem.pipelines.core.config import section
+    names = tuple(section(cfg, "filters")["enabled"] or ())
     for n in names:
         if n not in FILTERS:
             raise ValueError(f"filters.enabled: unknown filter {n!r}; known: {sorted(FILTERS)}")
-        f = FILTERS[n](cfg)
+    return names
+
+
+def build_filters(cfg: dict, asr=None) -> list[Filter]:
+    """The enabled filters with their thresholds from `cfg` (what `tandem filter` re-decides with)."""
+    out: list[Filter] = []
+    for n in enabled_filters(cfg):
+        f = FILTERS[n].from_config(cfg)
         if hasattr(f, "asr"):
             f.asr = asr
         out.append(f)
@@ -58,26 +67,66 @@ def decide_example(example: dict, cfg: dict, filters: list[Filter] | None = None
     """Every enabled filter's decision from stored metrics alone (no model)."""
     filters = filters if filters is not None else build_filters(cfg)
     m = stored_metrics(example) if metrics is None else metrics
-    return [f.decide(m, example, cfg) for f in filters if example.get("kind") in f.applies_to]
+    return [f.decide(m, example) for f in filters if example.get("kind") in f.applies_to]
 
 
 class FilterStage(Stage):
-    """Quality, language and transcript-trust filters over the examples of one item."""
+    """Quality, language and transcript-trust filters over the examples of one item.
+
+    ASR is loaded only when a filter needs it: Whisper's language detection (language.audio_lid:
+    true) or a round-trip CER the synthesis job did not compute. Real examples carry the languages
+    their transcription found per segment, so by default the stage runs no ASR at all.
+    """
 
     name = "filter"
     reads = ("examples",)
     writes = ("examples", "rejected_examples", "rejections")
     uses_model = True
 
+    def __init__(self, enabled: tuple[str, ...], *, quality: QualityParams | None = None,
+                 language: LanguageParams | None = None, trust: TrustParams | None = None,
+                 asr: AsrParams | None = None, models: dict | None = None, resources: Resources | None = None):
+        """`asr`: the ASR the filters run (None: none needed); `models`: the models config section."""
+        super().__init__(resources=resources)
+        given = {"quality": quality, "language": language, "trust": trust}
+        missing = [n for n in enabled if given.get(n) is None]
+        if missing:
+            raise ValueError(f"FilterStage: filters {missing} enabled without their parameters")
+        self.enabled = tuple(enabled)
+        self.params = {n: given[n] for n in self.enabled}
+        self.asr_params = asr
+        self.models = dict(models or {})
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> FilterStage:
+        from tandem.pipelines.core.config import section
+        enabled = enabled_filters(cfg)
+        kw = {n: PARAMS[n].from_config(cfg) for n in enabled}
+        # a synthetic example arrives with its round-trip CER unless the synth job skipped that stage
+        roundtrip_done = bool((section(cfg, "synth").get("roundtrip") or {}).get("enabled", True))
+        needs_asr = ("language" in kw and kw["language"].needs_asr) or \
+            ("trust" in kw and kw["trust"].compute_roundtrip and not roundtrip_done)
+        return cls(enabled, **kw, asr=AsrParams.from_config(cfg) if needs_asr else None,
+                   models=section(cfg, "models"), resources=Resources.for_stage(cfg, cls.name))
+
+    def _filters(self, asr=None) -> list[Filter]:
+        return [FILTERS[n](self.params[n], asr=asr) if n != "quality" else QualityFilter(self.params[n])
+                for n in self.enabled]
+
+    def check(self) -> None:
+        for f in self._filters():
+            if isinstance(f, QualityFilter):
+                f.check()
+        if self.asr_params is not None:
+            check_asr(self.asr_params, self.models)
+
     def setup(self) -> None:
         import torch
         torch.set_num_threads(self.resources.threads)
-        enabled = (self.cfg.get("filters") or {}).get("enabled") or list(FILTERS)
         asr = None
-        if "language" in enabled or "trust" in enabled:
-            from tandem.pipelines.models.asr import load_asr
-            asr = load_asr(self.cfg, device=self.device, threads=self.resources.threads)
-        self.filters = build_filters(self.cfg, asr)
+        if self.asr_params is not None:
+            asr = build_asr(self.asr_params, self.models, device=self.device, threads=self.resources.threads)
+        self.filters = self._filters(asr)
         for f in self.filters:
             if isinstance(f, QualityFilter):
                 f.load(self.resources.threads)
@@ -103,7 +152,7 @@ class FilterStage(Stage):
         extra = self.counters.extra
         for ex in item.get("examples") or []:
             m = self.measure(ex)
-            decisions = decide_example(ex, self.cfg, self.filters, m)
+            decisions = decide_example(ex, {}, self.filters, m)
             fill_columns(ex, m, self.filters)
             d = first_rejection(decisions)
             if d is None:

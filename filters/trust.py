@@ -5,28 +5,23 @@ audio against the script) and the same timestamp checks.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
-from tandem.filters.base import NAN, Decision, Filter, finite, fmt, num, per_kind, section
-
-_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
-
-
-def norm_text(text: str) -> str:
-    t = unicodedata.normalize("NFKC", text or "").lower()
-    return " ".join(_WORD.findall(t))
-
-
-def cer(ref: str, hyp: str) -> float:
-    """Character error rate on normalised text (punctuation and case ignored)."""
-    import jiwer
-    r, h = norm_text(ref), norm_text(hyp)
-    if not r:
-        return 0.0 if not h else 1.0
-    return float(jiwer.cer(r, h))
+from tandem.filters.base import (
+    NAN,
+    Decision,
+    Filter,
+    Threshold,
+    build_params,
+    filter_section,
+    finite,
+    fmt,
+    num,
+    threshold,
+)
+from tandem.pipelines.core.text import cer, norm_text
 
 
 def text_features(text: str, n: int = 3) -> dict[str, float]:
@@ -68,45 +63,74 @@ def word_checks(words: list[dict], duration_s: float, max_word_s: float, tol_s: 
             "w.too_long": float(too_long), "w.zero_length": float(empty)}
 
 
+@dataclass(frozen=True)
+class TrustParams:
+    """filters.trust (meanings and measurements in pipelines/core/defaults/30_filters.yaml)."""
+
+    min_words: Threshold
+    max_bad_word_times: Threshold
+    max_word_s: float
+    no_speech_prob: float
+    silence_logprob: float
+    max_no_speech_segments: Threshold
+    max_compression_ratio: Threshold
+    min_avg_logprob: Threshold
+    text_checks_min_words: Threshold
+    ngram: int
+    max_repeat_ngram_ratio: Threshold
+    max_top_word_share: Threshold
+    max_word_len: Threshold
+    max_roundtrip_cer: Threshold
+    compute_roundtrip: bool
+    hallucination_phrases: dict
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> TrustParams:
+        return build_params(cls, filter_section(cfg, "trust"), "filters.trust")
+
+
 class TrustFilter(Filter):
     name = "trust"
     needs_audio = False
 
-    def __init__(self, cfg: dict, asr=None):
-        self.cfg = cfg
+    def __init__(self, params: TrustParams, asr=None):
+        self.p = params
         self.asr = asr  # for round-trip CER when a synthetic example lacks it
 
+    @classmethod
+    def from_config(cls, cfg: dict, asr=None) -> TrustFilter:
+        return cls(TrustParams.from_config(cfg), asr)
+
     def measure(self, example: dict, audio: np.ndarray | None) -> dict[str, float]:
-        tc = section(self.cfg, "trust")
+        p = self.p
         m: dict[str, float] = {}
         text = " ".join(t for t in (example.get("text_ch0"), example.get("text_ch1")) if t) or \
             " ".join(w["word"] for w in example.get("words") or [])
-        m.update(text_features(text, int(tc.get("ngram", 3))))
-        phrases = (tc.get("hallucination_phrases") or {})
+        m.update(text_features(text, p.ngram))
         lang = example.get("language")
-        plist = list(phrases.get(lang, [])) + list(phrases.get("any", []))
+        plist = list(p.hallucination_phrases.get(lang, [])) + list(p.hallucination_phrases.get("any", []))
         m["t.hallucination_phrases"] = float(phrase_hits(text, plist))
-        m.update(word_checks(example.get("words") or [], float(example.get("duration_s") or 0.0),
-                             float(tc.get("max_word_s", 3.0))))
+        m.update(word_checks(example.get("words") or [], float(example.get("duration_s") or 0.0), p.max_word_s))
         segs = example.get("segments") or []
         if segs:
             nsp = [float(s["no_speech_prob"]) for s in segs if _f(s.get("no_speech_prob"))]
             alp = [float(s["avg_logprob"]) for s in segs if _f(s.get("avg_logprob"))]
             cr = [float(s["compression_ratio"]) for s in segs if _f(s.get("compression_ratio"))]
             # Whisper's own silence rule: no_speech_prob high AND the decoder unsure
-            ns_thr = float(tc.get("no_speech_prob", 0.6))
-            lp_thr = float(tc.get("silence_logprob", -1.0))
             m["s.count"] = float(len(segs))
             m["s.no_speech_segments"] = float(sum(
                 1 for s in segs if _f(s.get("no_speech_prob")) and _f(s.get("avg_logprob"))
-                and float(s["no_speech_prob"]) > ns_thr and float(s["avg_logprob"]) < lp_thr))
+                and float(s["no_speech_prob"]) > p.no_speech_prob and float(s["avg_logprob"]) < p.silence_logprob))
             m["s.max_no_speech_prob"] = max(nsp) if nsp else NAN
             m["s.min_avg_logprob"] = min(alp) if alp else NAN
             m["s.mean_avg_logprob"] = float(np.mean(alp)) if alp else NAN
             m["s.max_compression_ratio"] = max(cr) if cr else NAN
         if example.get("kind") == "synthetic":
             rc = float(example.get("roundtrip_cer") if example.get("roundtrip_cer") is not None else NAN)
-            if not finite(rc) and self.asr is not None and audio is not None and tc.get("compute_roundtrip", True):
+            if not finite(rc) and p.compute_roundtrip and audio is not None:
+                if self.asr is None:
+                    raise ValueError(f"example {example.get('example_id')}: no round-trip CER and no ASR loaded to "
+                                     "compute it (filters.trust.compute_roundtrip)")
                 rc = self.roundtrip_cer(example, audio)
             m["t.roundtrip_cer"] = rc
         return m
@@ -124,13 +148,11 @@ class TrustFilter(Filter):
             hyps.append(" ".join(s["text"] for s in segs))
         return cer(" ".join(refs), " ".join(hyps)) if refs else NAN
 
-    def decide(self, metrics: dict, example: dict, cfg: dict) -> Decision:
-        tc = section(cfg, "trust")
+    def decide(self, metrics: dict, example: dict) -> Decision:
         kind, lang = example.get("kind"), example.get("language")
 
-        def t(key, default=None):
-            v = per_kind(tc.get(key, default), kind, lang)
-            return NAN if v is None else float(v)
+        def t(key):
+            return threshold(getattr(self.p, key), f"filters.trust.{key}", kind, lang)
 
         keep = {k: float(v) for k, v in metrics.items() if k[:2] in ("t.", "w.", "s.")}
 
@@ -138,23 +160,23 @@ class TrustFilter(Filter):
             return Decision.reject(self.name, reason, detail, keep)
 
         words = num(metrics, "t.words")
-        if finite(words) and words < t("min_words", 1):
-            return rej("empty_transcript", f"{int(words)} words < {t('min_words', 1):g}")
+        if finite(words) and words < t("min_words"):
+            return rej("empty_transcript", f"{int(words)} words < {t('min_words'):g}")
         bad = {k: num(metrics, k) for k in ("w.non_monotonic", "w.outside", "w.too_long")}
         n_bad = sum(v for v in bad.values() if finite(v))
-        if n_bad > t("max_bad_word_times", 0):
+        if n_bad > t("max_bad_word_times"):
             return rej("word_times", "word timestamps: " + ", ".join(f"{k[2:]}={int(v)}" for k, v in bad.items()
                                                                    if finite(v) and v))
         if kind == "synthetic":
             rc = num(metrics, "t.roundtrip_cer")
             lim = t("max_roundtrip_cer")
-            if finite(rc) and finite(lim) and rc > lim:
+            if finite(rc) and rc > lim:
                 return rej("roundtrip_cer_high", f"round-trip CER {fmt(rc)} > {lim:g} ({lang})")
             return Decision.ok(self.name)
-        if num(metrics, "s.no_speech_segments") > t("max_no_speech_segments", 0):
+        if num(metrics, "s.no_speech_segments") > t("max_no_speech_segments"):
             return rej("whisper_no_speech", f"{int(num(metrics, 's.no_speech_segments'))} segment(s) with "
-                                            f"no_speech_prob > {tc.get('no_speech_prob', 0.6)} and avg_logprob < "
-                                            f"{tc.get('silence_logprob', -1.0)}")
+                                            f"no_speech_prob > {self.p.no_speech_prob} and avg_logprob < "
+                                            f"{self.p.silence_logprob}")
         v = num(metrics, "s.max_compression_ratio")
         if finite(v) and v > t("max_compression_ratio"):
             return rej("whisper_repetition", f"compression ratio {fmt(v)} > {t('max_compression_ratio'):g}")
@@ -164,11 +186,10 @@ class TrustFilter(Filter):
         if num(metrics, "t.hallucination_phrases") > 0:
             return rej("hallucination_phrase", f"{int(num(metrics, 't.hallucination_phrases'))} phrase(s) Whisper "
                                                "invents on silence")
-        min_w = t("text_checks_min_words", 8)
-        if finite(words) and words >= min_w:
+        if finite(words) and words >= t("text_checks_min_words"):
             v = num(metrics, "t.repeat_ngram_ratio")
             if v > t("max_repeat_ngram_ratio"):
-                return rej("repeated_ngrams", f"repeated {tc.get('ngram', 3)}-gram ratio {fmt(v)} > "
+                return rej("repeated_ngrams", f"repeated {self.p.ngram}-gram ratio {fmt(v)} > "
                                               f"{t('max_repeat_ngram_ratio'):g}")
             v = num(metrics, "t.top_word_share")
             if v > t("max_top_word_share"):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
-import unicodedata
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 from tandem.pipelines.core.contracts import example_row, rejection_row, source_row, stable_hash, work_key
 from tandem.pipelines.core.stage import Stage
+from tandem.pipelines.core.text import cer
+from tandem.pipelines.core.text import norm_text as normalize_text
 from tandem.synth.scripts import ScriptError, builtin_scripts, iter_jsonl, script_hash, split_sentences
 
 STAGE_NAME = "synthesize"
@@ -189,24 +189,6 @@ class SynthesizeStage(Stage):
 
 
 # -- round trip -----------------------------------------------------------------------------------
-
-def normalize_text(s: str) -> str:
-    """Lowercase, NFKC, punctuation and hyphens to spaces, one space between words."""
-    s = unicodedata.normalize("NFKC", s or "").lower()
-    s = re.sub(r"[^\w\s]|_", " ", s)
-    return " ".join(s.split())
-
-
-def cer(ref: str, hyp: str) -> float:
-    """Character error rate after `normalize_text`; 0 for two empty strings, 1 for an empty hypothesis."""
-    import jiwer
-    r, h = normalize_text(ref), normalize_text(hyp)
-    if not r:
-        return 0.0 if not h else 1.0
-    if not h:
-        return 1.0
-    return float(jiwer.cer(r, h))
-
 
 class RoundTripStage(Stage):
     """ASR each channel in the script's language and score it against the words actually said.

@@ -19,7 +19,7 @@ def cfg():
 
 @pytest.fixture(scope="session")
 def qf(cfg):
-    return QualityFilter(cfg).load(threads=2)
+    return QualityFilter.from_config(cfg).load(threads=2)
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +32,7 @@ def judge(qf, cfg, audio, kind="synthetic"):
     ex = T.example(audio, kind=kind, language="en")
     a, _ = decode_flac(ex["audio"])
     m = qf.measure(ex, a)
-    return qf.decide(m, ex, cfg), m
+    return qf.decide(m, ex), m
 
 
 def test_clean_speech_passes(qf, cfg, speech):

@@ -32,7 +32,7 @@ def out(tmp_path_factory):
                          words=words[:2], text=("good morning", ""), roundtrip_cer=0.9))
     d = tmp_path_factory.mktemp("refilter")
     w = JobWriter(d, cfg, run_id="run1", job="synth")
-    st = FilterStage(cfg)
+    st = FilterStage.from_config(cfg)
     for i, ex in enumerate(exs):
         w.add(st(T.item([ex], uri=f"script-{i}", kind="synthetic")))
     w.close()

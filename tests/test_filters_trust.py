@@ -19,8 +19,8 @@ def decide(cfg, **kw):
     kw.setdefault("kind", "real")
     kw.setdefault("language", "en")
     ex = T.example(AUDIO, **kw)
-    tf = TrustFilter(cfg)
-    return tf.decide(tf.measure(ex, None), ex, cfg)
+    tf = TrustFilter.from_config(cfg)
+    return tf.decide(tf.measure(ex, None), ex)
 
 
 def seg(**kw):
@@ -72,3 +72,5 @@ def test_roundtrip_cer_threshold(cfg):
     d = decide(cfg, kind="synthetic", text=(GOOD, ""), words=words(10), roundtrip_cer=0.6)
     assert not d.keep and d.reason == "roundtrip_cer_high"
     assert cer("Hello, World!", "hello world") == 0.0
+    assert cer("aujourd'hui", "aujourd’hui") == 0.0  # one normalizer: apostrophes of either kind
+    assert cer("abc", "") == 1.0 and cer("", "") == 0.0
