@@ -13,6 +13,7 @@ COMMANDS = [
     "tandem.ray_jobs.curate",
     "tandem.ray_jobs.synth",
     "tandem.ray_jobs.filter",
+    "tandem.ray_jobs.gc",
     "tandem.ray_jobs.report",
     "tandem.ray_jobs.catalog_cmd",
     "tandem.ray_jobs.export",
@@ -56,14 +57,11 @@ def job_config(args) -> dict:
         res["num_cpus"] = args.num_cpus
     if args.no_progress:
         res["progress"] = False
-    cfg = load_config(args.config, over)
-    if cfg["models"]["offline"]:
-        # before any hub library reads it; forwarded to the workers with the job's environment
-        os.environ["HF_HUB_OFFLINE"] = "1"
-    return cfg
+    return load_config(args.config, over)
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # embedded defaults never touch a hub
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,

@@ -27,11 +27,44 @@ def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=prin
     """Re-decide every committed example under `cfg`; returns counts (moved, kept, rejected, by reason)."""
     from tandem.pipelines.core.config import config_hash
     from tandem.pipelines.core.contracts import stable_hash
-    from tandem.pipelines.io.files import iter_rows
-    from tandem.pipelines.store.commit import committed_files
     from tandem.pipelines.store.writer import JobWriter
 
     out = Path(out_dir)
+    if not (out / "_commits").is_dir():
+        raise FileNotFoundError(f"{out}: no committed shards to re-filter (run curate or synth first)")
+    chash = config_hash(cfg)
+    run_id = run_id or f"filter-{time.strftime('%Y%m%dT%H%M%S')}-{stable_hash(chash, time.time(), n=6)}"
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # the lock first: what is committed cannot change under us from here on
+    writer = JobWriter(out, cfg, run_id=run_id, job="filter", config_hash=chash)
+    try:
+        counts = _refilter_held(out, cfg, writer, chash, run_id, log)
+    finally:
+        writer.release()
+    from tandem.pipelines.core.config import config_json
+    from tandem.pipelines.store.writer import write_run_record
+    # the next `tandem filter` starts from this config
+    write_run_record(out, {"run_id": run_id, "job": "filter", "started_at": started, "status": "finished",
+                           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           "config_hash": chash, "config": config_json(cfg), "stages": "[]",
+                           "argv": "[]", "versions": "{}", "pipeline_version": None})
+    try:
+        from tandem.catalogs.catalog import build
+    except ImportError:
+        log("catalogs.catalog not available: catalog not refreshed")
+    else:
+        try:
+            build(out)
+        except Exception as e:  # noqa: BLE001 - shards are committed; only the catalog is stale
+            counts["catalog_error"] = 1
+            log(f"{out}: shards re-filtered but the catalog refresh failed ({type(e).__name__}: {e}); "
+                f"run `tandem catalog build {out}`")
+    return counts
+
+
+def _refilter_held(out: Path, cfg: dict, writer, chash: str, run_id: str, log) -> dict:
+    from tandem.pipelines.io.files import iter_rows
+    from tandem.pipelines.store.commit import committed_files
     old_ex = [("shards", p) for p in committed_files(out, "shards")] + \
              [("rejected", p) for p in committed_files(out, "rejected")]
     old_rej = committed_files(out, "rejections")
@@ -46,9 +79,6 @@ def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=prin
             sticky.setdefault(r["example_id"], []).append(r)
         elif not r["example_id"]:
             other_rej.append(r)
-    chash = config_hash(cfg)
-    run_id = run_id or f"filter-{time.strftime('%Y%m%dT%H%M%S')}-{stable_hash(chash, time.time(), n=6)}"
-    writer = JobWriter(out, cfg, run_id=run_id, job="filter", config_hash=chash)
     filters = build_filters(cfg)
     counts: Counter = Counter()
     accepted_of: Counter = Counter()  # source id -> examples it has in shards after re-filtering
@@ -98,17 +128,5 @@ def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=prin
     _buffer(writer, "sources", new_src)
     writer.retire(old_src)
     writer.commit()
-    writer.close()
     counts["rejections"] = len(new_rej)
-    try:
-        from tandem.catalogs.catalog import build
-    except ImportError:
-        log("catalogs.catalog not available: catalog not refreshed")
-    else:
-        try:
-            build(out)
-        except Exception as e:  # noqa: BLE001 - shards are committed; only the catalog is stale
-            counts["catalog_error"] = 1
-            log(f"{out}: shards re-filtered but the catalog refresh failed ({type(e).__name__}: {e}); "
-                f"run `tandem catalog build {out}`")
     return dict(counts)

@@ -90,6 +90,16 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
     catalog = CatalogPublisher(out_dir, max_share=float(section(cfg, "catalog")["publish_max_share"]))
     writer = JobWriter(out_dir, cfg, run_id=run_id, job=job, config_hash=h, dedup=dedup,
                        on_commit=catalog.ingest)
+    try:
+        return _run_held(job, items, stages, cfg, out_dir, argv, summarize, address, writer, catalog,
+                         run_id=run_id, h=h, local=local, progress=progress, t0=t0)
+    finally:
+        writer.release()  # after the last record and catalog publication: they are the holder's too
+
+
+def _run_held(job, items, stages, cfg, out_dir, argv, summarize, address, writer, catalog, *, run_id, h,
+              local, progress, t0) -> dict:
+    """The job while its writer holds the output's lock."""
     record = {"run_id": run_id, "job": job, "started_at": _now(), "finished_at": None, "status": "running",
               "config_hash": h, "config": config_json(cfg), "pipeline_version": __version__,
               "versions": json.dumps(library_versions(), sort_keys=True), "stages": "[]",
@@ -130,7 +140,8 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
             # an item rejected after ingest still has its decoded work file; its life ends here
             if item.get("work_path") and not (cfg.get("examples") or {}).get("keep_work", False):
                 Path(item["work_path"]).unlink(missing_ok=True)
-        totals = writer.close()
+        writer.commit()
+        totals = dict(writer.totals)
     except BaseException as e:
         record.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
                       finished_at=_now(), stages=json.dumps(table.as_list()))

@@ -86,3 +86,35 @@ def test_report(out):
         assert (idx.parent / p).stat().st_size > 5000
     assert "turn_taking.png" in s["plots"] and "gap_s[mean]" in s["turn_taking"]
     assert "Rejection reasons" in idx.read_text()
+
+
+def test_tandem_filter_starts_from_the_runs_stored_config(out, capsys):
+    import json
+    import shutil
+
+    from tandem.pipelines.core.config import config_json
+    from tandem.pipelines.io.files import write_json_atomic
+    from tandem.ray_jobs.cli import main
+    from tandem.ray_jobs.filter import filter_config
+    shutil.rmtree(out / "runs", ignore_errors=True)  # the records of the re-filtering above
+    stored = load_config(overrides=BASE)
+    write_json_atomic({"run_id": "run1", "job": "synth", "status": "finished", "finished_at": "2026-01-01T00:00:00Z",
+                       "config": config_json(stored)}, out / "runs" / "run1.json")
+    cfg, origin = filter_config(out, None, ["filters.quality.min_snr_db.synthetic=25"])
+    assert origin.endswith("run1.json")
+    assert cfg["filters"]["enabled"] == ["quality", "trust"] and cfg["filters"]["quality"]["dnsmos"] is False
+    assert cfg["filters"]["quality"]["min_snr_db"]["synthetic"] == 25
+    assert load_config()["filters"]["enabled"] != ["quality", "trust"]  # the defaults would differ
+    # the command itself: only the named threshold changes
+    assert main(["filter", str(out), "--set", "filters.quality.min_snr_db.synthetic=25", "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["moved_to_rejected"] == 1 and counts["rejected_snr_low"] == 1
+    assert ids(out, "shards") == ["clean"]
+    # the filter recorded its run: the next one starts from it (SNR 25 stays unless set again)
+    assert filter_config(out)[0]["filters"]["quality"]["min_snr_db"]["synthetic"] == 25
+    assert main(["filter", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["moved_to_shards"] == 0
+    assert main(["filter", str(out), "--set", "filters.quality.min_snr_db.synthetic=10", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["moved_to_shards"] == 1
+    assert ids(out, "shards") == ["clean", "noisy"]
+    shutil.rmtree(out / "runs")

@@ -8,12 +8,16 @@ Layout of an output directory OUT:
   _commits/*.json       one manifest per commit: the commit point
   _staging/<commit>/    files of a commit being written
   runs/<run_id>.json    one record per run
+  _lock.json            the job writing this output (pipelines.store.lock)
   catalog.duckdb        the catalog (rebuildable from the above)
 
 A commit writes its files into _staging (temp name, fsync, rename), then its manifest into
-_commits (temp, fsync, rename: the commit point), then moves the files into place. On open, a
-writer rolls forward every manifest whose files are still staged and deletes staging dirs that
-have no manifest, so the public folders only ever hold complete, committed files.
+_commits (temp, fsync, rename: the commit point), then moves the files into place. Commits are
+ordered by their sequence number, given under the output's lock (never by the clock). On open,
+the lock holder rolls forward every manifest whose files are still staged and deletes staging
+dirs that have no manifest, so the public folders only ever hold complete, committed files.
+A file a later commit retires stays on disk (readers streaming it are not cut off) until
+`tandem gc` deletes it after a grace period.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ def manifests(out_dir: str | Path) -> list[dict]:
     for p in sorted(d.glob("*.json")):
         with open(p) as f:
             out.append(json.load(f))
-    out.sort(key=lambda m: (m["created_at"], m["commit_id"]))
+    out.sort(key=lambda m: (int(m["seq"]), m["commit_id"]))
     return out
 
 
@@ -96,7 +100,7 @@ def verify(out_dir: str | Path) -> list[str]:
 
 
 def roll_forward(out_dir: Path, m: dict) -> int:
-    """Move one committed manifest's staged files into place and delete what it retires."""
+    """Move one committed manifest's staged files into place (retired files stay for `gc`)."""
     rolled = 0
     stage = out_dir / STAGING / m["commit_id"]
     if stage.exists():
@@ -107,13 +111,16 @@ def roll_forward(out_dir: Path, m: dict) -> int:
                 os.replace(src, dst)
                 rolled += 1
         shutil.rmtree(stage, ignore_errors=True)
-    for rel in m.get("retired", []):
-        (out_dir / rel).unlink(missing_ok=True)
     return rolled
 
 
+def next_seq(ms: list[dict]) -> int:
+    return max((int(m["seq"]) for m in ms), default=-1) + 1
+
+
 def recover(out_dir: str | Path) -> dict:
-    """Roll committed-but-unmoved files forward; drop staging left by a crashed, uncommitted commit."""
+    """Roll committed-but-unmoved files forward; drop staging left by a crashed, uncommitted commit.
+    Only the holder of the output's lock may call this (another job's staging is not a leftover)."""
     out_dir = Path(out_dir)
     rolled, dropped = 0, 0
     committed_ids = set()
@@ -127,3 +134,34 @@ def recover(out_dir: str | Path) -> dict:
                 shutil.rmtree(d, ignore_errors=True)
                 dropped += 1
     return {"rolled_forward": rolled, "dropped_uncommitted": dropped}
+
+
+def _epoch(stamp: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def collect_garbage(out_dir: str | Path, grace_s: float, *, dry_run: bool = False,
+                    now: float | None = None) -> dict:
+    """Delete files retired by commits older than `grace_s` seconds (a trainer that listed them
+    before has that long to finish reading); returns what was (or would be) deleted."""
+    import time
+    out_dir = Path(out_dir)
+    now = time.time() if now is None else now
+    ms = manifests(out_dir)
+    live = {r["path"] for r in file_records(out_dir)}
+    deleted, kept, freed = [], 0, 0
+    for m in ms:
+        old_enough = now - _epoch(m["created_at"]) >= grace_s
+        for rel in m.get("retired", []):
+            p = out_dir / rel
+            if rel in live or not p.exists():
+                continue
+            if not old_enough:
+                kept += 1
+                continue
+            freed += p.stat().st_size
+            deleted.append(rel)
+            if not dry_run:
+                p.unlink(missing_ok=True)
+    return {"deleted": deleted, "bytes": freed, "waiting": kept, "dry_run": dry_run}

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+from tandem.pipelines.core.config import section
 from tandem.pipelines.core.contracts import EXAMPLE_SCHEMA, rejection_row, stable_hash, to_table, utc_now
 from tandem.pipelines.io.files import iter_rows, write_json_atomic, write_table_atomic
 from tandem.pipelines.store.commit import (
@@ -16,9 +17,11 @@ from tandem.pipelines.store.commit import (
     OutputError,
     committed_files,
     manifests,
+    next_seq,
     recover,
     roll_forward,
 )
+from tandem.pipelines.store.lock import LockLost, OutputLock
 
 from tandem import __version__
 
@@ -27,7 +30,9 @@ class JobWriter:
     """Buffers finished work items and commits them in atomic groups.
 
     A source is committed together with all its examples, rejected examples and rejections, so a
-    crash loses whole items only and a rerun redoes exactly those (no gap, no duplicate).
+    crash loses whole items only and a rerun redoes exactly those (no gap, no duplicate). The
+    writer holds the output's lock from construction to `close()`/`release()`; a second writer
+    gets `LockHeld` naming the holder.
     """
 
     def __init__(self, out_dir: str | Path, cfg: dict, *, run_id: str, job: str,
@@ -39,11 +44,11 @@ class JobWriter:
         self.config_hash = config_hash
         self.on_commit = on_commit
         self.dedup = dedup
-        sh = cfg.get("shards", {})
-        self.target_bytes = int(sh.get("target_bytes", 256 << 20))
-        self.row_group_rows = int(sh.get("row_group_rows", 8))
-        self.compression = sh.get("compression", "zstd")
-        self.max_items = int(sh.get("max_items_per_commit", 64))
+        sh = section(cfg, "shards")
+        self.target_bytes = int(sh["target_bytes"])
+        self.row_group_rows = int(sh["row_group_rows"])
+        self.compression = sh["compression"]
+        self.max_items = int(sh["max_items_per_commit"])
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             probe = self.out / f".write-probe-{uuid.uuid4().hex[:6]}"
@@ -51,12 +56,19 @@ class JobWriter:
             probe.unlink()
         except OSError as e:
             raise OutputError(f"output directory {self.out} is not writable: {e.strerror or e}") from None
-        self.recovered = recover(self.out)
-        self._seq = len(manifests(self.out))
+        self.lock = OutputLock(self.out, run_id=run_id, job=job,
+                               lease_s=float(sh["lock_lease_s"])).acquire()
+        try:
+            self.recovered = recover(self.out)
+            self._seq = next_seq(manifests(self.out))
+        except BaseException:
+            self.lock.release()
+            raise
         self._committed_keys, self._committed_sources = self._load_committed()
         self._reset()
         self.totals = {"items": 0, "examples": 0, "rejected_examples": 0, "rejections": 0,
-                       "duplicates": 0, "commits": 0, "audio_s": 0.0}
+                       "duplicates": 0, "commits": 0, "audio_s": 0.0, "retry": 0}
+        self.retry: list[dict] = []  # items left uncommitted after transient failures
 
     # committed state -------------------------------------------------------------------------
     def _load_committed(self) -> tuple[set[str], set[str]]:
@@ -84,6 +96,12 @@ class JobWriter:
 
     def add(self, item: dict) -> None:
         """Take one finished work item (see docs/INTERFACES.md); commit when a shard is full."""
+        if item.get("status") == "retry":
+            # failed for a transient reason (out of memory, a model missing): nothing is committed,
+            # so its work key stays open and the next run over this output retries it
+            self.totals["retry"] = self.totals.get("retry", 0) + 1
+            self.retry.append({"uri": item.get("uri"), **(item.get("retry") or {})})
+            return
         src = dict(item.get("source") or {})
         sid = src.get("source_id") or item.get("source_id")
         examples = list(item.get("examples") or [])
@@ -182,7 +200,11 @@ class JobWriter:
             manifest = {"commit_id": commit_id, "run_id": self.run_id, "job": self.job, "seq": seq,
                         "created_at": utc_now(), "files": files, "retired": list(self._retire),
                         "work_keys": list(self._keys), "pipeline_version": __version__}
+            self.lock.check()  # a job whose lease was taken over must not commit beside the new holder
             write_json_atomic(manifest, self.out / COMMITS / f"{commit_id}.json")
+        except LockLost:
+            shutil.rmtree(stage, ignore_errors=True)  # our own staging; the output is the new holder's
+            raise
         except OSError as e:
             shutil.rmtree(stage, ignore_errors=True)
             raise OutputError(f"cannot write to {self.out}: {e.strerror or e} "
@@ -199,8 +221,15 @@ class JobWriter:
         return manifest
 
     def close(self) -> dict:
-        self.commit()
+        try:
+            self.commit()
+        finally:
+            self.release()
         return dict(self.totals)
+
+    def release(self) -> None:
+        """Give the output's lock back (idempotent)."""
+        self.lock.release()
 
 
 def write_run_record(out_dir: str | Path, record: dict) -> Path:

@@ -1,0 +1,178 @@
+"""One writer per output: OUT/_lock.json names its holder (host, pid, run id) and a lease.
+
+The holder renews the lease from a heartbeat thread. Another job may take the lock over only once
+the lease has run out (a holder that crashed on another host of a shared file system), or at
+once when the holder was a process on this host that no longer exists. A writer checks that it
+still holds the lock before each commit point, so a holder whose lease was taken over (it was
+paused longer than the lease) stops instead of writing beside the new one.
+
+Creating the lock file is exclusive (O_EXCL). A takeover first renames the expired file away and
+checks that what it renamed is the expired lease it read, so two jobs racing for one expired lock
+cannot both win.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Self
+
+from tandem.pipelines.io.files import write_json_atomic
+
+LOCK = "_lock.json"
+
+
+class LockHeld(RuntimeError):
+    """Another job writes this output."""
+
+
+class LockLost(RuntimeError):
+    """This job's lease ran out and another job took the output over."""
+
+
+def read_lock(out_dir: str | Path) -> dict | None:
+    try:
+        return json.loads((Path(out_dir) / LOCK).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {}  # being replaced right now, or torn by a crash: treat as held until it expires
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def describe(holder: dict) -> str:
+    left = float(holder.get("renewed_at", 0)) + float(holder.get("lease_s", 0)) - time.time()
+    state = f"expires in {left:.0f} s" if left > 0 else "expired"
+    return (f"job {holder.get('job') or '?'} run {holder.get('run_id') or '?'} (pid {holder.get('pid')} on "
+            f"host {holder.get('host')}, lease renewed {holder.get('renewed_iso', '?')}, {state})")
+
+
+class OutputLock:
+    """`with OutputLock(out, run_id=..., job=...)`: hold the output for one job."""
+
+    def __init__(self, out_dir: str | Path, *, run_id: str, job: str = "", lease_s: float = 60.0):
+        self.out = Path(out_dir)
+        self.path = self.out / LOCK
+        self.run_id, self.job = run_id, job
+        self.lease_s = float(lease_s)
+        self.token = uuid.uuid4().hex
+        self.held = False
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _record(self) -> dict:
+        now = time.time()
+        return {"host": socket.gethostname(), "pid": os.getpid(), "run_id": self.run_id, "job": self.job,
+                "token": self.token, "lease_s": self.lease_s, "renewed_at": now,
+                "renewed_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            json.dump(self._record(), f)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+    def _expired(self, holder: dict) -> bool:
+        if not holder:
+            return False
+        if holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", -1))):
+            return True  # a crashed job on this host: no need to wait for its lease
+        return time.time() > float(holder.get("renewed_at", 0)) + float(holder.get("lease_s", 0))
+
+    def _take_over(self, holder: dict) -> None:
+        stale = self.out / f".{LOCK}.stale-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(self.path, stale)
+        except FileNotFoundError:
+            return  # someone else moved it; try to create ours
+        try:
+            moved = json.loads(stale.read_text())
+        except ValueError:
+            moved = {}
+        if moved.get("token") != holder.get("token"):
+            # we moved a lock taken meanwhile by another job: put it back unless one is there again
+            try:
+                os.link(stale, self.path)
+            except FileExistsError:
+                pass
+        stale.unlink(missing_ok=True)
+
+    def acquire(self) -> Self:
+        self.out.mkdir(parents=True, exist_ok=True)
+        for _ in range(20):
+            if self._create():
+                self.held = True
+                self._start_heartbeat()
+                return self
+            holder = read_lock(self.out)
+            if holder is None:
+                continue
+            if not self._expired(holder):
+                raise LockHeld(f"{self.out} is being written by another {describe(holder)}; one job at a time "
+                               f"writes an output. Wait for it, or use another output directory. If that job "
+                               f"crashed on another host, the lock is free once its lease runs out.")
+            self._take_over(holder)
+        raise LockHeld(f"{self.out}: could not take the lock {self.path} (other jobs keep racing for it)")
+
+    def _start_heartbeat(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name="tandem-lock-lease", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease_s / 4):
+            try:
+                self.renew()
+            except OSError:
+                pass  # a file server hiccup; the next beat tries again before the lease runs out
+
+    def renew(self) -> None:
+        holder = read_lock(self.out)
+        if holder is not None and holder.get("token") == self.token:
+            write_json_atomic(self._record(), self.path)
+        elif holder != {}:
+            self.lost = describe(holder) if holder else "nobody (the lock file is gone)"
+
+    def check(self) -> None:
+        """Raise LockLost unless this job still holds the output (called before each commit point)."""
+        holder = read_lock(self.out)
+        if self.lost or not holder or holder.get("token") != self.token:
+            who = self.lost or (describe(holder) if holder else "nobody (the lock file is gone)")
+            raise LockLost(f"{self.out}: this job (run {self.run_id}) lost its lock to {who}; its lease ran out "
+                           "while it was paused. Nothing more is committed; rerun to finish the work.")
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.held:
+            holder = read_lock(self.out)
+            if holder and holder.get("token") == self.token:
+                self.path.unlink(missing_ok=True)
+        self.held = False
+
+    def __enter__(self) -> Self:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
