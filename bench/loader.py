@@ -1,10 +1,12 @@
-"""Loader throughput against raw FLAC decoding of the same bytes, measured in the same run.
+"""Loader throughput and start-up against raw FLAC decoding of the same bytes, in one run.
 
-    python bench/loader.py [--examples 48] [--seconds 10] [--workers 2]
+    python bench/loader.py [--examples 96] [--seconds 10] [--crop 5] [--workers 2]
 
-Prints examples/s and audio-seconds/s for: raw (read each row group's audio column, decode every
-FLAC), the loader in-process (one worker's view) with several options, and a DataLoader with
---workers processes (per worker). The ratio to raw says what the loader's work costs on top.
+Prints examples/s and delivered audio-seconds/s for: raw (read each row group's audio column,
+decode every FLAC), the loader in-process (one worker's view) with whole examples, random crops
+(seek: only the crop is decoded), chunks, resampling, and torchdata's StatefulDataLoader with
+--workers processes. Then the time to the first item: raw, a fresh epoch, and resumes half way
+through an epoch (same layout, and elastic onto other numbers of ranks and workers).
 """
 
 from __future__ import annotations
@@ -80,13 +82,13 @@ def loader_pass(paths, **kw) -> tuple[int, float]:
 
 
 def dataloader_pass(paths, workers: int, **kw) -> tuple[float, float, int, float]:
-    """(start-up s, steady seconds, examples, audio s) after the first batch (worker start-up apart)."""
+    """StatefulDataLoader: (start-up s to the first batch, steady seconds after it, examples, audio s)."""
     from tandem.pipelines.train import ShardDataset, collate
-    from torch.utils.data import DataLoader
+    from torchdata.stateful_dataloader import StatefulDataLoader
     n, secs = 0, 0.0
     t0 = time.perf_counter()
     t1 = None
-    for b in DataLoader(ShardDataset(paths, **kw), batch_size=4, num_workers=workers, collate_fn=collate):
+    for b in StatefulDataLoader(ShardDataset(paths, **kw), batch_size=4, num_workers=workers, collate_fn=collate):
         if t1 is None:
             t1 = time.perf_counter()
             continue
@@ -95,10 +97,42 @@ def dataloader_pass(paths, workers: int, **kw) -> tuple[float, float, int, float
     return t1 - t0, time.perf_counter() - t1, n, secs
 
 
+def first_item_s(paths, state=None, workers: int = 0, **kw) -> float:
+    """Seconds from building the dataset (and loading `state`) to the first example or batch."""
+    from tandem.pipelines.train import ShardDataset, collate
+    from torchdata.stateful_dataloader import StatefulDataLoader
+    t = time.perf_counter()
+    ds = ShardDataset(paths, **kw)
+    if state is not None:
+        ds.load_state_dicts(state)
+    if workers:
+        next(iter(StatefulDataLoader(ds, batch_size=1, num_workers=workers, collate_fn=collate)))
+    else:
+        next(iter(ds))
+    return time.perf_counter() - t
+
+
+def half_epoch_states(paths, ranks: int, workers: int, **kw) -> list[dict]:
+    """Loader states of `ranks` ranks x `workers` workers stopped about half way through the epoch."""
+    from tandem.pipelines.train import ShardDataset, collate
+    from torchdata.stateful_dataloader import StatefulDataLoader
+    states = []
+    for r in range(ranks):
+        ds = ShardDataset(paths, rank=r, world_size=ranks, **kw)
+        dl = StatefulDataLoader(ds, batch_size=1, num_workers=workers, collate_fn=collate)
+        half = sum(ds.slot_rows(ranks * workers)[r * workers:(r + 1) * workers]) // 2
+        for k, _ in enumerate(dl, start=1):
+            if k == half:
+                break
+        states.append(dl.state_dict())
+    return states
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=96)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--crop", type=float, default=5.0, help="random crop length (s)")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     import torch
@@ -116,26 +150,56 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((name, n / dt / workers, secs / dt / workers))
 
         dt, (n, secs) = timed(lambda: raw_decode(paths))
-        record("raw: read row groups + decode FLAC", dt, n, secs)
+        record("raw: read row groups + decode all FLAC", dt, n, secs)
         tok = ByteTokenizer()
+        c = f"{args.crop:g} s"
         variants = [
             ("loader: whole examples", {}),
-            ("loader: + text tokens", {"tokenizer": tok}),
-            ("loader: random 5 s crops + tokens", {"tokenizer": tok, "max_duration_s": 5.0}),
+            ("loader: whole examples + text tokens", {"tokenizer": tok}),
+            (f"loader: random {c} crops (seek, decode crop only)", {"max_duration_s": args.crop}),
+            (f"loader: random {c} crops + text tokens", {"tokenizer": tok, "max_duration_s": args.crop}),
             ("loader: 2 s chunks + tokens", {"tokenizer": tok, "max_duration_s": 2.0, "crop": "chunk"}),
             ("loader: resample to 16 kHz + tokens", {"tokenizer": tok, "sample_rate": 16000}),
         ]
         for name, kw in variants:
             dt, (n, secs) = timed(lambda kw=kw: loader_pass(paths, **kw))
             record(name, dt, n, secs)
-        startup, dt, n, secs = dataloader_pass(paths, args.workers, tokenizer=tok)
-        record(f"DataLoader {args.workers} workers + tokens (per worker)", dt, n, secs, args.workers)
+        w = args.workers
+        startup, dt, n, secs = dataloader_pass(paths, w, tokenizer=tok)
+        record(f"StatefulDataLoader {w} workers + tokens (all workers)", dt, n, secs)
+        record(f"StatefulDataLoader {w} workers + tokens (per worker)", dt, n, secs, w)
         base = rows[0][2]
-        print(f"{'':48s} {'examples/s':>11s} {'audio s/s':>10s} {'vs raw':>7s}")
+        print(f"{'':54s} {'examples/s':>11s} {'audio s/s':>10s} {'vs raw':>7s}")
         for name, eps, aps in rows:
-            print(f"{name:48s} {eps:11.1f} {aps:10.0f} {aps / base:7.2f}")
-        print(f"DataLoader start-up to first batch: {startup:.2f} s (not in the rate above)")
+            print(f"{name:54s} {eps:11.1f} {aps:10.0f} {aps / base:7.2f}")
+
+        # start-up: to the first item, fresh and resumed half way through the epoch
+        t_raw, _ = timed(lambda: raw_first(paths))
+        fresh0, _ = timed(lambda: (first_item_s(paths), None)[1])
+        states = half_epoch_states(paths, 2, 2)
+        same = [first_item_s(paths, state=[states[0]], rank=0, world_size=2, workers=2) for _ in range(2)]
+        elastic1 = [first_item_s(paths, state=states) for _ in range(3)]
+        elastic3 = [first_item_s(paths, state=states, rank=0, world_size=3, workers=1) for _ in range(2)]
+        fresh_w = [first_item_s(paths, rank=0, world_size=2, workers=2) for _ in range(2)]
+        print()
+        print(f"{'start-up to the first item':54s} {'seconds':>11s}")
+        for name, v in [("raw: open a shard, read a row group, decode one FLAC", t_raw),
+                        ("loader in-process, fresh epoch", fresh0),
+                        ("loader in-process, elastic resume (2x2 -> 1x1, half epoch)", min(elastic1)),
+                        ("StatefulDataLoader 2 workers, fresh epoch", min(fresh_w)),
+                        ("StatefulDataLoader 2 workers, resume same layout (half)", min(same)),
+                        ("StatefulDataLoader 1 worker, elastic (2x2 -> 3x1, half)", min(elastic3))]:
+            print(f"{name:54s} {v:11.3f}")
+        print(f"DataLoader start-up to first batch in the rate run: {startup:.2f} s (not in the rates above)")
     return 0
+
+
+def raw_first(paths) -> tuple[int, float]:
+    import pyarrow.parquet as pq
+    from tandem.pipelines.io.audio import decode_flac
+    pf = pq.ParquetFile(paths[0])
+    x, sr = decode_flac(pf.read_row_group(0, columns=["audio"]).column(0)[0].as_py())
+    return 1, x.shape[1] / sr
 
 
 if __name__ == "__main__":

@@ -135,6 +135,23 @@ def test_crop_audio_words_and_tokens_stay_together(shards):
     assert other != offsets
 
 
+def test_random_crops_decode_only_their_frames(shards, monkeypatch):
+    import soundfile as sf
+    _, paths, rows = shards
+    asked = []
+    orig = sf.SoundFile.read
+
+    def spy(self, frames=-1, *a, **k):
+        asked.append(frames)
+        return orig(self, frames, *a, **k)
+    monkeypatch.setattr(sf.SoundFile, "read", spy)
+    exs = list(ShardDataset(paths, max_duration_s=0.8, seed=1))
+    sr = 16000
+    assert len(asked) == len(exs) == len(rows)
+    assert all(0 < f <= round(0.8 * sr) for f in asked)  # seek to the crop, decode its frames only
+    assert sum(asked) < 0.6 * sum(r["num_samples"] for r in rows.values())
+
+
 def test_first_token_of_each_word_on_its_start_frame(shards):
     _, paths, _rows = shards
     ds = ShardDataset(paths, tokenizer=TOK, shuffle=False)
@@ -201,7 +218,7 @@ def test_catalog_selection_places_rows_without_scanning(tmp_path, monkeypatch):
     assert Counter(ex["example_id"] for ex in ds) == Counter(fr)
     assert len(reads) == len({(u.path, u.row_group) for u in ds.units})  # only row groups holding them
     # a shard rewritten behind the catalog's back: an error, not other examples
-    shard = sorted(committed_files(out, "shards"))[0]
+    shard = min(committed_files(out, "shards"))
     t = pq.read_table(shard)
     pq.write_table(t.take(list(range(t.num_rows))[::-1]), shard, row_group_size=2)
     with pytest.raises(LoaderError, match="stale catalog"):

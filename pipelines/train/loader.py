@@ -191,14 +191,15 @@ class ShardDataset(Resumable):
         if sr <= 0 or total <= 0:
             raise LoaderError(f"{where}: bad sample_rate {sr} or num_samples {total}")
         wins = self._windows(row, sr, total, epoch, seed)
-        full = None
+        full, start = None, 0
         for c, (off, n) in enumerate(wins):
             if c < first_chunk:
                 continue
-            if len(wins) > 1:  # chunks: decode the example once
+            if len(wins) > 1:  # chunks: decode once, from the first chunk still to deliver
                 if full is None:
-                    full = _decode(row["audio"], 0, total, where)
-                x = full[:, off:off + n]
+                    start = off
+                    full = _decode(row["audio"], start, total - start, where)
+                x = full[:, off - start:off - start + n]
             else:
                 x = _decode(row["audio"], off, n, where)
             yield c, c == len(wins) - 1, self._make(row, x, sr, off, n)
