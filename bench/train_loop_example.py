@@ -4,6 +4,7 @@ checkpoints with the loader state, a crash, and a resume that sees exactly the d
     python bench/train_loop_example.py                 # demo data in a temp dir
     python bench/train_loop_example.py --out OUT --mixture NAME
     python bench/train_loop_example.py --verify        # uninterrupted run == crash + resume run
+    python bench/train_loop_example.py --verify --elastic 3 1   # also resume the crash on 3 ranks x 1 worker
 
 --verify runs three times: A straight through; B crashes after --crash-at steps (its last
 checkpoint is older); C resumes B from that checkpoint. Steps up to the checkpoint from B plus the
@@ -23,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def train(rank: int, world_size: int, args: argparse.Namespace, run_dir: Path, crash_at: int | None) -> None:
+def train(rank: int, world_size: int, args: argparse.Namespace, run_dir: Path, crash_at: int | None,
+          resume_from: Path | None = None) -> None:
     """One rank's training loop: what a new user writes."""
     import torch
     import torch.distributed as dist
@@ -54,6 +56,12 @@ def train(rank: int, world_size: int, args: argparse.Namespace, run_dir: Path, c
         # workers, pass every old rank's saved loader state instead: data.load_state_dicts([...])
         loader.load_state_dict(state["data"])
         step = state["step"]
+    elif resume_from is not None:  # elastic: another number of ranks/workers than the checkpoints
+        olds = [torch.load(p, weights_only=False) for p in sorted(resume_from.glob("ckpt-rank*.pt"))]
+        model.load_state_dict(olds[0]["model"])
+        opt.load_state_dict(olds[0]["opt"])
+        data.load_state_dicts([o["data"] for o in olds])  # every old rank's loader state
+        step = olds[0]["step"]
     batches = iter(loader)
     with open(run_dir / f"steps-rank{rank}.jsonl", "a") as log:
         while step < args.steps:
@@ -67,7 +75,8 @@ def train(rank: int, world_size: int, args: argparse.Namespace, run_dir: Path, c
                 dist.all_reduce(p.grad)
                 p.grad /= world_size
             opt.step()
-            log.write(json.dumps({"step": step, "ids": batch["example_id"]}) + "\n")
+            log.write(json.dumps({"step": step, "ids": batch["example_id"],
+                                  "comp_epoch": batch["_pos"][:, 2:4].tolist()}) + "\n")
             log.flush()
             if step % args.ckpt_every == 0:
                 tmp = ckpt.with_suffix(".tmp")
@@ -80,15 +89,17 @@ def train(rank: int, world_size: int, args: argparse.Namespace, run_dir: Path, c
     dist.destroy_process_group()
 
 
-def run(args: argparse.Namespace, run_dir: Path, crash_at: int | None = None) -> list[int]:
+def run(args: argparse.Namespace, run_dir: Path, crash_at: int | None = None, resume_from: Path | None = None,
+        world_size: int | None = None) -> list[int]:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "pg").unlink(missing_ok=True)
     # heavy imports once, before forking the ranks (torch optimizers import torch._dynamo lazily)
     import tandem.pipelines.train.loader  # noqa: F401
     import torch._dynamo  # noqa: F401
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=train, args=(r, args.world_size, args, run_dir, crash_at))
-             for r in range(args.world_size)]
+    world_size = world_size or args.world_size
+    procs = [ctx.Process(target=train, args=(r, world_size, args, run_dir, crash_at, resume_from))
+             for r in range(world_size)]
     for p in procs:
         p.start()
     for p in procs:
@@ -130,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crash-at", type=int, default=6)
     ap.add_argument("--max-duration", type=float, default=1.0)
     ap.add_argument("--verify", action="store_true")
+    ap.add_argument("--elastic", type=int, nargs=2, metavar=("RANKS", "WORKERS"), default=None,
+                    help="with --verify: also resume the crashed run on RANKS x WORKERS and check that no "
+                         "example comes twice in a component epoch")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tandem-train-") as tmp:
         root = Path(tmp)
@@ -144,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(c == 0 for c in codes) else 1
         a = run(args, root / "A")
         b = run(args, root / "B", crash_at=args.crash_at)
+        elastic_ok = elastic_check(args, root) if args.elastic else True
         c = run(args, root / "B")  # resume from B's last checkpoint
         if a != [0] * args.world_size or b != [17] * args.world_size or c != [0] * args.world_size:
             print(f"unexpected exit codes A={a} B={b} C={c}")
@@ -158,7 +173,32 @@ def main(argv: list[str] | None = None) -> int:
                   f"crash at step {args.crash_at}, resumed from step "
                   f"{args.crash_at - args.crash_at % args.ckpt_every}: {'identical' if same else 'DIFFERENT'}")
         print("resume check:", "OK" if ok else "FAILED")
-        return 0 if ok else 1
+        return 0 if ok and elastic_ok else 1
+
+
+def elastic_check(args: argparse.Namespace, root: Path) -> bool:
+    """Resume B's checkpoints on another number of ranks and workers (run E); B's steps up to its
+    checkpoint plus E's steps must hold no example twice within a component epoch."""
+    ranks, workers = args.elastic
+    e_args = argparse.Namespace(**{**vars(args), "workers": workers})
+    codes = run(e_args, root / "E", resume_from=root / "B", world_size=ranks)
+    ckpt_step = args.crash_at - args.crash_at % args.ckpt_every
+    seen: dict[tuple, int] = {}
+    for run_dir, n, upto in ((root / "B", args.world_size, ckpt_step), (root / "E", ranks, args.steps)):
+        for r in range(n):
+            last: dict[int, dict] = {}
+            for line in (run_dir / f"steps-rank{r}.jsonl").read_text().splitlines():
+                rec = json.loads(line)
+                last[rec["step"]] = rec
+            for step, rec in last.items():
+                if step <= upto:
+                    for eid, (comp, epoch) in zip(rec["ids"], rec["comp_epoch"]):
+                        seen[(comp, epoch, eid)] = seen.get((comp, epoch, eid), 0) + 1
+    twice = sum(v > 1 for v in seen.values())
+    ok = codes == [0] * ranks and twice == 0
+    print(f"elastic resume {args.world_size}x{args.workers} -> {ranks}x{workers} from step {ckpt_step}: "
+          f"{len(seen)} (component epoch, example) pairs, {twice} twice: {'OK' if ok else 'FAILED'}")
+    return ok
 
 
 if __name__ == "__main__":

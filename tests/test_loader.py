@@ -289,13 +289,16 @@ def test_collate_pads_and_reports_lengths(shards):
 @pytest.mark.slow  # 3 runs x 2 ranks x 2 workers of process start-up: 20-40 s on 2 shared cores
 def test_train_loop_example_resumes_exactly():
     """bench/train_loop_example.py (the loop in docs/TRAINERS.md): 2 ranks x 2 workers on a mixture,
-    crash after step 3, resume from the step-2 checkpoint: every step sees what an uninterrupted run saw."""
+    crash after step 3, resume from the step-2 checkpoint: every step sees what an uninterrupted run saw;
+    resumed on 3 ranks x 1 worker instead, no example comes twice in a component epoch."""
     import subprocess
     import sys
     from pathlib import Path
     script = Path(__file__).resolve().parents[1] / "bench" / "train_loop_example.py"
     r = subprocess.run([sys.executable, str(script), "--verify", "--steps", "5", "--ckpt-every", "2",
-                        "--crash-at", "3"], capture_output=True, text=True, timeout=300, check=False)
+                        "--crash-at", "3", "--elastic", "3", "1"], capture_output=True, text=True, timeout=300,
+                       check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "resume check: OK" in r.stdout
+    assert "elastic resume 2x2 -> 3x1 from step 2:" in r.stdout and ", 0 twice: OK" in r.stdout
     assert r.stdout.count("identical") == 2
