@@ -83,10 +83,14 @@ class ShardDataset(Resumable):
 
     # -- metadata --
     def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for u in self.units:
-            h.update(f"{Path(u.path).name}:{u.row_group}:{u.n}:{u.rows}\n".encode())
-        return h.hexdigest()[:16]
+        """The shards and selection, by name, row group and rows (cached: units never change)."""
+        fp = self.__dict__.get("_fingerprint")
+        if fp is None:
+            h = hashlib.sha256()
+            for u in self.units:
+                h.update(f"{Path(u.path).name}:{u.row_group}:{u.n}:{u.rows}\n".encode())
+            fp = self._fingerprint = h.hexdigest()[:16]
+        return fp
 
     def num_rows(self) -> int:
         """Examples (rows) in the selection; with crop='chunk' a row may give several items."""

@@ -193,7 +193,11 @@ class Book:
         return b
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.encode(), sort_keys=True).encode()).hexdigest()[:16]
+        return self.digest_of(self.encode())
+
+    @staticmethod
+    def digest_of(encoded: dict) -> str:
+        return hashlib.sha256(json.dumps(encoded, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ---- states as trainers hand them back -----------------------------------------------------------

@@ -99,8 +99,9 @@ class Resumable(IterableDataset):
         if self._slot is not None:
             slot, nslots = self._slot
             w, nw = slot - rank * (nslots // world), nslots // world
+        enc = base.encode()
         return {**self._identity(), "rank": rank, "world_size": world, "worker": w, "num_workers": nw,
-                "generation": base.digest(), "base": base.encode(), "own": own.encode(),
+                "generation": Book.digest_of(enc), "base": enc, "own": own.encode(),
                 "extra": json.loads(json.dumps(extra))}
 
     def load_state_dict(self, state: dict) -> None:
