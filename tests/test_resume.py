@@ -154,6 +154,15 @@ def test_mixture_elastic_resume_each_component_epoch_once(tmp_path):
                 break
         return got, dl.state_dict()
 
+    # in-process: the state after 7 items continues the very same stream
+    ds = MixtureDataset(out, "m", seed=2, shuffle_buffer=2)
+    it = iter(ds)
+    head = [next(it)["example_id"] for _ in range(7)]
+    again = MixtureDataset(out, "m", seed=2, shuffle_buffer=2)
+    again.load_state_dict(json.loads(json.dumps(ds.state_dict())))
+    it2, it3 = iter(again), iter(MixtureDataset(out, "m", seed=2, shuffle_buffer=2))
+    assert head + [next(it2)["example_id"] for _ in range(30)] == [next(it3)["example_id"] for _ in range(37)]
+
     seen, states = [], []
     for rank in range(2):
         got, st = rank_run(rank, 2, 2, steps=4 + 3 * rank)

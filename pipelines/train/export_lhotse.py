@@ -20,14 +20,7 @@ import tempfile
 from pathlib import Path
 
 from tandem.pipelines.io.files import write_atomic
-
-SPEAKER_LABELS = ("SPEAKER_MAIN", "SPEAKER_OTHER")
-
-
-def _rows(out_dir, sql, columns):
-    from tandem.pipelines.train.units import iter_rows, select_units
-    for unit, row in iter_rows(select_units(out_dir, sql), columns):
-        yield unit.path, row
+from tandem.pipelines.train.export import SPEAKER_LABELS, _rows
 
 
 def _probe(shard: str, row: dict) -> tuple[int, int]:
