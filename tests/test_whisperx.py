@@ -179,3 +179,15 @@ def test_whisperx_stage_on_cuda(aligner_dir, fw_words):
     assert torch.cuda.is_available(), "the gpu marker needs a CUDA device"
     _, segs = run_stage(wx_config(aligner_dir), sample_item(), gpu=True)
     check_segments(segs, fw_words)
+
+
+def test_aligner_missing_at_run_time_is_retried_not_rejected(tmp_path, aligner_dir):
+    # no check() (a library caller), language detected per chunk: the default English aligner
+    # is missing from the empty cache when the first chunk needs it
+    cfg = wx_config(aligner_dir, align_model=None)
+    cfg["models"] = {"cache_dir": str(tmp_path)}
+    st = TranscribeStage.from_config(cfg)
+    st.transient_retries = 0
+    out = st(sample_item())
+    assert out["status"] == "retry" and not out.get("rejections"), out.get("rejections")
+    assert out["retry"]["reason"] == "ModelMissing" and "WAV2VEC2_ASR_BASE_960H" in out["retry"]["detail"]

@@ -36,6 +36,8 @@ class TranscribeStage(Stage):
         import torch
         torch.set_num_threads(self.resources.threads)
         self.asr = build_asr(self.params, self.models, device=self.device, threads=self.resources.threads)
+        if self.params.backend == "whisperx" and self.params.language:
+            self.asr.preload([self.params.language])  # other languages load when first detected
 
     def _chunks_for(self, item: dict, ch: int | None) -> list[tuple[float, float]]:
         if ch is None:

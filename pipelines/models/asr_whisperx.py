@@ -159,6 +159,11 @@ class WhisperXAsr(Asr):
             self.aligners[lang] = self.align_loader(lang) if self.align_loader else None
         return self.aligners[lang]
 
+    def preload(self, languages: Sequence[str]) -> None:
+        """Load the aligners of `languages` now (a worker's setup), not at its first chunk."""
+        for lang in languages:
+            self._aligner(lang)
+
     def align(self, seg: dict) -> list[dict]:
         """Words of one Whisper segment: aligned times where the aligner placed the word, else
         Whisper's, each clamped into the segment's chunk."""
