@@ -35,7 +35,7 @@ def main() -> int:
 
     cfg = load_config()
     h = config_hash(cfg)
-    syn = SynthesizeStage(cfg)
+    syn = SynthesizeStage.from_config(cfg)
     syn.ensure_setup()
     items = list(make_items(None, args.dialogues, args.seed, LANGS, cfg, h, "/unused"))
 
@@ -64,7 +64,7 @@ def main() -> int:
           f"(stage does TTS in a fresh worker per dialogue + timeline + mix + augment + FLAC)")
 
     if args.cer_per_language > 0:
-        rt = RoundTripStage(cfg)
+        rt = RoundTripStage.from_config(cfg)
         rt.ensure_setup()
         n = args.cer_per_language * len(LANGS)
         per: dict[str, list[tuple[float, float, float]]] = {lang: [] for lang in LANGS}

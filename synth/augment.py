@@ -11,23 +11,25 @@ from __future__ import annotations
 
 import numpy as np
 
-DEFAULTS = {
-    "gain": {"prob": 0.5, "db": [-6.0, 3.0]},
-    "noise": {"prob": 0.5, "snr_db": [10.0, 30.0], "color_decay_db": [-6.0, 0.0]},
-    "reverb": {"prob": 0.3, "rt60_s": [0.2, 0.6], "wet": [0.1, 0.4]},
-    "echo": {"prob": 0.3, "delay_s": [0.1, 0.5], "gain_db": [-30.0, -18.0]},
-    "band_limit": {"prob": 0.2, "low_hz": [200.0, 400.0], "high_hz": [3000.0, 3600.0]},
-}
 ORDER = ("echo", "reverb", "band_limit", "noise", "gain")
 
 
-def _cfg(cfg: dict | None) -> dict:
-    out = {k: dict(v) for k, v in DEFAULTS.items()}
-    for k, v in (cfg or {}).items():
-        if k not in out:
-            raise KeyError(f"synth.augment: unknown augmentation {k!r} (have {sorted(out)})")
-        out[k].update(v)
-    return out
+_KEYS = {"gain": ("prob", "db"), "noise": ("prob", "snr_db", "color_decay_db"), "reverb": ("prob", "rt60_s", "wet"),
+         "echo": ("prob", "delay_s", "gain_db"), "band_limit": ("prob", "low_hz", "high_hz")}
+
+
+def check_augment(cfg: dict) -> None:
+    """`synth.augment` must name every augmentation with all its parameters, and nothing else."""
+    unknown = sorted(set(cfg) - set(ORDER) - {"enabled"})
+    if unknown:
+        raise KeyError(f"synth.augment: unknown augmentation(s) {unknown} (have {sorted(ORDER)})")
+    for name in ORDER:
+        if name not in cfg:
+            raise KeyError(f"synth.augment.{name}: missing (no default in pipelines/core/defaults)")
+        missing = [k for k in _KEYS[name] if k not in cfg[name]]
+        extra = sorted(set(cfg[name]) - set(_KEYS[name]))
+        if missing or extra:
+            raise KeyError(f"synth.augment.{name}: missing {missing}, unknown {extra}")
 
 
 def _u(rng: np.random.Generator, lo_hi) -> float:
@@ -35,13 +37,15 @@ def _u(rng: np.random.Generator, lo_hi) -> float:
 
 
 def augment_user_channel(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
-                         cfg: dict | None = None) -> tuple[np.ndarray, dict]:
-    """Augment channel 1 of float32 [2, T] in a copy; returns (audio, params applied).
+                         cfg: dict) -> tuple[np.ndarray, dict]:
+    """Augment channel 1 of float32 [2, T] in a copy; returns (audio, params applied). `cfg` is the
+    `synth.augment` section (every augmentation, see check_augment).
 
     All draws are made up front in a fixed order, so turning one augmentation off does not
     change the parameters drawn for the others.
     """
-    c = _cfg(cfg)
+    check_augment(cfg)
+    c = cfg
     draws = {}
     for name in ORDER:
         a = c[name]

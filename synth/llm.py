@@ -94,9 +94,9 @@ class ChatClient:
 
 def llm_scripts(count: int, seed: int, languages: list[str], cfg: dict) -> Iterator[tuple[dict | None, str | None]]:
     """`count` dialogues (languages in turn, topics drawn from the seed): (script, None) or (None, error)."""
-    client = ChatClient(cfg.get("url", "http://127.0.0.1:8000"), cfg.get("model", "default"), cfg.get("api_key"),
-                        cfg.get("timeout_s", 120), cfg.get("retries", 3))
-    t_lo, t_hi = cfg.get("turns", [6, 12])
+    client = ChatClient(cfg["url"], cfg["model"], cfg["api_key"],
+                        cfg["timeout_s"], cfg["retries"])
+    t_lo, t_hi = cfg["turns"]
     for i in range(count):
         lang = languages[i % len(languages)]
         rng = np.random.default_rng([int(seed), i, 11])
@@ -105,6 +105,6 @@ def llm_scripts(count: int, seed: int, languages: list[str], cfg: dict) -> Itera
         turns = int(rng.integers(t_lo, t_hi + 1))
         try:
             yield client.dialogue(lang, topic, turns, f"llm-{lang}-{seed}-{i:06d}", int(rng.integers(2**31)),
-                                  float(cfg.get("temperature", 0.9))), None
+                                  float(cfg["temperature"])), None
         except LLMError as e:
             yield None, str(e)

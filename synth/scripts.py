@@ -103,13 +103,13 @@ def iter_jsonl(path: str | Path, languages: list[str] | None = None) -> Iterator
                 yield n, None, str(e)
 
 
-def generate_script(rng: np.random.Generator, language: str, dialogue_id: str, cfg: dict | None = None) -> dict:
+def generate_script(rng: np.random.Generator, language: str, dialogue_id: str, cfg: dict) -> dict:
     """A varied built-in dialogue: one or two topics, 4-12 turns of 1-3 sentences, openers,
     sometimes a greeting, a closing or a third speaker. Every choice comes from `rng`."""
-    g = (cfg or {}).get("builtin") or {}
-    t_lo, t_hi = g.get("turns", [4, 12])
-    s_lo, s_hi = g.get("sentences_per_turn", [1, 3])
-    p_three = float(g.get("three_speakers_prob", 0.1))
+    g = cfg["builtin"]
+    t_lo, t_hi = g["turns"]
+    s_lo, s_hi = g["sentences_per_turn"]
+    p_three = float(g["three_speakers_prob"])
     if language not in TOPICS:
         raise ScriptError(f"builtin scripts: no phrasebook for language {language!r} (have {sorted(TOPICS)})")
     topics = list(TOPICS[language])
@@ -152,7 +152,7 @@ def _join(parts: list[str]) -> str:
     return out
 
 
-def builtin_scripts(count: int, seed: int, languages: list[str], cfg: dict | None = None) -> Iterator[dict]:
+def builtin_scripts(count: int, seed: int, languages: list[str], cfg: dict) -> Iterator[dict]:
     """`count` dialogues, languages in turn; dialogue i depends only on (seed, i)."""
     for i in range(count):
         lang = languages[i % len(languages)]

@@ -15,26 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-
-DEFAULTS = {
-    "lead_in_s": [0.2, 0.6],  # silence before the first word (uniform range)
-    "tail_s": 0.4,  # silence after the last word
-    "gap_mean_s": 0.2,  # speaker-change offset: mean (= mode) of the normal, seconds
-    "gap_std_s": 0.4,  # its spread; P(overlap) = Phi(-mean/std) = 0.31 with the defaults
-    "gap_min_s": -1.0,  # clip of the drawn offset
-    "gap_max_s": 1.5,
-    "max_overlap_frac": 0.5,  # an overlap covers at most this share of the previous utterance
-    "pause_median_s": 0.6,  # pause between sentences of one turn: lognormal median
-    "pause_sigma": 0.35,  # lognormal sigma
-    "pause_min_s": 0.3,
-    "pause_max_s": 2.0,
-    "backchannel_prob": 0.5,  # per pause inside a turn: the listener backchannels
-    "backchannel_delay_s": [0.0, 0.25],  # backchannel start after the pause starts (uniform)
-    "interruption_prob": 0.12,  # per speaker change
-    "interruption_min_words": 5,  # the interrupted utterance has at least this many words
-    "interruption_at": [0.35, 0.8],  # where in its words the interruption starts (fraction)
-    "interruption_reaction_s": [0.15, 0.5],  # the interrupted speaker goes on this long, then stops
-}
+from tandem.synth.params import TimelineParams
 
 
 @dataclass(eq=False)
@@ -100,31 +81,24 @@ class Timeline:
         }
 
 
-def _cfg(cfg: dict | None) -> dict:
-    out = dict(DEFAULTS)
-    out.update(cfg or {})
-    return out
+def draw_offset(rng: np.random.Generator, c: TimelineParams) -> float:
+    return float(np.clip(rng.normal(c.gap_mean_s, c.gap_std_s), c.gap_min_s, c.gap_max_s))
 
 
-def draw_offset(rng: np.random.Generator, c: dict) -> float:
-    return float(np.clip(rng.normal(c["gap_mean_s"], c["gap_std_s"]), c["gap_min_s"], c["gap_max_s"]))
-
-
-def draw_pause(rng: np.random.Generator, c: dict) -> float:
-    x = c["pause_median_s"] * float(np.exp(rng.normal(0.0, c["pause_sigma"])))
-    return float(np.clip(x, c["pause_min_s"], c["pause_max_s"]))
+def draw_pause(rng: np.random.Generator, c: TimelineParams) -> float:
+    x = c.pause_median_s * float(np.exp(rng.normal(0.0, c.pause_sigma)))
+    return float(np.clip(x, c.pause_min_s, c.pause_max_s))
 
 
 def build_timeline(turns: list[Turn], channels: dict[str, int], rng: np.random.Generator,
-                   backchannel: Callable[[str, np.random.Generator], Utterance] | None = None,
-                   cfg: dict | None = None) -> Timeline:
+                   backchannel: Callable[[str, np.random.Generator], Utterance] | None,
+                   c: TimelineParams) -> Timeline:
     """Place `turns` (script order) on a two-channel timeline.
 
     `channels` maps speaker -> channel; `backchannel(listener, rng)` returns a short utterance
-    in the listener's voice (None disables backchannels); `cfg` overrides DEFAULTS.
+    in the listener's voice (None disables backchannels); `c` is the `synth.timeline` section.
     """
-    c = _cfg(cfg)
-    draws: dict = {"lead_in_s": float(rng.uniform(*c["lead_in_s"])), "changes": [], "pauses": [],
+    draws: dict = {"lead_in_s": float(rng.uniform(*c.lead_in_s)), "changes": [], "pauses": [],
                    "backchannels": []}
     placed: list[Placement] = []
     changes: list[dict] = []
@@ -150,25 +124,44 @@ def build_timeline(turns: list[Turn], channels: dict[str, int], rng: np.random.G
         listener = _listener(turn.speaker, prev_speaker, speakers, rng)
         cur: list[Placement] = []
         t = start
+        bc_free = start  # the listener's channel is free of its own backchannels from here
         for j, utt in enumerate(turn.chunks):
             p = Placement(turn.speaker, channels[turn.speaker], t, utt, utt.duration_s, "turn", ti)
             cur.append(p)
             placed.append(p)
             t = p.end_s
+
+            can_bc = backchannel is not None and listener is not None
+            # listeners also backchannel over the speaker's words (most overlap in real talk is this)
+            if can_bc and len(utt.words) >= 3 and rng.random() < c.backchannel_overlap_prob:
+                lo, hi = c.backchannel_at
+                k = int(rng.integers(int(lo * len(utt.words)), max(int(lo * len(utt.words)) + 1,
+                                                                   int(hi * len(utt.words)))))
+                at = p.start_s + float(utt.words[min(k, len(utt.words) - 1)]["start_s"])
+                if at >= bc_free:
+                    bc_free = _add_bc(placed, draws, backchannel, listener, channels[listener], at, ti, "speech", rng)
             if j + 1 < len(turn.chunks):
                 pause = draw_pause(rng, c)
                 draws["pauses"].append(round(pause, 4))
-                if backchannel is not None and listener is not None and rng.random() < c["backchannel_prob"]:
-                    delay = float(rng.uniform(*c["backchannel_delay_s"]))
-                    bc = backchannel(listener, rng)
-                    placed.append(Placement(listener, channels[listener], t + delay, bc, bc.duration_s,
-                                            "backchannel", ti))
-                    draws["backchannels"].append({"turn": ti, "listener": listener, "text": bc.text,
-                                                  "delay_s": round(delay, 4)})
+                if can_bc and rng.random() < c.backchannel_prob:
+                    at = t + float(rng.uniform(*c.backchannel_delay_s))
+                    if at >= bc_free:
+                        bc_free = _add_bc(placed, draws, backchannel, listener, channels[listener], at, ti, "pause",
+                                          rng)
                 t += pause
         prev, prev_speaker = cur, turn.speaker
-    end = max((p.end_s for p in placed), default=0.0) + float(c["tail_s"])
+    end = max((p.end_s for p in placed), default=0.0) + float(c.tail_s)
     return Timeline(placed, end, changes, draws)
+
+
+def _add_bc(placed: list[Placement], draws: dict, backchannel: Callable, listener: str, channel: int, at: float,
+            turn: int, where: str, rng: np.random.Generator) -> float:
+    """Place a backchannel of `listener` at `at`; returns when it ends."""
+    bc = backchannel(listener, rng)
+    placed.append(Placement(listener, channel, at, bc, bc.duration_s, "backchannel", turn))
+    draws["backchannels"].append({"turn": turn, "listener": listener, "text": bc.text, "start_s": round(at, 4),
+                                  "where": where})
+    return at + bc.duration_s
 
 
 def _listener(speaker: str, prev_speaker: str | None, speakers: list[str],
@@ -180,18 +173,18 @@ def _listener(speaker: str, prev_speaker: str | None, speakers: list[str],
 
 
 def _speaker_change(prev: list[Placement], placed: list[Placement], rng: np.random.Generator,
-                    c: dict) -> tuple[float, dict]:
+                    c: TimelineParams) -> tuple[float, dict]:
     """Start of the next turn after `prev`; truncates `prev` in place when it is interrupted."""
     last = prev[-1]
-    if rng.random() < c["interruption_prob"]:
+    if rng.random() < c.interruption_prob:
         words = [(p, w) for p in prev for w in p.utt.words]
-        if len(words) >= c["interruption_min_words"]:
-            lo, hi = c["interruption_at"]
+        if len(words) >= c.interruption_min_words:
+            lo, hi = c.interruption_at
             k = int(rng.integers(max(1, int(lo * len(words))), max(2, int(hi * len(words)))))
             k = min(k, len(words) - 1)
             p, w = words[k]
             t_int = p.start_s + w["start_s"] + float(rng.uniform(0.0, max(w["end_s"] - w["start_s"], 1e-3)))
-            reaction = float(rng.uniform(*c["interruption_reaction_s"]))
+            reaction = float(rng.uniform(*c.interruption_reaction_s))
             # the interrupted speaker stops at the first word end after its reaction time
             cut_i = next((i for i, (q, v) in enumerate(words) if q.start_s + v["end_s"] >= t_int + reaction), None)
             if cut_i is not None and cut_i < len(words) - 1:
@@ -210,5 +203,5 @@ def _speaker_change(prev: list[Placement], placed: list[Placement], rng: np.rand
                                "reaction_s": round(reaction, 4), "cut_s": cut}
     off = draw_offset(rng, c)
     drawn = off
-    off = max(off, -c["max_overlap_frac"] * last.keep_s)
+    off = max(off, -c.max_overlap_frac * last.keep_s)
     return last.end_s + off, {"offset_s": off, "interruption": False, "drawn_s": round(drawn, 4)}

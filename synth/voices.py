@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -37,34 +38,64 @@ class Voice:
         return asdict(self)
 
 
-def voice_bank(language: str, cfg: dict | None = None) -> list[str]:
-    """Voice names for `language`: base voice x variant; config `synth.voices.bank` overrides."""
-    bank = ((cfg or {}).get("voices") or {}).get("bank") or {}
-    if language in bank:
-        return list(bank[language])
-    bases = BASE_VOICES.get(language, [language])
-    return [f"{b}+{v}" for b in bases for v in LANGUAGE_VARIANTS.get(language, VARIANTS)]
+AUDIO_EXT = (".wav", ".flac", ".ogg", ".mp3")
 
 
-def cast_voices(speakers: list[str], language: str, rng: np.random.Generator, cfg: dict | None = None,
-                main_voice: dict | None = None) -> dict[str, Voice]:
-    """Distinct voices for `speakers` (main first): different name, pitch and rate for each.
+def voice_bank(language: str, vcfg: dict, kind: str = "espeak", engine_voices: list[str] | None = None) -> list[str]:
+    """Voice names for `language` from `vcfg` (the `synth.voices` section).
 
-    `cfg` is the `synth` section (voices.pitch, voices.rate ranges, voices.min_pitch_step);
-    `main_voice` ({name, pitch, rate}) pins the main speaker's voice on channel 0.
+    kind "espeak": `bank[language]` or base voice x variant. kind "clip" (voice cloning): reference
+    clips, `bank[language]` being a list of audio files or a directory of them (a speaker per
+    clip, e.g. one per speaker `tandem curate` found). kind "engine": the engine's own voices
+    (`engine_voices`), which a bank entry may narrow.
     """
-    vc = (cfg or {}).get("voices") or {}
-    p_lo, p_hi = vc.get("pitch", [30, 75])
-    r_lo, r_hi = vc.get("rate", [145, 195])
-    step = int(vc.get("min_pitch_step", 8))
-    bank = voice_bank(language, cfg)
+    bank = vcfg["bank"]
+    entry = bank.get(language)
+    if kind == "espeak":
+        if entry:
+            return list(entry)
+        bases = BASE_VOICES.get(language, [language])
+        return [f"{b}+{v}" for b in bases for v in LANGUAGE_VARIANTS.get(language, VARIANTS)]
+    if kind == "engine":
+        return list(entry or engine_voices or [])
+    if kind != "clip":
+        raise ValueError(f"voice kind {kind!r}: expected espeak, clip or engine")
+    if entry is None:
+        raise ValueError(f"synth.voices.bank.{language}: a voice-cloning TTS needs reference clips for "
+                         f"{language!r} (a directory or a list of audio files)")
+    if isinstance(entry, str):
+        d = Path(entry)
+        if not d.is_dir():
+            raise ValueError(f"synth.voices.bank.{language}: {entry} is not a directory of reference clips")
+        clips = sorted(str(p) for p in d.iterdir() if p.suffix.lower() in AUDIO_EXT)
+        if not clips:
+            raise ValueError(f"synth.voices.bank.{language}: no audio files ({', '.join(AUDIO_EXT)}) in {entry}")
+        return clips
+    return [str(x) for x in entry]
+
+
+def cast_voices(speakers: list[str], language: str, rng: np.random.Generator, vcfg: dict,
+                main_voice: dict | None = None, kind: str = "espeak",
+                engine_voices: list[str] | None = None) -> dict[str, Voice]:
+    """Distinct voices for `speakers` (main first): different name, pitch and rate for each while
+    the bank has names left (a bank of one voice gives every speaker that voice).
+
+    `vcfg` is the `synth.voices` section (pitch, rate ranges, min_pitch_step, bank);
+    `main_voice` ({name, pitch, rate}) pins the main speaker's voice across dialogues.
+    """
+    p_lo, p_hi = vcfg["pitch"]
+    r_lo, r_hi = vcfg["rate"]
+    step = int(vcfg["min_pitch_step"])
+    bank = voice_bank(language, vcfg, kind, engine_voices)
+    if not bank:
+        raise ValueError(f"no voices for language {language!r}")
     out: dict[str, Voice] = {}
     used_names: set[str] = set()
     used_pitch: list[int] = []
     used_rate: list[int] = []
     for i, spk in enumerate(speakers):
         if i == 0 and main_voice:
-            v = Voice(main_voice["name"], int(main_voice.get("pitch", 50)), int(main_voice.get("rate", 175)))
+            v = Voice(main_voice["name"], int(main_voice["pitch"]), int(main_voice["rate"]))
         else:
             free = [n for n in bank if n not in used_names] or bank
             name = free[int(rng.integers(len(free)))]

@@ -22,7 +22,7 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def stage(cfg):
-    s = SynthesizeStage(cfg)
+    s = SynthesizeStage.from_config(cfg)
     s.ensure_setup()
     return s
 
@@ -89,7 +89,10 @@ def test_example_rows_conform_and_words_sit_on_their_channel(examples):
         assert ex["source_ids"] == [it["source_id"]] and it["source"]["source_id"] == it["source_id"]
         assert 0 < ex["overlap_ratio"] < 0.5 and 0.4 < ex["speech_ratio"] <= 1.0
         p = json.loads(ex["params"])
-        assert set(p) >= {"voices", "timeline", "augment", "timeline_draws", "targets"}
+        assert set(p) >= {"voices", "timeline", "augment", "timeline_draws", "targets", "turn_taking"}
+        tt = p["turn_taking"]
+        assert tt["ipu_s"] + tt["pause_s"] + tt["gap_s"] - tt["overlap_s"] == pytest.approx(tt["span_s"], abs=0.05)
+        assert p["word_times"] == "engine" and p["distinct_voices"] is True
         assert len({v["name"] for v in p["voices"].values()}) == len(p["voices"])
         # every word lies inside the audio, on its speaker's channel, where that channel has energy
         # (channel 0 is never augmented, so its silence is exact)
@@ -113,7 +116,7 @@ def test_example_rows_conform_and_words_sit_on_their_channel(examples):
 def test_interrupted_turn_words_end_before_the_cut(cfg, stage):
     # interruptions always, one long turn: the interrupted speaker's words end at the cut
     c = load_config(overrides={"synth": {"timeline": {"interruption_prob": 1.0}, "roundtrip": {"enabled": False}}})
-    st = SynthesizeStage(c)
+    st = SynthesizeStage.from_config(c)
     it = next(make_items(None, 1, 3, ["en"], c, config_hash(c), "/unused"))
     it = st(it)
     assert it["status"] == "ok", it["rejections"]
@@ -132,9 +135,14 @@ def test_interrupted_turn_words_end_before_the_cut(cfg, stage):
         spk_words = [w for w in ex["words"] if abs(w["end_s"] - cut) < 2e-3]
         assert spk_words, f"no word ends at the cut {cut}"
         w = spk_words[0]
-        later = [v for v in ex["words"] if v["speaker"] == w["speaker"] and cut < v["start_s"] < cut + 0.3]
+        from tandem.synth.phrasebook import BACKCHANNELS
+        bc_words = {x for toks in BACKCHANNELS.values() for t in toks for x in t.split()}
+        # (a backchannel over the new speaker's words may follow; the turn's own words may not)
+        later = [v for v in ex["words"] if v["speaker"] == w["speaker"] and cut < v["start_s"] < cut + 0.3
+                 and v["word"] not in bc_words]
         assert not later
-        if w["channel"] == 0:
+        if w["channel"] == 0 and not [v for v in ex["words"] if v["speaker"] == w["speaker"]
+                                      and cut < v["start_s"] < cut + 0.15]:
             a = int((cut + 0.03) * sr)
             assert np.abs(audio[0, a: a + int(0.1 * sr)]).max() < 0.05
 
@@ -150,9 +158,23 @@ def test_same_seed_gives_identical_bytes(cfg, stage, examples):
 def test_summary_and_stages(cfg, examples):
     s = summarize(it["examples"][0] for it in examples)
     assert s["dialogues"] == 6 and s["speaker_changes"] > 10
-    assert -0.5 < s["gap_median_s"] < 0.8 and s["target_gap_mean_s"] == 0.2
+    assert -0.5 < s["fto_median_s"] < 0.8 and s["target_gap_mean_s"] == cfg["synth"]["timeline"]["gap_mean_s"]
     text = format_summary(s)
-    assert "gap median" in text and "backchannels" in text
+    assert "Fisher" in text and "pause" in text and "backchannels" in text
     names = [st.name for st in synthesis_stages(load_config())]
     assert names == ["synthesize", "roundtrip"]
     assert all(st.uses_model for st in synthesis_stages(load_config()))
+
+
+def test_real_espeak_turn_taking_near_fisher(cfg, stage):
+    # 36 real espeak dialogues (about 30 minutes). The defaults were tuned on 200 dialogues per
+    # seed (within 7% on seeds 3, 7, 11); 60-dialogue runs differed from those by up to 11 points,
+    # so this smaller run is held to 20%: it checks the real TTS path lands near Fisher, while
+    # tests/test_synth_turntaking.py holds 300 dialogues to 10%.
+    from tandem.synth.turntaking import format_per_minute, off_fisher
+    items = list(make_items(None, 36, 21, LANGS, cfg, config_hash(cfg), "/unused"))
+    s = summarize(stage(it)["examples"][0] for it in items)
+    print("\n" + format_summary(s))
+    assert s["per_minute"]["minutes"] > 20
+    for k, r in off_fisher(s["per_minute"]).items():
+        assert abs(r) < 0.20, (k, format_per_minute(s["per_minute"]))

@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
-from tandem.synth.tts.base import TTSError
+from tandem.pipelines.core.config import load_config, section
+from tandem.pipelines.models.asr import AsrParams
+from tandem.synth.tts.base import TTSError, WordTimer
 from tandem.synth.tts.piper import PiperTTS
 
 TEXT = "Good morning, did you see the weather forecast for the weekend?"
@@ -10,7 +12,9 @@ TEXT = "Good morning, did you see the weather forecast for the weekend?"
 
 @pytest.fixture(scope="module")
 def piper():
-    return PiperTTS(sample_rate=24000)
+    cfg = load_config()
+    # no aligner configured: Whisper word-time matching, labelled and scored below 1
+    return PiperTTS(sample_rate=24000, timer=WordTimer(None, AsrParams.from_config(cfg), section(cfg, "models")))
 
 
 def test_piper_words_aligned_inside_audio(piper):
@@ -19,6 +23,8 @@ def test_piper_words_aligned_inside_audio(piper):
     assert sr == 24000 and 2.0 < dur < 6.0
     # every script word gets a time, in order (Piper gives none: they come from ASR alignment)
     assert [w["word"] for w in words] == TEXT.split()
+    assert piper.word_times == "whisper-match" and not piper.distinct_voices
+    assert all(0.0 <= w["score"] <= 0.5 for w in words) and max(w["score"] for w in words) > 0.2
     starts = [w["start_s"] for w in words]
     assert starts == sorted(starts)
     for w in words:

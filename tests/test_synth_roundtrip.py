@@ -23,14 +23,14 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def roundtrip(cfg):
-    st = RoundTripStage(cfg)
+    st = RoundTripStage.from_config(cfg)
     st.ensure_setup()
     return st
 
 
 @pytest.fixture(scope="module")
 def results(cfg, roundtrip):
-    syn = SynthesizeStage(cfg)
+    syn = SynthesizeStage.from_config(cfg)
     items = list(make_items(None, 6, 11, list(BOUNDS), cfg, config_hash(cfg), "/unused"))
     out = [roundtrip(syn(it)) for it in items]
     for it in out:

@@ -1,21 +1,26 @@
 """Turn-taking model on fake utterances (no TTS): distribution, interruptions, backchannels."""
 
+import itertools
 import math
 
 import numpy as np
 import pytest
+from tandem.pipelines.core.config import load_config
 from tandem.synth.job import summarize
 from tandem.synth.mix import overlap_figures, render
-from tandem.synth.timeline import DEFAULTS, build_timeline
+from tandem.synth.params import TimelineParams
+from tandem.synth.timeline import build_timeline
 
 from tandem.testing.synth import fake_backchannel, fake_turns
 
 CH = {"A": 0, "B": 1}
+DEFAULTS = TimelineParams.from_config(load_config())
 
 
 def _timeline(seed=0, n=401, cfg=None, sr=None):
     turns = fake_turns(n, seed=seed, sample_rate=sr)
-    return build_timeline(turns, CH, np.random.default_rng(seed), fake_backchannel(sr), cfg)
+    c = DEFAULTS.replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in (cfg or {}).items()})
+    return build_timeline(turns, CH, np.random.default_rng(seed), fake_backchannel(sr), c)
 
 
 def test_gap_distribution_matches_config():
@@ -25,7 +30,7 @@ def test_gap_distribution_matches_config():
     tl = _timeline(cfg={"interruption_prob": 0.0})
     offs = np.array([c["offset_s"] for c in tl.changes])
     assert len(offs) == 400
-    mu, sd = DEFAULTS["gap_mean_s"], DEFAULTS["gap_std_s"]
+    mu, sd = DEFAULTS.gap_mean_s, DEFAULTS.gap_std_s
     assert abs(np.median(offs) - mu) < 0.075
     iqr = np.quantile(offs, 0.75) - np.quantile(offs, 0.25)
     assert abs(iqr - 1.349 * sd) < 0.09
@@ -71,7 +76,7 @@ def test_interruptions_truncate_at_word_boundary():
 
 
 def test_backchannels_on_listener_channel_in_pauses():
-    tl = _timeline()
+    tl = _timeline(cfg={"backchannel_overlap_prob": 0.0})
     bcs = [p for p in tl.placements if p.kind == "backchannel"]
     assert len(bcs) > 50
     turns = [p for p in tl.placements if p.kind == "turn"]
@@ -82,9 +87,24 @@ def test_backchannels_on_listener_channel_in_pauses():
         ends = [p.end_s for p in spk_turn]
         starts = [p.start_s for p in spk_turn]
         assert any(e <= b.start_s < s for e, s in zip(ends[:-1], starts[1:]))
-    # the measured rate follows the configured per-pause probability (0.5, tolerance 3 SE)
+    # the measured rate follows the configured per-pause probability (tolerance 3 SE)
     n_opp = sum(len([p for p in turns if p.turn == t]) - 1 for t in {p.turn for p in turns})
-    assert abs(len(bcs) / n_opp - DEFAULTS["backchannel_prob"]) < 0.1
+    assert abs(len(bcs) / n_opp - DEFAULTS.backchannel_prob) < 0.1
+
+
+def test_backchannels_over_speech_overlap_the_speaker():
+    tl = _timeline(cfg={"backchannel_prob": 0.0, "backchannel_overlap_prob": 0.5})
+    turns = [p for p in tl.placements if p.kind == "turn"]
+    bcs = [p for p in tl.placements if p.kind == "backchannel"]
+    assert len(bcs) > 100
+    for b in bcs:
+        # it starts at a word start of a sentence of the other speaker, while that sentence is spoken
+        host = [p for p in turns if p.turn == b.turn and p.start_s <= b.start_s < p.end_s]
+        assert host and host[0].speaker != b.speaker
+        assert any(abs(host[0].start_s + w["start_s"] - b.start_s) < 1e-9 for w in host[0].utt.words)
+    # never two backchannels of one listener at once
+    by = sorted(bcs, key=lambda p: (p.speaker, p.start_s))
+    assert all(a.end_s <= b.start_s + 1e-9 for a, b in itertools.pairwise(by) if a.speaker == b.speaker)
 
 
 def test_seeded_and_recorded():
@@ -112,11 +132,14 @@ def test_render_puts_words_on_their_channel():
 def test_summary_over_rows_reports_against_targets():
     import json
     tl = _timeline(n=201)
-    rows = [{"params": json.dumps({"timeline": tl.stats(),
-                                   "targets": {k: DEFAULTS[k] for k in ("gap_mean_s", "gap_std_s",
-                                                                        "interruption_prob", "backchannel_prob")}})}]
+    from tandem.synth.turntaking import measure
+    tl = _timeline(n=201)
+    rows = [{"params": json.dumps({"timeline": tl.stats(), "turn_taking": measure(tl.words()),
+                                   "targets": {k: getattr(DEFAULTS, k) for k in ("gap_mean_s", "gap_std_s",
+                                                                                 "interruption_prob")}})}]
     s = summarize(rows)
     assert s["speaker_changes"] == 200
-    assert s["regular_gap_median_s"] == pytest.approx(0.2, abs=0.1)
-    assert s["target_overlap_share"] == pytest.approx(0.3085, abs=1e-3)
+    assert s["regular_gap_median_s"] == pytest.approx(DEFAULTS.gap_mean_s, abs=0.1)
+    assert s["target_gap_iqr_s"] == pytest.approx(1.349 * DEFAULTS.gap_std_s)
     assert 0 < s["interruption_rate"] < 0.3 and s["backchannels"] > 0
+    assert s["per_minute"]["minutes"] > 1 and s["backchannels_per_minute"] > 0

@@ -1,8 +1,11 @@
-"""TTS backends behind one interface: text in, float32 mono audio + per-word times out."""
+"""TTS backends behind one interface: text in, float32 mono audio + per-word times out.
+
+Backends (synth.tts.backend): espeak (word times from its word events), piper and pocket (neural;
+no word times of their own: forced alignment of the script, see synth/tts/align.py).
+"""
 
 from __future__ import annotations
 
-import re
 from typing import Protocol
 
 import numpy as np
@@ -13,50 +16,87 @@ class TTSError(RuntimeError):
 
 
 class TTS(Protocol):
+    name: str
     sample_rate: int
+    voice_kind: str  # "espeak" (named voices + pitch/rate), "clip" (cloned from a reference clip), "engine"
+    word_times: str  # where word times come from: "engine", "forced-alignment", "whisper-match"
 
     def synthesize(self, text: str, language: str, voice: str | None = None, pitch: int | None = None,
                    rate: int | None = None) -> tuple[np.ndarray, int, list[dict]]:
         ...
 
 
-def align_words(text: str, audio: np.ndarray, sr: int, language: str, asr) -> list[dict]:
-    """Map the script's tokens onto ASR word timestamps (edit-distance alignment of normalised
-    words); tokens the ASR missed are interpolated between their aligned neighbours."""
-    import difflib
-    tokens = [t for t in text.split() if re.search(r"\w", t)]
-    segs = asr.transcribe(audio, sr, language=language)
-    hyp = [w for s in segs for w in s.get("words", [])]
-    norm = lambda s: re.sub(r"[^\w]", "", s.lower())
-    sm = difflib.SequenceMatcher(a=[norm(t) for t in tokens], b=[norm(w["word"]) for w in hyp], autojunk=False)
-    times: list[tuple[float, float] | None] = [None] * len(tokens)
-    for op, a0, a1, b0, b1 in sm.get_opcodes():
-        if op == "equal" or (op == "replace" and a1 - a0 == b1 - b0):
-            for k in range(a1 - a0):
-                h = hyp[b0 + k]
-                times[a0 + k] = (float(h["start_s"] if "start_s" in h else h["start"]),
-                                 float(h["end_s"] if "end_s" in h else h["end"]))
-    total = len(audio) / sr
-    out = []
-    for i, t in enumerate(tokens):
-        if times[i] is None:
-            prev_end = next((times[j][1] for j in range(i - 1, -1, -1) if times[j]), 0.0)
-            nxt_start = next((times[j][0] for j in range(i + 1, len(tokens)) if times[j]), total)
-            times[i] = (prev_end, max(prev_end, nxt_start))
-        out.append({"word": t, "start_s": times[i][0], "end_s": times[i][1]})
-    return out
+class WordTimer:
+    """Word times for an engine that gives none: a wav2vec2 CTC forced aligner when synth.tts.align_model
+    names one for the language, else Whisper's word times matched to the script (scored below 1)."""
+
+    def __init__(self, align_model: str | dict | None, asr_params=None, models: dict | None = None,
+                 threads: int = 2):
+        self.align_model, self.asr_params, self.models, self.threads = align_model, asr_params, models, threads
+        self._asr = None
+
+    def method(self, language: str) -> str:
+        from tandem.synth.tts.align import aligner_dir
+        return "forced-alignment" if aligner_dir(self.align_model, language) else "whisper-match"
+
+    def check(self, languages: list[str]) -> None:
+        from tandem.synth.tts.align import aligner_dir
+        for lang in languages:
+            d = aligner_dir(self.align_model, lang)
+            if d:
+                from pathlib import Path
+
+                from tandem.pipelines.models.registry import ModelMissing
+                if not (Path(d) / "config.json").exists():
+                    raise ModelMissing(f"synth.tts.align_model for {lang!r}: {d} is not a wav2vec2 CTC directory "
+                                       "(no config.json)")
+
+    def words(self, text: str, audio: np.ndarray, sr: int, language: str) -> list[dict]:
+        from tandem.synth.tts.align import aligner_dir, load_aligner, whisper_match_words
+        d = aligner_dir(self.align_model, language)
+        if d:
+            return load_aligner(d, threads=self.threads).align(text, audio, sr)
+        if self._asr is None:
+            from tandem.pipelines.models.asr import build_asr
+            if self.asr_params is None:
+                raise TTSError("no word aligner: set synth.tts.align_model or give the ASR settings")
+            self._asr = build_asr(self.asr_params, self.models or {}, threads=self.threads)
+        return whisper_match_words(text, audio, sr, language, self._asr)
 
 
-def make_tts(cfg: dict) -> TTS:
-    """The backend named by cfg["synth"]["tts"]["backend"] ("espeak" | "piper")."""
-    s = cfg.get("synth", {})
-    backend = s.get("tts", {}).get("backend", "espeak")
-    sr = int(cfg.get("sample_rate", 24000))
+def make_tts(tts: dict, sample_rate: int, models: dict, threads: int = 2, asr_params=None) -> TTS:
+    """The backend `tts` (the synth.tts section) names, its models loaded now."""
+    backend = tts["backend"]
+    timer = WordTimer(tts["align_model"], asr_params, models, threads)
     if backend == "espeak":
         from tandem.synth.tts.espeak import EspeakTTS
-        return EspeakTTS(sr)
+        return EspeakTTS(sample_rate)
     if backend == "piper":
         from tandem.synth.tts.piper import PiperTTS
-        p = s.get("tts", {}).get("piper", {})
-        return PiperTTS(sr, voice_path=p.get("voice"), languages=tuple(p.get("languages", ["en"])), cfg=cfg)
-    raise TTSError(f"unknown synth.tts.backend {backend!r}: use espeak or piper")
+        p = tts["piper"]
+        return PiperTTS(sample_rate, voices=p["voices"], languages=tuple(p["languages"]), timer=timer)
+    if backend == "pocket":
+        from tandem.synth.tts.pocket import PocketTTS
+        p = tts["pocket"]
+        return PocketTTS(sample_rate, models=p["models"], timer=timer, threads=threads,
+                         max_tokens=int(p["max_tokens"]), temperature=float(p["temperature"]))
+    raise TTSError(f"unknown synth.tts.backend {backend!r}: use espeak, piper or pocket")
+
+
+def check_tts(tts: dict, models: dict, languages: list[str] | None = None) -> None:
+    """Driver-side: ModelMissing (with the fix) for a model the configured backend needs."""
+    from tandem.pipelines.models import registry
+    backend = tts["backend"]
+    langs = list(languages or [])
+    if backend == "espeak":
+        registry.espeak_data()
+    elif backend == "piper":
+        from tandem.synth.tts.piper import check_piper
+        check_piper(tts["piper"]["voices"])
+    elif backend == "pocket":
+        from tandem.synth.tts.pocket import check_pocket
+        check_pocket(tts["pocket"]["models"], langs)
+    else:
+        raise TTSError(f"unknown synth.tts.backend {backend!r}: use espeak, piper or pocket")
+    if backend != "espeak":
+        WordTimer(tts["align_model"]).check(langs)

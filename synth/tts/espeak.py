@@ -194,6 +194,8 @@ class EspeakTTS:
     instead, so the audio of the calls of one session is byte-identical from run to run."""
 
     name = "espeak"
+    voice_kind = "espeak"
+    word_times = "engine"
 
     def __init__(self, sample_rate: int = 24000):
         self.sample_rate = int(sample_rate)
@@ -223,9 +225,10 @@ class EspeakTTS:
             self._spare = None
 
     def __del__(self):
-        import contextlib
-        with contextlib.suppress(Exception):  # interpreter shutdown
+        try:
             self.close()
+        except Exception:  # noqa: BLE001, S110 - interpreter shutdown: modules may be gone already
+            pass
 
     def synthesize(self, text: str, language: str, voice: str | None = None, pitch: int | None = None,
                    rate: int | None = None) -> tuple[np.ndarray, int, list[dict]]:

@@ -16,14 +16,19 @@ from tandem.synth.timeline import Turn, Utterance
 
 
 def fake_utterance(n_words: int, rng: np.random.Generator, sample_rate: int | None = None,
-                   word_s: tuple[float, float] = (0.15, 0.45), gap_s: tuple[float, float] = (0.0, 0.08)) -> Utterance:
-    """An utterance of `n_words` words with drawn durations; with `sample_rate`, audio that is a
-    tone inside each word and silence between, so tests can check where words are."""
+                   word_s: tuple[float, float] = (0.15, 0.45), gap_s: tuple[float, float] = (0.0, 0.08),
+                   comma_prob: float = 0.0, comma_s: tuple[float, float] = (0.25, 0.5)) -> Utterance:
+    """An utterance of `n_words` words with drawn durations; after a word, with `comma_prob`, a
+    phrase pause of `comma_s` (as TTS makes at commas). With `sample_rate`, audio that is a tone
+    inside each word and silence between, so tests can check where words are."""
     t, words = 0.0, []
     for i in range(n_words):
         d = float(rng.uniform(*word_s))
         words.append({"word": f"w{i}", "start_s": t, "end_s": t + d})
-        t += d + (float(rng.uniform(*gap_s)) if i + 1 < n_words else 0.0)
+        gap = float(rng.uniform(*gap_s))
+        if rng.random() < comma_prob:
+            gap = float(rng.uniform(*comma_s))
+        t += d + (gap if i + 1 < n_words else 0.0)
     audio = None
     if sample_rate:
         audio = np.zeros(int(np.ceil(t * sample_rate)), dtype=np.float32)
@@ -35,21 +40,23 @@ def fake_utterance(n_words: int, rng: np.random.Generator, sample_rate: int | No
 
 
 def fake_turns(n_turns: int, seed: int, speakers: tuple[str, ...] = ("A", "B"), sample_rate: int | None = None,
-               sentences: tuple[int, int] = (1, 3), words: tuple[int, int] = (3, 12)) -> list[Turn]:
+               sentences: tuple[int, int] = (1, 3), words: tuple[int, int] = (3, 12),
+               comma_prob: float = 0.0) -> list[Turn]:
     """`n_turns` alternating turns of 1-3 fake sentences each."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n_turns):
         spk = speakers[i % len(speakers)]
-        chunks = [fake_utterance(int(rng.integers(words[0], words[1] + 1)), rng, sample_rate)
+        chunks = [fake_utterance(int(rng.integers(words[0], words[1] + 1)), rng, sample_rate, comma_prob=comma_prob)
                   for _ in range(int(rng.integers(sentences[0], sentences[1] + 1)))]
         out.append(Turn(spk, chunks))
     return out
 
 
-def fake_backchannel(sample_rate: int | None = None) -> Callable[[str, np.random.Generator], Utterance]:
+def fake_backchannel(sample_rate: int | None = None, word_s: tuple[float, float] = (0.25, 0.4)
+                     ) -> Callable[[str, np.random.Generator], Utterance]:
     def bc(listener: str, rng: np.random.Generator) -> Utterance:
-        u = fake_utterance(1, rng, sample_rate, word_s=(0.25, 0.4))
+        u = fake_utterance(1, rng, sample_rate, word_s=word_s)
         u.words[0]["word"] = "mm-hmm"
         u.text = "mm-hmm"
         return u

@@ -1,0 +1,244 @@
+"""The synthesis stages: SynthesizeStage (script -> two-channel example row) and RoundTripStage (ASR
+of each channel scored against the words said)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+
+import numpy as np
+from tandem.pipelines.core.contracts import example_row, source_row, stable_hash
+from tandem.pipelines.core.stage import Resources, Stage
+from tandem.pipelines.core.text import cer
+from tandem.synth.params import TimelineParams, synth_section
+from tandem.synth.scripts import script_hash, split_sentences
+
+STAGE_NAME = "synthesize"
+ROUNDTRIP_NAME = "roundtrip"
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthParams:
+    """What SynthesizeStage needs from the config (meanings in 20_synth.yaml)."""
+
+    sample_rate: int
+    peak: float
+    tts: dict
+    voices: dict
+    backchannels: dict
+    timeline: TimelineParams
+    augment: dict
+    models: dict
+    asr: object  # AsrParams: the Whisper fallback for word times
+    languages: tuple
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> SynthParams:
+        from tandem.pipelines.core.config import default_config, section
+        from tandem.pipelines.models.asr import AsrParams
+        from tandem.synth.augment import check_augment
+        s = synth_section(cfg)
+        aug = dict(s["augment"])
+        check_augment(aug)
+        d = default_config()
+        sr = cfg.get("sample_rate") or d["sample_rate"]
+        return cls(sample_rate=int(sr), peak=float(s["peak"]),
+                   tts=s["tts"], voices=s["voices"], backchannels=s["backchannels"],
+                   timeline=TimelineParams.from_config(cfg), augment=aug, models=section(cfg, "models"),
+                   asr=AsrParams.from_config(cfg), languages=tuple(cfg.get("languages") or d["languages"]))
+
+
+class SynthesizeStage(Stage):
+    """Script -> cast voices -> TTS per sentence -> timeline -> two-channel mix -> augment ->
+    one example row (FLAC audio, words per channel, params with every draw and the measured
+    turn-taking)."""
+
+    name = STAGE_NAME
+    reads = ("script", "seed", "cfg_hash")
+    writes = ("examples", "source", "duration_s")
+    uses_model = True
+
+    def __init__(self, params: SynthParams, *, resources: Resources | None = None):
+        super().__init__(resources=resources)
+        self.params = params
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> SynthesizeStage:
+        return cls(SynthParams.from_config(cfg), resources=Resources.for_stage(cfg, cls.name))
+
+    def check(self) -> None:
+        from tandem.synth.tts.base import check_tts
+        check_tts(self.params.tts, self.params.models, list(self.params.languages))
+        if self.params.tts["backend"] == "piper":
+            from tandem.synth.tts.piper import piper_voices
+            if len(piper_voices(self.params.tts["piper"]["voices"])) < 2:
+                import warnings
+                warnings.warn("synth.tts.piper.voices has one voice: every speaker of a dialogue will sound the "
+                              "same (they differ only in rate); list more Piper voices for distinct speakers",
+                              stacklevel=2)
+
+    def setup(self) -> None:
+        from tandem.synth.tts.base import make_tts
+        self.tts = make_tts(self.params.tts, self.params.sample_rate, self.params.models,
+                            threads=self.resources.threads, asr_params=self.params.asr)
+
+    def _say(self, text: str, lang: str, voice):
+        from tandem.synth.timeline import Utterance
+        audio, sr, words = self.tts.synthesize(text, lang, voice=voice.name, pitch=voice.pitch, rate=voice.rate)
+        return Utterance(text, len(audio) / sr, words, audio)
+
+    def process(self, item: dict) -> dict:
+        from tandem.pipelines.io.audio import encode_flac
+        from tandem.synth.augment import augment_user_channel
+        from tandem.synth.mix import overlap_figures, render
+        from tandem.synth.phrasebook import BACKCHANNELS
+        from tandem.synth.timeline import Turn, build_timeline
+        from tandem.synth.turntaking import measure
+        from tandem.synth.voices import Voice, cast_voices
+
+        from tandem import __version__
+
+        P = self.params
+        script, seed = item["script"], int(item["seed"])
+        lang = script["language"]
+        sh = item.get("source_id") or script_hash(script)
+        speakers = list(dict.fromkeys(t["speaker"] for t in script["turns"]))
+        main = script.get("main_speaker") or speakers[0]
+        speakers = [main] + [s for s in speakers if s != main]
+        channels = {s: (0 if s == main else 1) for s in speakers}
+        voices = cast_voices(speakers, lang, np.random.default_rng([seed, 1]), P.voices,
+                             main_voice=(P.voices.get("main") or {}).get(lang),
+                             kind=getattr(self.tts, "voice_kind", "espeak"),
+                             engine_voices=getattr(self.tts, "voices", None))
+        for spk, h in (script.get("speakers") or {}).items():  # the script's own hints win
+            v = voices[spk]
+            voices[spk] = Voice(h.get("voice", v.name), int(h.get("pitch", v.pitch)), int(h.get("rate", v.rate)))
+        bc_cache: dict = {}
+        bank = P.backchannels.get(lang) or BACKCHANNELS.get(lang) or BACKCHANNELS["en"]
+
+        def backchannel(listener: str, rng: np.random.Generator):
+            tok = bank[int(rng.integers(len(bank)))]
+            if (listener, tok) not in bc_cache:
+                bc_cache[(listener, tok)] = self._say(tok, lang, voices[listener])
+            return bc_cache[(listener, tok)]
+
+        tc = P.timeline
+        bc_on = tc.backchannel_prob > 0 or tc.backchannel_overlap_prob > 0
+        session = getattr(self.tts, "session", None)
+        with (session() if session else contextlib.nullcontext()):  # a dialogue's audio depends on it alone
+            turns = [Turn(t["speaker"], [self._say(s, lang, voices[t["speaker"]]) for s in split_sentences(t["text"])])
+                     for t in script["turns"]]
+            tl = build_timeline(turns, channels, np.random.default_rng([seed, 2]), backchannel if bc_on else None, tc)
+        sr = P.sample_rate
+        audio = render(tl, sr, P.peak)
+        aug: dict = {}
+        if P.augment["enabled"]:
+            audio, aug = augment_user_channel(audio, sr, np.random.default_rng([seed, 3]),
+                                              {k: v for k, v in P.augment.items() if k != "enabled"})
+        dur = audio.shape[1] / sr
+        words = tl.words()
+        ov_ratio, sp_ratio, flags = overlap_figures(words, dur)
+        rows = [{"channel": w["channel"], "speaker": w["speaker"], "word": w["word"],
+                 "start_s": round(w["start_s"], 4), "end_s": round(w["end_s"], 4),
+                 "score": float(w.get("score", 1.0)), "overlap": f}
+                for w, f in zip(words, flags)]
+        text = {ch: " ".join(w["word"] for w in rows if w["channel"] == ch) for ch in (0, 1)}
+        stats = tl.stats()
+        tt = measure(rows)
+        tt["backchannels"] = stats["backchannels"]
+        params = {
+            "script_id": sh, "dialogue_id": script["dialogue_id"], "style": script.get("style"),
+            "tts": getattr(self.tts, "name", type(self.tts).__name__),
+            "word_times": getattr(self.tts, "word_times", "engine"),
+            "distinct_voices": len({v.name for v in voices.values()}) == len(voices),
+            "voices": {s: voices[s].as_dict() for s in speakers}, "channels": channels,
+            "timeline": stats, "timeline_draws": tl.draws, "augment": aug, "turn_taking": tt,
+            "targets": {k: getattr(tc, k) for k in ("gap_mean_s", "gap_std_s", "interruption_prob",
+                                                    "backchannel_prob")},
+        }
+        flac = encode_flac(audio, sr)
+        key = stable_hash(sh, seed)
+        ex = example_row(
+            example_id=stable_hash(key, 0, item["cfg_hash"]), kind="synthetic", language=lang,
+            duration_s=dur, sample_rate=sr, num_samples=int(audio.shape[1]), audio=flac, words=rows,
+            text_ch0=text[0], text_ch1=text[1], speakers=speakers, num_speakers=len(speakers),
+            overlap_ratio=ov_ratio, speech_ratio=sp_ratio, seed=seed,
+            params=json.dumps(params, sort_keys=True, ensure_ascii=False), source_ids=[sh],
+            config_hash=item["cfg_hash"], pipeline_version=__version__)
+        item["examples"] = [ex]
+        item["duration_s"] = dur
+        item["source"] = source_row(source_id=sh, uri=item["uri"], kind="synthetic", format="script",
+                                    orig_sample_rate=sr, orig_channels=2, duration_s=dur, bytes=len(flac),
+                                    status="accepted", num_examples=1, work_key=item["work_key"],
+                                    config_hash=item["cfg_hash"])
+        return item
+
+
+class RoundTripStage(Stage):
+    """ASR each channel in the script's language and score it against the words actually said.
+
+    `roundtrip_cer` is the worse (max) of the two channels, so an example passes a threshold only
+    if both sides are intelligible; per-channel and mean CER go to `metrics`; the ASR segments go
+    to `segments` with their channel. Only a channel's speech (from its word times, padded) is
+    sent to ASR: Whisper hallucinates in the listening side's long silences."""
+
+    name = ROUNDTRIP_NAME
+    reads = ("examples",)
+    writes = ("examples",)
+    uses_model = True
+
+    def __init__(self, asr, models: dict, pad_s: float, *, resources: Resources | None = None):
+        super().__init__(resources=resources)
+        self.asr_params, self.models, self.pad_s = asr, models, float(pad_s)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> RoundTripStage:
+        from tandem.pipelines.core.config import section
+        from tandem.pipelines.models.asr import AsrParams
+        return cls(AsrParams.from_config(cfg), section(cfg, "models"), synth_section(cfg)["roundtrip"]["pad_s"],
+                   resources=Resources.for_stage(cfg, cls.name))
+
+    def check(self) -> None:
+        from tandem.pipelines.models.asr import check_asr
+        check_asr(self.asr_params, self.models)
+
+    def setup(self) -> None:
+        from tandem.pipelines.models.asr import build_asr
+        self.asr = build_asr(self.asr_params, self.models, device=self.device, threads=self.resources.threads)
+
+    def process(self, item: dict) -> dict:
+        from tandem.pipelines.io.audio import decode_flac
+        from tandem.pipelines.models.asr import speech_chunks, to_16k_mono
+        p = self.asr_params
+        for ex in item.get("examples") or []:
+            audio, sr = decode_flac(ex["audio"])
+            total = audio.shape[1] / sr
+            cers, segs = {}, []
+            for ch in (0, 1):
+                regions = [(max(0.0, w["start_s"] - self.pad_s), min(total, w["end_s"] + self.pad_s))
+                           for w in ex["words"] if w["channel"] == ch]
+                x16 = to_16k_mono(audio[ch], sr)
+                chunks = [(s, x16[int(s * 16000): int(e * 16000)])
+                          for s, e in speech_chunks(regions, p.chunk_max_s, p.chunk_gap_s)]
+                hyps = []
+                for s in self.asr.transcribe_chunks(chunks, language=ex["language"]):
+                    hyps.append(s["text"])
+                    segs.append({"channel": ch, "start_s": s["start_s"], "end_s": s["end_s"],
+                                 "text": s["text"], "language": s.get("language"),
+                                 "language_prob": _f(s.get("language_prob")),
+                                 "avg_logprob": _f(s.get("avg_logprob")),
+                                 "no_speech_prob": _f(s.get("no_speech_prob")),
+                                 "compression_ratio": _f(s.get("compression_ratio"))})
+                cers[ch] = cer(ex[f"text_ch{ch}"] or "", " ".join(hyps))
+            ex["roundtrip_cer"] = max(cers.values())
+            ex["segments"] = segs
+            m = dict(ex.get("metrics") or {})
+            m.update({"roundtrip_cer_ch0": cers[0], "roundtrip_cer_ch1": cers[1],
+                      "roundtrip_cer_mean": (cers[0] + cers[1]) / 2})
+            ex["metrics"] = m
+        return item
+
+
+def _f(x) -> float:
+    return float("nan") if x is None else float(x)
