@@ -70,6 +70,18 @@ def test_statefuldataloader_two_workers_resumes_exactly(paths):
     assert Counter(head + rest) == everything(paths)
 
 
+def test_statefuldataloader_without_workers_then_two_ranks(paths):
+    full, _ = run_rank(paths, 0, 1, 0)
+    head, state = run_rank(paths, 0, 1, 0, stop_after=3)
+    dl = StatefulDataLoader(ShardDataset(paths, **KW), batch_size=2, collate_fn=collate)
+    dl.load_state_dict(state)
+    assert head + [item(b, i) for b in dl for i in range(len(b["example_id"]))] == full
+    rest = []
+    for rank in range(2):
+        rest += run_rank(paths, rank, 2, 0, states=[state])[0]
+    assert Counter(head + rest) == everything(paths)
+
+
 def test_plain_dataloader_workers_state_is_an_error(paths):
     ds = ShardDataset(paths, **KW)
     for _ in DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate):
