@@ -211,6 +211,9 @@ def flatten_states(states: Any) -> list[dict]:
         raise LoaderError(f"loader state: expected a dict or a list of dicts, got {type(states).__name__}")
     if states.get("format") == STATE_FORMAT:
         return [states]
+    if str(states.get("format", "")).startswith("tandem.loader/"):
+        raise LoaderError(f"loader state: format {states['format']} was written by another version of the "
+                          f"loader (this one reads {STATE_FORMAT}); start the epoch over with set_epoch")
     if "_snapshot" in states:  # StatefulDataLoader with workers
         ws = states["_snapshot"].get("_worker_snapshots", {})
         out = [w.get("dataset_state") for _, w in sorted(ws.items())]
