@@ -42,6 +42,7 @@ def main() -> int:
     # bare TTS: the same sentences and voices, in one process, no timeline/mix/augment/encode
     tts = EspeakTTS(int(cfg["sample_rate"]))
     tts.synthesize("warm up", "en")
+    syn(dict(next(make_items(None, 1, args.seed + 99, ["en"], cfg, h, "/unused"))))  # imports, worker start
     t0 = time.perf_counter()
     done = [syn(dict(it)) for it in items]
     t_stage = time.perf_counter() - t0

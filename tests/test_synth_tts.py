@@ -65,6 +65,27 @@ def test_sessions_are_byte_identical_and_parameters_apply(tts):
     assert abs(len(a[3][0]) - len(a[2][0])) < 50
 
 
+def test_persistent_worker_sessions_do_not_depend_on_earlier_ones(tts):
+    # one fork server per TTS: a session after other sessions (other voices, parameters) gives the
+    # bytes a brand-new TTS gives, and the server process is reused, not restarted
+    with tts.session():
+        tts.synthesize("Numbers 1234 and a long sentence first.", "de", voice="de+m2", pitch=80, rate=190)
+    pid = tts._server.proc.pid
+    with tts.session():
+        a = _calls(tts)
+    assert tts._server.proc.pid == pid
+    fresh = EspeakTTS(24000)
+    with fresh.session():
+        b = _calls(fresh)
+    fresh.close()
+    for (x, _, wx), (y, _, wy) in zip(a, b):
+        assert np.array_equal(x, y) and wx == wy
+    # without a session, state carries over between calls: the check above could fail
+    tts.synthesize("Numbers 1234 and a long sentence first.", "de", voice="de+m2", pitch=80, rate=190)
+    c = _calls(tts)
+    assert any(not np.array_equal(x, y) for (x, _, _), (y, _, _) in zip(c, b))
+
+
 def test_native_rate_and_resampling():
     a22, sr22, _ = EspeakTTS(22050).synthesize("Testing one two.", "en")
     a16, sr16, _ = EspeakTTS(16000).synthesize("Testing one two.", "en")

@@ -144,10 +144,11 @@ def raw_synth(text: str, name: str, pitch: int | None, rate: int | None) -> tupl
 
 
 class _Worker:
-    """A fresh espeak process. libespeak-ng carries waveform state (glottal phase, flutter) from
-    one call to the next, so the same text sounds a few samples different depending on what was
-    said before; a session that starts from a fresh process makes a dialogue's audio depend on
-    that dialogue alone."""
+    """The espeak fork server (synth/tts/_espeak_worker.py), one per EspeakTTS. libespeak-ng carries
+    waveform state (glottal phase, flutter) from one call to the next, so the same text sounds a
+    few samples different depending on what was said before; each session runs in a fresh fork
+    of a process that initialised espeak and never spoke, so a dialogue's audio depends on that
+    dialogue alone, without starting a process per dialogue."""
 
     def __init__(self):
         import subprocess
@@ -164,6 +165,11 @@ class _Worker:
         h = json.loads(head)
         raw = _read_exact(self.proc.stdout, 2 * h["samples"])
         return np.frombuffer(raw, dtype="<i2").copy(), [tuple(e) for e in h["events"]], h["error"]
+
+    def end_session(self) -> None:
+        self.proc.stdin.write(b'{"end": true}\n')
+        if self.proc.stdout.readline() != b"end\n":
+            raise TTSError(f"espeak worker did not end its session (code {self.proc.poll()})")
 
     def close(self) -> None:
         import subprocess
@@ -199,8 +205,8 @@ class EspeakTTS:
 
     def __init__(self, sample_rate: int = 24000):
         self.sample_rate = int(sample_rate)
+        self._server: _Worker | None = None
         self._worker: _Worker | None = None
-        self._spare: _Worker | None = None
 
     def session(self):
         """Context manager: the calls inside it are reproducible to the byte (see _Worker)."""
@@ -208,21 +214,21 @@ class EspeakTTS:
 
         @contextlib.contextmanager
         def cm():
-            # the next session's process starts now, so its start-up overlaps this session's work
-            w, self._spare = (self._spare or _Worker()), _Worker()
-            prev, self._worker = self._worker, w
+            if self._server is None or self._server.proc.poll() is not None:
+                self._server = _Worker()
+            prev, self._worker = self._worker, self._server
             try:
                 yield self
             finally:
                 self._worker = prev
-                w.close()
+                self._server.end_session()
         return cm()
 
     def close(self) -> None:
-        """Stop the spare worker process, if any."""
-        if self._spare is not None:
-            self._spare.close()
-            self._spare = None
+        """Stop the worker process, if any."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
 
     def __del__(self):
         try:
