@@ -3,7 +3,6 @@ from its shipped french.yaml with random weights, a character tokenizer and a ti
 aligner for the word times (no weights can be downloaded here)."""
 
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,8 @@ import yaml
 from tandem.pipelines.models.registry import ModelMissing
 from tandem.synth.tts.base import TTSError, WordTimer
 from tandem.synth.tts.pocket import PocketTTS, check_pocket
+
+from tandem.testing.synth import tiny_wav2vec2
 
 TEXT = "Bonjour, on se voit demain."
 CHARS = list("abcdefghijklmnopqrstuvwxyzàâçéèêëîïôùûüœ' ,.?!-")
@@ -25,27 +26,6 @@ def _tokenizer(path: Path) -> int:
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tok.save(str(path))
     return len(vocab)
-
-
-def _aligner(d: Path) -> Path:
-    import torch
-    from transformers import (
-        Wav2Vec2Config,
-        Wav2Vec2CTCTokenizer,
-        Wav2Vec2FeatureExtractor,
-        Wav2Vec2ForCTC,
-        Wav2Vec2Processor,
-    )
-    d.mkdir()
-    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate("abcdefghijklmnopqrstuvwxyzàâçéèêô'")}}
-    (d / "vocab.json").write_text(json.dumps(vocab))
-    tok = Wav2Vec2CTCTokenizer(str(d / "vocab.json"), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|")
-    Wav2Vec2Processor(feature_extractor=Wav2Vec2FeatureExtractor(sampling_rate=16000), tokenizer=tok).save_pretrained(d)
-    torch.manual_seed(0)
-    Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                  intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
-                                  num_conv_pos_embedding_groups=4, pad_token_id=0)).save_pretrained(d)
-    return d
 
 
 def _config(tmp: Path, **weights) -> Path:
@@ -72,7 +52,7 @@ def _clip(path: Path, f0: float, seed: int) -> str:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pocket")
-    return {"config": _config(tmp), "aligner": _aligner(tmp / "w2v"), "tmp": tmp,
+    return {"config": _config(tmp), "aligner": tiny_wav2vec2(tmp / "w2v"), "tmp": tmp,
             "clips": [_clip(tmp / "a.wav", 120, 1), _clip(tmp / "b.wav", 230, 2)]}
 
 

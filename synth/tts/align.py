@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,9 @@ class CtcAligner:
             owner += [i] * len(w)
         out: list[dict] = [{"word": t, "start_s": None, "end_s": None, "score": 0.0} for t in tokens]
         if targets and len(targets) <= frames:
-            path, scores = F.forced_align(logp, torch.tensor([targets], dtype=torch.int32), blank=self.blank)
+            with warnings.catch_warnings():  # deprecated from torchaudio 2.9 on; pinned at 2.8 here
+                warnings.simplefilter("ignore", UserWarning)
+                path, scores = F.forced_align(logp, torch.tensor([targets], dtype=torch.int32), blank=self.blank)
             spans = F.merge_tokens(path[0], scores[0].exp(), blank=self.blank)
             for sp, o in zip(spans, owner):
                 if o < 0:
@@ -105,13 +108,26 @@ class CtcAligner:
 
 
 def _fill_missing(words: list[dict], total: float) -> None:
-    """Words without a time (nothing alignable in them) get the span between their neighbours."""
-    for i, w in enumerate(words):
-        if w["start_s"] is None:
-            prev_end = next((words[j]["end_s"] for j in range(i - 1, -1, -1) if words[j]["end_s"] is not None), 0.0)
-            nxt = next((words[j]["start_s"] for j in range(i + 1, len(words)) if words[j]["start_s"] is not None),
-                       total)
-            w["start_s"], w["end_s"], w["score"] = prev_end, max(prev_end, nxt), 0.0
+    """Runs of words without a time (nothing aligned in them) share the span between their timed
+    neighbours in proportion to their letters; they score 0."""
+    i = 0
+    while i < len(words):
+        if words[i]["start_s"] is not None:
+            i += 1
+            continue
+        j = i
+        while j < len(words) and words[j]["start_s"] is None:
+            j += 1
+        a = words[i - 1]["end_s"] if i > 0 else 0.0
+        b = words[j]["start_s"] if j < len(words) else total
+        b = max(a, b)
+        sizes = [max(1, len(re.sub(r"\W", "", w["word"]))) for w in words[i:j]]
+        t = a
+        for w, n in zip(words[i:j], sizes):
+            w["start_s"], w["end_s"], w["score"] = t, t + (b - a) * n / sum(sizes), 0.0
+            t = w["end_s"]
+        i = j
+    for w in words:
         w["start_s"] = float(min(w["start_s"], total))
         w["end_s"] = float(min(max(w["end_s"], w["start_s"]), total))
 

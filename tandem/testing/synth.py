@@ -63,6 +63,30 @@ def fake_backchannel(sample_rate: int | None = None, word_s: tuple[float, float]
     return bc
 
 
+def tiny_wav2vec2(d: Path, letters: str = "abcdefghijklmnopqrstuvwxyzàâçéèêô'") -> Path:
+    """A 40k-parameter random wav2vec2 CTC model with a character vocabulary, saved as a local
+    Hugging Face directory (the layout of a real aligner); its alignments are meaningless."""
+    import torch
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+    d = Path(d)
+    d.mkdir(parents=True)
+    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate(letters)}}
+    (d / "vocab.json").write_text(json.dumps(vocab))
+    tok = Wav2Vec2CTCTokenizer(str(d / "vocab.json"), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|")
+    Wav2Vec2Processor(feature_extractor=Wav2Vec2FeatureExtractor(sampling_rate=16000), tokenizer=tok).save_pretrained(d)
+    torch.manual_seed(0)
+    Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
+                                  num_conv_pos_embedding_groups=4, pad_token_id=0)).save_pretrained(d)
+    return d
+
+
 def sample_script(dialogue_id: str = "d1", language: str = "en") -> dict:
     """A short valid script (two speakers, one long turn that can be interrupted)."""
     texts = {
