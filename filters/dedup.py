@@ -1,9 +1,12 @@
-"""Corpus-scale dedup on the driver: exact duplicate example audio (hash of decoded 16-bit PCM) and
+"""Corpus-scale dedup: exact duplicate example audio (hash of decoded 16-bit PCM) and
 near-duplicate transcripts (MinHash LSH over word shingles).
 
-State lives under OUT/_state/dedup and holds signatures only (PCM hashes, MinHash LSH buckets),
-never texts or audio, so memory grows with the number of examples by a few hundred bytes each.
-`save()` writes it atomically; a resumed job reopens it.
+`signature(example, params)` runs in the workers, next to the audio: it decodes the FLAC once for
+the PCM hash and computes the transcript's MinHash. `SignatureIndex` matches signatures
+incrementally: a check costs one dict lookup plus one LSH query whatever the history, and holds
+signatures only (never texts or audio). A job commits the signatures of the examples it keeps in
+Parquet beside the shards (SIGNATURE_SCHEMA, kind `dedup`), and the next run loads them back.
+`NearDupIndex` is the same on whole examples, with its state in one pickle (small corpora, tests).
 """
 
 from __future__ import annotations
@@ -13,10 +16,19 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 from tandem.filters.base import Decision, build_params, filter_section
 from tandem.pipelines.core.text import norm_text
 
 STATE = "_state/dedup"
+SCHEME = "affine32"  # datasketch's 32-bit permutations: 4 bytes per value
+SIGNATURE_SCHEMA = pa.schema([
+    ("example_id", pa.string()),
+    ("source_id", pa.string()),
+    ("audio_hash", pa.binary(16)),  # None when exact dedup is off or the example has no audio
+    ("minhash", pa.list_(pa.uint32())),  # None when the transcript is too short to compare
+])
 
 
 def audio_hash(example: dict) -> str:
@@ -50,18 +62,95 @@ class DedupParams:
         return build_params(cls, filter_section(cfg, "dedup"), "filters.dedup")
 
 
+def minhash_values(text: str, p: DedupParams) -> np.ndarray | None:
+    """The transcript's MinHash values, or None when it has fewer than `min_words` words."""
+    if len(norm_text(text).split()) < p.min_words:
+        return None
+    from datasketch import MinHash
+    # fixed seed and scheme: signatures comparable across runs and machines
+    m = MinHash(num_perm=p.num_perm, seed=1, scheme=SCHEME)
+    for sh in shingles(text, p.shingle):
+        m.update(sh)
+    return np.asarray(m.hashvalues, dtype=np.uint32)
+
+
+def signature(example: dict, p: DedupParams) -> dict:
+    """What the index needs of one example (runs in the worker holding its audio)."""
+    ah = None
+    if p.exact_audio and example.get("audio"):
+        ah = bytes.fromhex(audio_hash(example))[:16]
+    mh = None
+    if p.near_text:
+        mh = minhash_values(" ".join(t for t in (example.get("text_ch0"), example.get("text_ch1")) if t), p)
+    return {"example_id": example.get("example_id") or "", "audio_hash": ah,
+            "minhash": None if mh is None else mh.tolist()}
+
+
+class SignatureIndex:
+    """Incremental exact + near-duplicate matching over signatures; `check_and_add` is idempotent
+    for one example id (a retried worker asking again is not its own duplicate)."""
+
+    def __init__(self, p: DedupParams):
+        self.p = p
+        self.audio: dict[bytes, str] = {}
+        self.lsh = None
+        self.sigs: dict[str, object] = {}
+
+    def _mh(self, values):
+        from datasketch import LeanMinHash
+        return LeanMinHash(seed=1, hashvalues=np.asarray(values, dtype=np.uint32), scheme=SCHEME)
+
+    def add(self, eid: str, audio_hash: bytes | None, minhash) -> None:
+        if audio_hash is not None and self.p.exact_audio:
+            self.audio.setdefault(bytes(audio_hash), eid)
+        if minhash is not None and self.p.near_text and eid not in self.sigs:
+            from datasketch import MinHashLSH
+            if self.lsh is None:
+                self.lsh = MinHashLSH(threshold=self.p.jaccard, num_perm=self.p.num_perm)
+            mh = self._mh(minhash)
+            self.lsh.insert(eid, mh)
+            self.sigs[eid] = mh
+
+    def check(self, sig: dict) -> Decision:
+        eid = sig["example_id"]
+        ah = sig.get("audio_hash")
+        if ah is not None and self.p.exact_audio:
+            other = self.audio.get(bytes(ah))
+            if other is not None and other != eid:
+                return Decision.reject("dedup", "duplicate_audio",
+                                       f"example {eid}: same decoded audio as example {other}",
+                                       {"dedup.exact": 1.0})
+        if sig.get("minhash") is not None and self.p.near_text and self.lsh is not None:
+            mh = self._mh(sig["minhash"])
+            hits = [h for h in self.lsh.query(mh) if h != eid]
+            if hits:
+                best = max(hits, key=lambda h: mh.jaccard(self.sigs[h]))
+                j = mh.jaccard(self.sigs[best])
+                if j >= self.p.jaccard:
+                    return Decision.reject("dedup", "near_duplicate_text",
+                                           f"example {eid}: transcript near-duplicate of example {best} "
+                                           f"(estimated Jaccard {j:.2f} >= {self.p.jaccard})",
+                                           {"dedup.jaccard": float(j)})
+        return Decision.ok("dedup")
+
+    def check_and_add(self, sig: dict) -> Decision:
+        d = self.check(sig)
+        if d.keep:
+            self.add(sig["example_id"], sig.get("audio_hash"), sig.get("minhash"))
+        return d
+
+    def __len__(self) -> int:
+        return max(len(self.audio), len(self.sigs))
+
+
 class NearDupIndex:
-    """`check_and_add(example) -> Decision`: reject exact audio and near-duplicate text duplicates."""
+    """`check_and_add(example) -> Decision` on whole examples; `save()` pickles the state."""
 
     def __init__(self, out_dir: str | Path, cfg: dict):
-        p = DedupParams.from_config(cfg)
-        self.exact, self.near, self.jaccard = p.exact_audio, p.near_text, p.jaccard
-        self.num_perm, self.k, self.min_words = p.num_perm, p.shingle, p.min_words
+        self.p = DedupParams.from_config(cfg)
+        self.index = SignatureIndex(self.p)
         self.path = Path(out_dir) / STATE / "index.pkl"
-        self.audio: dict[bytes, str] = {}  # 16-byte PCM hash -> example id
-        self.lsh = None
-        self.sigs: dict[str, object] = {}  # example id -> MinHash (LSH keeps keys only)
-        self.params = (self.jaccard, self.num_perm, self.k)
+        self.params = (self.p.jaccard, self.p.num_perm, self.p.shingle)
         if self.path.exists():
             self._load()
 
@@ -75,56 +164,36 @@ class NearDupIndex:
             raise ValueError(f"{self.path}: dedup state was built with (jaccard, num_perm, shingle)="
                              f"{state.get('params')}, config says {self.params}; use the same settings or "
                              "delete the state")
-        self.audio, self.lsh, self.sigs = state["audio"], state["lsh"], state["sigs"]
-
-    def _minhash(self, text: str):
-        from datasketch import MinHash
-        m = MinHash(num_perm=self.num_perm, seed=1)  # fixed seed: signatures comparable across runs
-        for s in shingles(text, self.k):
-            m.update(s)
-        return m
+        for eid, ah, mh in state.get("rows", []):
+            self.index.add(eid, ah, mh)
 
     def check_and_add(self, example: dict) -> Decision:
-        eid = example.get("example_id") or ""
-        if self.exact and example.get("audio"):
-            h = bytes.fromhex(audio_hash(example))[:16]
-            other = self.audio.get(h)
-            if other is not None and other != eid:
-                return Decision.reject("dedup", "duplicate_audio",
-                                       f"example {eid}: same decoded audio as example {other}",
-                                       {"dedup.exact": 1.0})
-            self.audio[h] = eid
-        if self.near:
-            text = " ".join(t for t in (example.get("text_ch0"), example.get("text_ch1")) if t)
-            if len(norm_text(text).split()) >= self.min_words:
-                from datasketch import MinHashLSH
-                if self.lsh is None:
-                    self.lsh = MinHashLSH(threshold=self.jaccard, num_perm=self.num_perm)
-                mh = self._minhash(text)
-                hits = [h for h in self.lsh.query(mh) if h != eid]
-                if hits:
-                    j = max(mh.jaccard(self.sigs[h]) for h in hits)
-                    if j >= self.jaccard:
-                        best = max(hits, key=lambda h: mh.jaccard(self.sigs[h]))
-                        return Decision.reject("dedup", "near_duplicate_text",
-                                               f"example {eid}: transcript near-duplicate of example {best} "
-                                               f"(estimated Jaccard {j:.2f} >= {self.jaccard})",
-                                               {"dedup.jaccard": float(j)})
-                if eid not in self.sigs:
-                    self.lsh.insert(eid, mh)
-                    self.sigs[eid] = mh
-        return Decision.ok("dedup")
+        sig = signature(example, self.p)
+        d = self.index.check_and_add(sig)
+        if d.keep:
+            self._rows.append((sig["example_id"], sig["audio_hash"], sig["minhash"]))
+        return d
+
+    @property
+    def _rows(self) -> list:
+        if not hasattr(self, "_row_list"):
+            self._row_list = []
+        return self._row_list
 
     def __len__(self) -> int:
-        return max(len(self.audio), len(self.sigs))
+        return len(self.index)
 
     def save(self) -> None:
         """Atomically persist the index (temp file, fsync, rename)."""
+        rows = list(self._rows)
+        if self.path.exists():
+            with open(self.path, "rb") as f:
+                rows = pickle.load(f).get("rows", []) + rows
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         with open(tmp, "wb") as f:
-            pickle.dump({"params": self.params, "audio": self.audio, "lsh": self.lsh, "sigs": self.sigs}, f,
-                        protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump({"params": self.params, "rows": rows}, f, protocol=pickle.HIGHEST_PROTOCOL)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        self._rows.clear()

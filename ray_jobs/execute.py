@@ -1,15 +1,26 @@
-"""Stages on the workers: in-process, or as Ray Data operators (actor pools for model stages)."""
+"""Stages on the workers: in-process, or as Ray Data operators (actor pools for model stages).
+
+On Ray the whole data path runs in the workers: the input listing is read in blocks, a first
+operator drops work already committed (asking the run's `CommitIndex` actor), the stages run,
+and a last operator writes each batch of finished items as a part into the output's staging
+area (`pipelines.store.part`). The driver receives only the parts' small manifests.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import sys
 import warnings
 from collections.abc import Iterable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
+from tandem.pipelines.core.contracts import stable_hash
 from tandem.pipelines.core.stage import Resources, Stage
+from tandem.pipelines.io.inputs import small_blocks
+from tandem.pipelines.store.part import PartSpec, write_part
 
 # Worker-side environment the driver passes on (model cache dir, test fault injection ...).
 FORWARD_ENV_PREFIX = "TANDEM_"
@@ -21,6 +32,12 @@ FORWARD_ENV_NAMES = ("HF_TOKEN", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "H
 # ("unavailable") until the cluster declares it dead and restarts them elsewhere, so any finite
 # count can run out before the restart.
 TASK_RETRIES = 3
+
+# CPUs asked by the operators that only move small rows (claim)
+LIGHT_CPUS = 0.01
+# the name under resources.stages of the operator that writes the parts
+WRITE_STAGE = "write"
+
 
 class ResourceFitError(RuntimeError):
     """The stages ask for more than the cluster has; Ray Data would stall instead of failing."""
@@ -149,13 +166,75 @@ def check_fit(requests: list[tuple[Stage, Resources]], cluster: dict[str, float]
                                        f"node has {biggest:g}. Fix: {how}.")
 
 
-def _run_ray(items: Iterable[dict], stages: list[Stage], cfg: dict, progress: bool) -> Iterator[dict]:
+class ActorIndex:
+    """The run's `CommitIndex` living in an actor: the same methods, from the driver or a worker."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name == "handle":
+            raise AttributeError(name)
+        import ray
+        method = getattr(self.handle, name)
+        return lambda *args: ray.get(method.remote(*args))
+
+
+def start_index(out_dir: str, dedup) -> ActorIndex:
+    """The index actor, on the driver's node (it lives and dies with the job), loaded before use."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from tandem.pipelines.store.index import CommitIndex
+    node = ray.get_runtime_context().get_node_id()
+    handle = ray.remote(CommitIndex).options(
+        num_cpus=0, max_restarts=0, max_concurrency=1,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(out_dir, dedup)
+    ray.get(handle.ping.remote())  # a committed file that cannot be read fails the job here
+    return ActorIndex(handle)
+
+
+def _claim_fn(batch: dict, index: ActorIndex) -> dict:
+    """Drop work committed by an earlier run or claimed by another block (an input named twice)."""
+    import numpy as np
+    keys = [str(k) for k in batch["work_key"]]
+    keep = np.asarray(index.claim(keys, stable_hash("claim", keys)), dtype=bool)
+    return {"work_key": np.asarray(batch["work_key"])[keep], "payload": np.asarray(batch["payload"])[keep]}
+
+
+def _write_fn(batch: dict, spec: PartSpec, index: ActorIndex) -> dict:
+    """Finished items to a part in staging; only its manifest goes on to the driver."""
+    import numpy as np
+    items = [pickle.loads(raw) for raw in batch["payload"]]
+    if not items:
+        return {"part": np.array([], dtype=object)}
+    return {"part": np.array([json.dumps(write_part(items, spec, index))], dtype=object)}
+
+
+def source_dataset(items: Any, block_rows: int):
+    """Items as a dataset of {work_key, payload} in blocks of at most `block_rows` (a retry redoes
+    one block): read by Ray Data when the source can (`to_dataset`), else from the driver's list."""
+    import ray
+    if hasattr(items, "to_dataset"):
+        ds = items.to_dataset()
+    else:
+        rows = [{"work_key": it["work_key"], "payload": pickle.dumps(it, protocol=5)} for it in items]
+        if not rows:
+            return None
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // block_rows, 4096)))
+    return small_blocks(ds, block_rows)
+
+
+def _run_ray(items: Any, stages: list[Stage], cfg: dict, progress: bool, index: ActorIndex,
+             spec: PartSpec, part_items: int) -> Iterator[dict]:
+    """Run the chain on Ray; yields the parts' manifests as they are written."""
     import ray
     from ray.data import ActorPoolStrategy, DataContext, TaskPoolStrategy
 
     requests = stage_requests(stages, cfg)
+    # the last operator writes the parts (FLAC decode for dedup hashes, Parquet): a stage's request
+    write = Resources.for_stage(cfg, WRITE_STAGE)
     node_cpus = [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
-    check_fit(requests, ray.cluster_resources(), node_cpus)
+    check_fit([*requests, (SimpleNamespace(name=WRITE_STAGE), write)], ray.cluster_resources(), node_cpus)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = bool(progress)
     try:  # model actors hold ~1 GiB each by design; the detector repeats that every 30 s
@@ -165,15 +244,19 @@ def _run_ray(items: Iterable[dict], stages: list[Stage], cfg: dict, progress: bo
     ctx.enable_operator_progress_bars = bool(progress)
     ctx.print_on_execution_start = bool(progress)
 
-    rows = [{"work_key": it["work_key"], "payload": pickle.dumps(it, protocol=5)} for it in items]
-    if not rows:
-        return
     biggest_batch = max([r.batch_size for _, r in requests] + [1])
     # small blocks: items stream to the writer as they finish, and a retry redoes little
-    blocks = max(1, min(len(rows), 4096, -(-len(rows) // biggest_batch)))
-    ds = ray.data.from_items(rows, override_num_blocks=blocks)
-    del rows
+    ds = source_dataset(items, biggest_batch)
+    if ds is None:
+        return
     env = _forward_env()
+    light: dict[str, Any] = {"batch_format": "numpy", "num_cpus": LIGHT_CPUS, "max_retries": TASK_RETRIES}
+    if env:
+        light["runtime_env"] = {"env_vars": env}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ds = ds.map_batches(_claim_fn, fn_kwargs={"index": index}, batch_size=None,
+                            compute=TaskPoolStrategy(size=2), **light)
     for stage, r in requests:
         payload = _stage_payload(stage)
         common: dict[str, Any] = {"batch_size": max(1, r.batch_size), "batch_format": "numpy",
@@ -193,13 +276,21 @@ def _run_ray(items: Iterable[dict], stages: list[Stage], cfg: dict, progress: bo
                 ds = ds.map_batches(_task_fn, fn_kwargs={"payload": payload},
                                     compute=TaskPoolStrategy(size=max(1, r.concurrency)),
                                     max_retries=TASK_RETRIES, **common)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ds = ds.map_batches(_write_fn, fn_kwargs={"spec": spec, "index": index}, batch_size=max(1, part_items),
+                            compute=TaskPoolStrategy(size=max(1, write.concurrency)),
+                            **{**light, "num_cpus": write.num_cpus})
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-        for raw in batch["payload"]:
-            yield pickle.loads(raw)
+        for raw in batch["part"]:
+            yield json.loads(raw)
 
 
-def _run_local(items: Iterable[dict], stages: list[Stage]) -> Iterator[dict]:
-    for item in items:
+def run_local(items: Iterable[dict], stages: list[Stage], index) -> Iterator[dict]:
+    """The chain in-process: committed or repeated work keys skipped, then every stage."""
+    for n, item in enumerate(items):
+        if not index.claim([item["work_key"]], f"local-{n}")[0]:
+            continue
         for stage in stages:
             item = stage(item)
         yield item

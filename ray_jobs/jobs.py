@@ -19,11 +19,15 @@ def dedup_index(out_dir, cfg: dict):
 
 
 def run_curate(input_spec: str, out_dir: str | Path, cfg: dict, argv: list[str] | None = None) -> dict:
+    import functools
+
     from tandem.pipelines.core.config import config_hash
-    from tandem.pipelines.curate.chain import curation_stages, list_inputs, make_items
+    from tandem.pipelines.curate.chain import curation_stages, make_items
+    from tandem.pipelines.io.inputs import InputListing
     from tandem.ray_jobs.runner import run_job
     h = config_hash(cfg)
-    items = make_items(list_inputs(input_spec), cfg, h, str(out_dir))
+    # on Ray the listing is read and turned into items by the workers, block by block
+    items = InputListing(input_spec, functools.partial(make_items, cfg=cfg, cfg_hash=h, out_dir=str(out_dir)))
     stages = curation_stages(cfg) + filter_stages(cfg)
     return run_job("curate", items, stages, cfg, out_dir, argv=argv or sys.argv,
                    dedup=dedup_index(out_dir, cfg))

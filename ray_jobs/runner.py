@@ -23,7 +23,7 @@ import platform
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from tandem.pipelines.core.config import config_hash, config_json, section
 from tandem.pipelines.core.stage import Stage
 from tandem.pipelines.store.commit import OutputError
 from tandem.pipelines.store.writer import JobWriter, write_run_record
-from tandem.ray_jobs.execute import _address_from_argv, _run_local, _run_ray, init_ray
+from tandem.ray_jobs.execute import _address_from_argv, _run_ray, init_ray, run_local, start_index
 from tandem.ray_jobs.progress import StageTable, format_stage_table
 
 from tandem import __version__
@@ -88,16 +88,25 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
     h = config_hash(cfg)
     run_id = new_run_id()
     catalog = CatalogPublisher(out_dir, max_share=float(section(cfg, "catalog")["publish_max_share"]))
-    writer = JobWriter(out_dir, cfg, run_id=run_id, job=job, config_hash=h, dedup=dedup,
-                       on_commit=catalog.ingest)
+    started_ray = False
     try:
-        return _run_held(job, items, stages, cfg, out_dir, argv, summarize, address, writer, catalog,
-                         run_id=run_id, h=h, local=local, progress=progress, t0=t0)
+        if not local:
+            started_ray = init_ray(cfg, address or _address_from_argv(argv))
+        factory = None if local else (lambda d: start_index(str(out_dir), d))
+        writer = JobWriter(out_dir, cfg, run_id=run_id, job=job, config_hash=h, dedup=dedup,
+                           on_commit=catalog.ingest, index_factory=factory)
+        try:
+            return _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog,
+                             run_id=run_id, h=h, local=local, progress=progress, t0=t0)
+        finally:
+            writer.release()  # after the last record and catalog publication: they are the holder's too
     finally:
-        writer.release()  # after the last record and catalog publication: they are the holder's too
+        if started_ray:
+            import ray
+            ray.shutdown()
 
 
-def _run_held(job, items, stages, cfg, out_dir, argv, summarize, address, writer, catalog, *, run_id, h,
+def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog, *, run_id, h,
               local, progress, t0) -> dict:
     """The job while its writer holds the output's lock."""
     record = {"run_id": run_id, "job": job, "started_at": _now(), "finished_at": None, "status": "running",
@@ -107,39 +116,18 @@ def _run_held(job, items, stages, cfg, out_dir, argv, summarize, address, writer
     _write_record(out_dir, record)
     caught_up = catalog.catch_up()
     catalog.publish(force=True)
-
-    committed = writer.committed_work_keys()
-    counts = {"skipped": 0, "repeated": 0}
-
-    def pending() -> Iterator[dict]:
-        seen: set[str] = set()
-        for it in items:
-            k = it["work_key"]
-            if k in committed or k in seen:
-                counts["skipped"] += 1
-                continue
-            seen.add(k)
-            yield it
-
     table = StageTable([s.name for s in stages])
-    started_ray = False
     try:
         if local:
-            results = _run_local(pending(), stages)
+            for item in run_local(items, stages, writer.index):
+                table.add(item)
+                writer.add(item)
         else:
-            started_ray = init_ray(cfg, address or _address_from_argv(argv))
-            results = _run_ray(pending(), stages, cfg, progress)
-        done: set[str] = set()
-        for item in results:
-            if item["work_key"] in done:  # a re-emitted item; the writer already has it
-                counts["repeated"] += 1
-                continue
-            done.add(item["work_key"])
-            table.add(item)
-            writer.add(item)
-            # an item rejected after ingest still has its decoded work file; its life ends here
-            if item.get("work_path") and not (cfg.get("examples") or {}).get("keep_work", False):
-                Path(item["work_path"]).unlink(missing_ok=True)
+            part_items = int(section(cfg, "shards")["max_items_per_commit"])
+            for part in _run_ray(items, stages, cfg, progress, writer.index, writer.spec, part_items):
+                if writer.add_part(part):
+                    for st in part["stats"]:
+                        table.add(st)
         writer.commit()
         totals = dict(writer.totals)
     except BaseException as e:
@@ -151,10 +139,7 @@ def _run_held(job, items, stages, cfg, out_dir, argv, summarize, address, writer
         except Exception as rec_err:  # noqa: BLE001 - the original error matters more
             print(f"tandem: could not record the failed run: {rec_err}", file=sys.stderr)
         raise
-    finally:
-        if started_ray:
-            import ray
-            ray.shutdown()
+    counts = writer.index.stats()
 
     stage_rows = table.as_list()
     record.update(status="finished", finished_at=_now(), stages=json.dumps(stage_rows))

@@ -55,6 +55,33 @@ def test_local_and_ray_give_the_same_examples(ray_session, tmp_path):
     assert results["local"]["config_hash"] == results["ray"]["config_hash"]
 
 
+def test_on_ray_workers_write_and_the_driver_gets_small_manifests(ray_session, tmp_path, monkeypatch):
+    import os
+
+    from tandem.pipelines.store.commit import committed_files
+    from tandem.pipelines.store.writer import JobWriter
+    seen = []
+    real_add_part = JobWriter.add_part
+
+    def spy(self, part):
+        seen.append((len(json.dumps(part)), part["pid"], part["counts"]["audio_bytes"]))
+        return real_add_part(self, part)
+
+    def never(self, item):
+        raise AssertionError("a finished item reached the driver")
+    monkeypatch.setattr(JobWriter, "add_part", spy)
+    monkeypatch.setattr(JobWriter, "add", never)
+    cfg = toy_config()
+    n = 8
+    res = run_job("toy", make_items(n, cfg, duration_s=3.0), toy_stages(cfg), cfg, tmp_path)
+    assert res["examples"] == n and set(_ids(tmp_path)) == expected_example_ids(n, cfg)
+    assert seen and all(pid != os.getpid() for _, pid, _ in seen)  # parts written in workers
+    manifest_bytes, audio_bytes = sum(s[0] for s in seen), sum(s[2] for s in seen)
+    assert audio_bytes > 50 * manifest_bytes  # what reached the driver is tiny next to the audio
+    assert manifest_bytes / n < 4096  # a few kilobytes per example at most
+    assert len(committed_files(tmp_path, "shards")) == len(seen)
+
+
 def test_rerun_skips_committed_work(tmp_path):
     cfg = toy_config(local=True)
     first = run_job("toy", make_items(5, cfg), toy_stages(cfg), cfg, tmp_path)
@@ -128,3 +155,53 @@ def test_a_set_up_stage_is_refused_on_ray(ray_session, tmp_path):
     stages[1].ensure_setup()
     with pytest.raises(ValueError, match="already set up on the driver"):
         run_job("toy", make_items(1, cfg), stages, cfg, tmp_path)
+
+
+def _toy_inputs(d, n, start=0):
+    d.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + n):
+        sub = d / f"g{i % 3}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"toy-{i}.wav").write_bytes(b"")
+    return d
+
+
+def test_inputs_stream_through_ray_data_in_blocks(ray_session, tmp_path):
+    import functools
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tandem.pipelines.io import inputs
+    from tandem.pipelines.io.inputs import InputListing, list_inputs, uri_dataset
+
+    from tandem.testing.toy import items_from_uris
+    d = _toy_inputs(tmp_path / "in", 2 * inputs.LIST_BATCH + 7)
+    (d / "notes.txt").write_text("not audio")
+    want = list(list_inputs(str(d)))
+    assert len(want) == 2 * inputs.LIST_BATCH + 7
+    ds = uri_dataset(str(d)).materialize()
+    assert sorted(r["uri"] for r in ds.take_all()) == sorted(want)
+    assert ds.num_blocks() >= 3  # the walk streams out in blocks, not one list
+    (tmp_path / "m.jsonl").write_text("".join(f'{{"uri": "in/g0/toy-{i}.wav"}}\n' for i in (0, 3)))
+    pq.write_table(pa.table({"uri": ["in/g1/toy-1.wav", "/abs/x.wav"]}), tmp_path / "m.parquet")
+    assert sorted(r["uri"] for r in uri_dataset(str(tmp_path / "m.jsonl")).take_all()) == \
+        [str(d / "g0" / "toy-0.wav"), str(d / "g0" / "toy-3.wav")]
+    assert sorted(r["uri"] for r in uri_dataset(str(tmp_path / "m.parquet")).take_all()) == \
+        ["/abs/x.wav", str(d / "g1" / "toy-1.wav")]
+    assert sorted(r["uri"] for r in uri_dataset(str(d / "g2" / "*.wav")).take_all()) == \
+        sorted(str(p) for p in (d / "g2").glob("*.wav"))
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        uri_dataset(str(d / "*.opus"))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        InputListing(str(tmp_path / "nowhere"), list)
+    # a job over a listing: items made by the workers, committed once, a rerun skips them
+    cfg = toy_config()
+    small = _toy_inputs(tmp_path / "small", 6)
+    listing = InputListing(str(small), functools.partial(items_from_uris, cfg=cfg))
+    first = run_job("toy", listing, toy_stages(cfg), cfg, tmp_path / "out")
+    assert (first["items"], first["examples"]) == (6, 6)
+    assert set(_ids(tmp_path / "out")) == expected_example_ids(6, cfg)
+    _toy_inputs(small, 3, start=6)
+    again = run_job("toy", listing, toy_stages(cfg), cfg, tmp_path / "out")
+    assert (again["items"], again["skipped"]) == (3, 6)
+    assert set(_ids(tmp_path / "out")) == expected_example_ids(9, cfg)

@@ -5,8 +5,9 @@ Layout of an output directory OUT:
   rejected/*.parquet    examples a filter rejected, audio kept (EXAMPLE_SCHEMA)
   rejections/*.parquet  why anything was rejected (REJECTION_SCHEMA)
   sources/*.parquet     every input seen, accepted or not (SOURCE_SCHEMA)
+  dedup/*.parquet       dedup signatures of the kept examples (filters.dedup.SIGNATURE_SCHEMA)
   _commits/*.json       one manifest per commit: the commit point
-  _staging/<commit>/    files of a commit being written
+  _staging/<part>/      files of a part (pipelines.store.part) not yet committed
   runs/<run_id>.json    one record per run
   _lock.json            the job writing this output (pipelines.store.lock)
   catalog.duckdb        the catalog (rebuildable from the above)
@@ -28,11 +29,12 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from tandem.filters.dedup import SIGNATURE_SCHEMA
 from tandem.pipelines.core.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, SOURCE_SCHEMA
 from tandem.pipelines.io.files import iter_rows, sha256_file
 
 KINDS = {"shards": EXAMPLE_SCHEMA, "rejected": EXAMPLE_SCHEMA, "rejections": REJECTION_SCHEMA,
-         "sources": SOURCE_SCHEMA}
+         "sources": SOURCE_SCHEMA, "dedup": SIGNATURE_SCHEMA}
 COMMITS = "_commits"
 STAGING = "_staging"
 
@@ -99,18 +101,21 @@ def verify(out_dir: str | Path) -> list[str]:
     return problems
 
 
+def _parts(m: dict) -> list[str]:
+    return list(m.get("parts") or [m["commit_id"]])
+
+
 def roll_forward(out_dir: Path, m: dict) -> int:
     """Move one committed manifest's staged files into place (retired files stay for `gc`)."""
     rolled = 0
-    stage = out_dir / STAGING / m["commit_id"]
-    if stage.exists():
-        for rel in m["files"]:
-            src, dst = stage / rel, out_dir / rel
-            if src.exists():
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dst)
-                rolled += 1
-        shutil.rmtree(stage, ignore_errors=True)
+    for rel, meta in m["files"].items():
+        src, dst = out_dir / STAGING / (meta.get("part") or m["commit_id"]) / rel, out_dir / rel
+        if src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+            rolled += 1
+    for pid in _parts(m):
+        shutil.rmtree(out_dir / STAGING / pid, ignore_errors=True)
     return rolled
 
 
@@ -125,7 +130,7 @@ def recover(out_dir: str | Path) -> dict:
     rolled, dropped = 0, 0
     committed_ids = set()
     for m in manifests(out_dir):
-        committed_ids.add(m["commit_id"])
+        committed_ids.update(_parts(m))
         rolled += roll_forward(out_dir, m)
     staging = out_dir / STAGING
     if staging.exists():

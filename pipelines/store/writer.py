@@ -1,4 +1,10 @@
-"""JobWriter: buffers rows, writes Parquet into staging, commits them with one manifest each."""
+"""JobWriter: holds the output's lock and commits parts (pipelines.store.part), one manifest each.
+
+Work items become parts where they finish: a Ray worker writes its part into staging and hands
+over the part's small manifest (`add_part`), or the writer writes one in-process from items it
+is given (`add`) and from rows queued by re-filtering (`add_rows`). A commit gathers parts into
+one manifest (the commit point), then moves their files into place.
+"""
 
 from __future__ import annotations
 
@@ -7,48 +13,55 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+from tandem.filters.dedup import DedupParams
 from tandem.pipelines.core.config import section
-from tandem.pipelines.core.contracts import EXAMPLE_SCHEMA, rejection_row, stable_hash, to_table, utc_now
-from tandem.pipelines.io.files import iter_rows, write_json_atomic, write_table_atomic
+from tandem.pipelines.core.contracts import stable_hash, utc_now
+from tandem.pipelines.io.files import write_json_atomic
 from tandem.pipelines.store.commit import (
     COMMITS,
     KINDS,
     STAGING,
     OutputError,
-    committed_files,
     manifests,
     next_seq,
     recover,
     roll_forward,
 )
+from tandem.pipelines.store.index import CommitIndex
 from tandem.pipelines.store.lock import LockLost, OutputLock
+from tandem.pipelines.store.part import PartSpec, write_part, write_rows
 
 from tandem import __version__
 
+COUNTS = ("items", "examples", "rejected_examples", "rejections", "duplicates", "audio_s", "retry")
+
 
 class JobWriter:
-    """Buffers finished work items and commits them in atomic groups.
+    """Commits finished work in atomic groups.
 
     A source is committed together with all its examples, rejected examples and rejections, so a
     crash loses whole items only and a rerun redoes exactly those (no gap, no duplicate). The
     writer holds the output's lock from construction to `close()`/`release()`; a second writer
-    gets `LockHeld` naming the holder.
+    gets `LockHeld` naming the holder. `dedup` (anything but None) turns on exact and
+    near-duplicate matching with the config's `filters.dedup` settings. `index` is the run's
+    `CommitIndex`, or `index_factory(dedup params)` makes it (an actor's proxy under Ray); by
+    default the writer loads one in-process.
     """
 
     def __init__(self, out_dir: str | Path, cfg: dict, *, run_id: str, job: str,
-                 config_hash: str | None = None, on_commit=None, dedup=None):
+                 config_hash: str | None = None, on_commit=None, dedup=None, index=None, index_factory=None):
         self.out = Path(out_dir)
-        self.cfg = cfg
         self.run_id = run_id
         self.job = job
         self.config_hash = config_hash
         self.on_commit = on_commit
-        self.dedup = dedup
         sh = section(cfg, "shards")
         self.target_bytes = int(sh["target_bytes"])
-        self.row_group_rows = int(sh["row_group_rows"])
-        self.compression = sh["compression"]
         self.max_items = int(sh["max_items_per_commit"])
+        self.spec = PartSpec(out=str(self.out), run_id=run_id, config_hash=config_hash,
+                             row_group_rows=int(sh["row_group_rows"]), compression=sh["compression"],
+                             dedup=DedupParams.from_config(cfg) if dedup is not None else None,
+                             keep_work=bool((cfg.get("examples") or {}).get("keep_work", False)))
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             probe = self.out / f".write-probe-{uuid.uuid4().hex[:6]}"
@@ -56,124 +69,73 @@ class JobWriter:
             probe.unlink()
         except OSError as e:
             raise OutputError(f"output directory {self.out} is not writable: {e.strerror or e}") from None
-        self.lock = OutputLock(self.out, run_id=run_id, job=job,
-                               lease_s=float(sh["lock_lease_s"])).acquire()
+        self.lock = OutputLock(self.out, run_id=run_id, job=job, lease_s=float(sh["lock_lease_s"])).acquire()
         try:
             self.recovered = recover(self.out)
             self._seq = next_seq(manifests(self.out))
+            if index is None:  # loaded under the lock: the committed state cannot change under it
+                index = (index_factory or (lambda d: CommitIndex(self.out, d)))(self.spec.dedup)
+            self.index = index
         except BaseException:
             self.lock.release()
             raise
-        self._committed_keys, self._committed_sources = self._load_committed()
         self._reset()
-        self.totals = {"items": 0, "examples": 0, "rejected_examples": 0, "rejections": 0,
-                       "duplicates": 0, "commits": 0, "audio_s": 0.0, "retry": 0}
+        self.totals = {k: 0 for k in COUNTS} | {"audio_s": 0.0, "commits": 0, "parts": 0}
         self.retry: list[dict] = []  # items left uncommitted after transient failures
 
     # committed state -------------------------------------------------------------------------
-    def _load_committed(self) -> tuple[set[str], set[str]]:
-        keys, sources = set(), set()
-        files = committed_files(self.out, "sources")
-        for row in iter_rows(files, columns=["work_key", "source_id", "status"]):
-            keys.add(row["work_key"])
-            if row["source_id"]:
-                sources.add(row["source_id"])
-        return keys, sources
-
     def committed_work_keys(self) -> set[str]:
-        return set(self._committed_keys)
+        return self.index.committed_work_keys()
 
     def is_committed(self, work_key: str) -> bool:
-        return work_key in self._committed_keys
+        return self.index.is_committed(work_key)
 
     # buffering -------------------------------------------------------------------------------
     def _reset(self) -> None:
-        self._buf = {k: [] for k in KINDS}
-        self._buf_bytes = 0
-        self._buf_items = 0
+        self._items: list[dict] = []  # finished items for this process's own part
+        self._parts: list[dict] = []  # parts written elsewhere, waiting for the commit
+        self._rows = {k: [] for k in KINDS}  # rows without a work item (re-filtering)
         self._retire: list[str] = []
-        self._keys: list[str] = []
+        self._pending_items = 0
+        self._pending_bytes = 0
+
+    def _full(self) -> bool:
+        return self._pending_bytes >= self.target_bytes or self._pending_items >= self.max_items
 
     def add(self, item: dict) -> None:
         """Take one finished work item (see docs/INTERFACES.md); commit when a shard is full."""
-        if item.get("status") == "retry":
-            # failed for a transient reason (out of memory, a model missing): nothing is committed,
-            # so its work key stays open and the next run over this output retries it
-            self.totals["retry"] = self.totals.get("retry", 0) + 1
-            self.retry.append({"uri": item.get("uri"), **(item.get("retry") or {})})
-            return
-        src = dict(item.get("source") or {})
-        sid = src.get("source_id") or item.get("source_id")
-        examples = list(item.get("examples") or [])
-        rejected = list(item.get("rejected_examples") or [])
-        rejections = list(item.get("rejections") or [])
-        status = "rejected" if item.get("status") == "rejected" else "accepted"
-        if sid and sid in self._committed_sources:
-            # the same audio under another name (or committed by an earlier run): keep one
-            # its own verdicts repeat the first copy's: keep only the duplicate row
-            rejections = [rejection_row(
-                uri=item.get("uri", ""), source_id=sid, kind=item.get("kind"), stage="writer",
-                filter="dedup_source", reason="duplicate_source",
-                detail=f"{item.get('uri')}: same decoded audio as an already committed source {sid}",
-                duration_s=float(item.get("duration_s") or 0.0), config_hash=self.config_hash,
-                run_id=self.run_id)]
-            rejected, examples, status = [], [], "duplicate"
-            self.totals["duplicates"] += 1
-        if self.dedup is not None and examples:
-            kept = []
-            for ex in examples:
-                d = self.dedup.check_and_add(ex)
-                if getattr(d, "keep", True):
-                    kept.append(ex)
-                else:
-                    rejected.append(ex)
-                    rejections.append(rejection_row(
-                        uri=item.get("uri", ""), source_id=sid, example_id=ex["example_id"],
-                        kind=ex.get("kind"), stage="dedup", filter=getattr(d, "filter", "dedup"),
-                        reason=d.reason, detail=getattr(d, "detail", "") or "",
-                        language=ex.get("language"), duration_s=ex.get("duration_s"),
-                        metrics=getattr(d, "metrics", {}) or {}, config_hash=self.config_hash,
-                        run_id=self.run_id))
-            examples = kept
-        if status == "accepted" and not examples and rejections:
-            status = "rejected"
-        for r in rejections:
-            r["run_id"] = self.run_id
-            r["config_hash"] = r.get("config_hash") or self.config_hash
-        for e in examples + rejected:
-            e["config_hash"] = e.get("config_hash") or self.config_hash
-            e["pipeline_version"] = e.get("pipeline_version") or __version__
-        src.update(
-            source_id=sid, uri=src.get("uri") or item.get("uri"), kind=src.get("kind") or item.get("kind"),
-            status=status, num_examples=len(examples), work_key=item["work_key"],
-            config_hash=self.config_hash, run_id=self.run_id)
-        for k in ("format", "orig_sample_rate", "orig_channels", "duration_s", "bytes"):
-            if src.get(k) is None and item.get(k) is not None:
-                src[k] = item[k]
-        self._buf["shards"].extend(examples)
-        self._buf["rejected"].extend(rejected)
-        self._buf["rejections"].extend(rejections)
-        self._buf["sources"].append(src)
-        self._keys.append(item["work_key"])
-        if sid:
-            # accepted or rejected, this audio has been judged once; another name for it is a duplicate
-            self._committed_sources.add(sid)
-        self._buf_bytes += sum(len(e.get("audio") or b"") for e in examples + rejected)
-        self._buf_items += 1
-        self.totals["items"] += 1
-        self.totals["examples"] += len(examples)
-        self.totals["rejected_examples"] += len(rejected)
-        self.totals["rejections"] += len(rejections)
-        self.totals["audio_s"] += sum(float(e.get("duration_s") or 0) for e in examples)
-        if self._buf_bytes >= self.target_bytes or self._buf_items >= self.max_items:
+        self._items.append(item)
+        self._pending_items += 1
+        self._pending_bytes += sum(len(e.get("audio") or b"")
+                                   for e in (item.get("examples") or []) + (item.get("rejected_examples") or []))
+        if self._full():
             self.commit()
+
+    def add_part(self, part: dict) -> bool:
+        """Take a part a worker wrote; False (and its staging removed) when its work items were
+        already delivered by another part (a task run twice)."""
+        if not self.index.take(part["work_keys"], part["part_id"]):
+            shutil.rmtree(self.out / STAGING / part["part_id"], ignore_errors=True)
+            return False
+        self._count(part)
+        self._parts.append(part)
+        self._pending_items += len(part["stats"])
+        self._pending_bytes += int(part["counts"].get("audio_bytes", 0))
+        if self._full():
+            self.commit()
+        return True
+
+    def _count(self, part: dict) -> None:
+        for k in COUNTS:
+            self.totals[k] += part["counts"].get(k, 0)
+        self.totals["parts"] += 1
+        self.retry.extend(part.get("retry") or [])
 
     def add_rows(self, kind: str, rows: list[dict]) -> None:
         """Queue rows of `kind` for the next commit without a source row (re-filtering)."""
         if kind not in KINDS:
             raise ValueError(f"unknown file kind {kind!r}; one of {sorted(KINDS)}")
-        self._buf[kind].extend(rows)
-        self._buf_bytes += sum(len(r.get("audio") or b"") for r in rows)
+        self._rows[kind].extend(rows)
 
     def retire(self, paths: Iterable[str | Path]) -> None:
         """Hide committed files in the next commit (re-filtering replaces shards this way)."""
@@ -182,43 +144,47 @@ class JobWriter:
             self._retire.append(rel)
 
     def commit(self) -> dict | None:
-        if not any(self._buf.values()) and not self._retire:
+        if not (self._items or self._parts or any(self._rows.values()) or self._retire):
             return None
         seq = self._seq
-        commit_id = f"{seq:06d}-{stable_hash(self.run_id, seq, self._keys, n=10)}"
-        stage = self.out / STAGING / commit_id
-        files: dict[str, dict] = {}
+        parts = list(self._parts)
+        keys = [k for p in parts for k in p["work_keys"]] + [it["work_key"] for it in self._items
+                                                              if it.get("status") != "retry"]
+        commit_id = f"{seq:06d}-{stable_hash(self.run_id, seq, keys, n=10)}"
         try:
-            for kind, rows in self._buf.items():
-                if not rows:
-                    continue
-                rel = f"{kind}/{self.run_id}-{commit_id}.parquet"
-                table = to_table(rows, KINDS[kind])
-                rg = self.row_group_rows if KINDS[kind] is EXAMPLE_SCHEMA else 4096
-                files[rel] = write_table_atomic(table, stage / rel, row_group_rows=rg,
-                                                compression=self.compression)
+            if self._items:  # this process's own part is named after the commit
+                own = write_part(self._items, self.spec, self.index, part_id=commit_id)
+                self._count(own)
+                parts.append(own)
+            if any(self._rows.values()):
+                parts.append({"part_id": commit_id + "-r", "work_keys": [],
+                              "files": write_rows(self._rows, self.spec, commit_id + "-r")})
+            files = {rel: meta for p in parts for rel, meta in p["files"].items()}
             manifest = {"commit_id": commit_id, "run_id": self.run_id, "job": self.job, "seq": seq,
                         "created_at": utc_now(), "files": files, "retired": list(self._retire),
-                        "work_keys": list(self._keys), "pipeline_version": __version__}
+                        "parts": [p["part_id"] for p in parts], "work_keys": keys,
+                        "pipeline_version": __version__}
             self.lock.check()  # a job whose lease was taken over must not commit beside the new holder
             write_json_atomic(manifest, self.out / COMMITS / f"{commit_id}.json")
         except LockLost:
-            shutil.rmtree(stage, ignore_errors=True)  # our own staging; the output is the new holder's
+            self._drop(parts, commit_id)  # our own staging; the output is the new holder's
             raise
         except OSError as e:
-            shutil.rmtree(stage, ignore_errors=True)
+            self._drop(parts, commit_id)
             raise OutputError(f"cannot write to {self.out}: {e.strerror or e} "
                               "(nothing of this commit was made visible)") from None
         roll_forward(self.out, manifest)  # this commit only; older ones were rolled forward on open
-        self._committed_keys.update(self._keys)
+        self.index.committed(keys)
         self._seq += 1
         self.totals["commits"] += 1
         self._reset()
-        if self.dedup is not None and hasattr(self.dedup, "save"):
-            self.dedup.save()
         if self.on_commit is not None:
             self.on_commit(manifest)
         return manifest
+
+    def _drop(self, parts: list[dict], commit_id: str) -> None:
+        for pid in {p["part_id"] for p in parts} | {commit_id, commit_id + "-r"}:
+            shutil.rmtree(self.out / STAGING / pid, ignore_errors=True)
 
     def close(self) -> dict:
         try:

@@ -50,6 +50,12 @@ def make_items(n: int, cfg: dict, *, start: int = 0, duration_s: float = 1.0, sl
                "reject_every": int(reject_every)}
 
 
+def items_from_uris(uris, cfg: dict, *, duration_s: float = 1.0) -> Iterator[dict]:
+    """Toy items named by input files toy-<i>.wav (an input listing's item factory)."""
+    for u in uris:
+        yield from make_items(1, cfg, start=int(Path(u).stem.rsplit("-", 1)[1]), duration_s=duration_s)
+
+
 def expected_example_ids(n: int, cfg: dict, *, start: int = 0, reject_every: int = 0,
                          prefix: str = "toy") -> set[str]:
     """The example ids a clean toy job over the same items commits as accepted."""
