@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from tandem.filters.base import first_rejection, rejection_for
+from tandem.filters.dedup import signature
 from tandem.filters.stage import build_filters, decide_example
 
 
@@ -62,6 +63,20 @@ def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=prin
     return counts
 
 
+def _dedup_index(out: Path, cfg: dict):
+    """The signatures of the kept examples, to re-check promoted ones (None when filters are off)."""
+    if not (cfg.get("filters") or {}).get("enabled", True):
+        return None, None, []
+    from tandem.filters.dedup import DedupParams, SignatureIndex
+    from tandem.pipelines.io.files import iter_rows
+    from tandem.pipelines.store.commit import committed_files
+    p = DedupParams.from_config(cfg)
+    index = SignatureIndex(p)
+    for r in iter_rows(committed_files(out, "dedup")):
+        index.add(r["example_id"], r["audio_hash"], r["minhash"])
+    return index, p, []
+
+
 def _refilter_held(out: Path, cfg: dict, writer, chash: str, run_id: str, log) -> dict:
     from tandem.pipelines.io.files import iter_rows
     from tandem.pipelines.store.commit import committed_files
@@ -80,6 +95,7 @@ def _refilter_held(out: Path, cfg: dict, writer, chash: str, run_id: str, log) -
         elif not r["example_id"]:
             other_rej.append(r)
     filters = build_filters(cfg)
+    index, dedup_p, new_sigs = _dedup_index(out, cfg)
     counts: Counter = Counter()
     accepted_of: Counter = Counter()  # source id -> examples it has in shards after re-filtering
     touched: set[str] = set()
@@ -99,6 +115,20 @@ def _refilter_held(out: Path, cfg: dict, writer, chash: str, run_id: str, log) -
                 d = first_rejection(decisions)
                 sid = (row.get("source_ids") or [None])[0]
                 touched.add(sid)
+                if d is None and kind == "rejected" and index is not None:
+                    # a promoted example must not duplicate one the shards already hold
+                    sig = signature(row, dedup_p)
+                    d = index.check(sig)
+                    if d.keep:
+                        d = None
+                        index.add(sig["example_id"], sig["audio_hash"], sig["minhash"])
+                        new_sigs.append({**sig, "source_id": sid})
+                    else:
+                        rejected.append(row)
+                        counts[f"rejected_{d.reason}"] += 1
+                        new_rej.append(rejection_for(row, d, uri=uri_of_source.get(sid, sid or ""), stage="dedup",
+                                                     config_hash=chash, run_id=run_id))
+                        continue
                 if d is None:
                     accepted_of[sid] += 1
                     kept.append(row)
@@ -115,6 +145,7 @@ def _refilter_held(out: Path, cfg: dict, writer, chash: str, run_id: str, log) -
         writer.retire([path])
         writer.commit()
         log(f"{path.name}: {len(kept)} kept, {len(rejected)} rejected")
+    _buffer(writer, "dedup", new_sigs)
     _buffer(writer, "rejections", new_rej)
     writer.retire(old_rej)
     # sources whose examples moved get their status and count rewritten in the same commit

@@ -205,3 +205,15 @@ def test_inputs_stream_through_ray_data_in_blocks(ray_session, tmp_path):
     again = run_job("toy", listing, toy_stages(cfg), cfg, tmp_path / "out")
     assert (again["items"], again["skipped"]) == (3, 6)
     assert set(_ids(tmp_path / "out")) == expected_example_ids(9, cfg)
+
+
+def test_dedup_on_ray_judges_in_the_workers(ray_session, tmp_path):
+    cfg = toy_config()
+    items = list(make_items(4, cfg))
+    twin = dict(items[1], work_key="another-name-for-toy-1", uri="toy://copy-of-1")
+    res = run_job("toy", [*items, twin], toy_stages(cfg), cfg, tmp_path, dedup=True)
+    assert (res["items"], res["examples"], res["duplicates"]) == (5, 4, 1)
+    _, rows = query(tmp_path, "SELECT uri, reason FROM rejections")
+    assert rows == [("toy://copy-of-1", "duplicate_source")]
+    _, n = query(tmp_path, "SELECT count(*) FROM read_parquet(?)", [str(tmp_path / "dedup" / "*.parquet")])
+    assert n == [(4,)]  # the kept examples' signatures, written by the workers

@@ -145,3 +145,66 @@ def test_duckdb_and_hf_datasets_read_a_shard(tmp_path):
     import soundfile as sf
     x, sr = sf.read(io.BytesIO(ds[0]["audio"]["bytes"]))
     assert sr == 24000 and x.shape[1] == 2
+
+
+def _copy_of(i: int, n: int, **kw) -> dict:
+    """tone_item(i)'s audio under another name: new work key, source and example ids."""
+    from tandem.pipelines.core.contracts import stable_hash
+    it = tone_item(i, **kw)
+    sid = stable_hash("copy-source", i, n)
+    ex = it["examples"][0]
+    ex.update(example_id=stable_hash("copy", i, n), source_ids=[sid])
+    it.update(work_key=stable_hash("copy-work", i, n), uri=f"copy_{n}_of_{i}.wav", source_id=sid)
+    it["source"].update(source_id=sid, uri=it["uri"])
+    return it
+
+
+def test_dedup_signatures_are_committed_and_reloaded_by_the_next_run(tmp_path):
+    from tandem.pipelines.core.config import load_config
+    from tandem.pipelines.io.files import iter_rows
+    cfg = load_config(overrides={"shards": {"max_items_per_commit": 2}})
+    w = JobWriter(tmp_path, cfg, run_id="r1", job="t", config_hash="h", dedup=True)
+    long = "we should meet on tuesday to go over the budget for next year and the hiring plan"
+    near = tone_item(5)
+    near["examples"][0].update(text_ch0=long, text_ch1="")
+    near2 = tone_item(6)
+    near2["examples"][0].update(text_ch0=long.replace("tuesday", "Tuesday!"), text_ch1="")
+    for it in (tone_item(1), _copy_of(1, 1), near, near2):
+        w.add(it)
+    t = w.close()
+    assert (t["examples"], t["rejected_examples"]) == (2, 2)
+    rej = {r["reason"] for r in iter_rows(committed_files(tmp_path, "rejections"))}
+    assert rej == {"duplicate_audio", "near_duplicate_text"}
+    sigs = list(iter_rows(committed_files(tmp_path, "dedup")))
+    assert len(sigs) == 2 and all(len(s["audio_hash"]) == 16 for s in sigs)
+    assert sum(s["minhash"] is not None for s in sigs) == 1  # "hello1 world1" is too short to compare
+    assert not (tmp_path / "_state" / "dedup").exists()  # no index pickled at each commit
+    # the next run loads the committed signatures: another copy is still caught
+    w2 = JobWriter(tmp_path, cfg, run_id="r2", job="t", config_hash="h", dedup=True)
+    assert w2.index.stats()["signatures"] == 2
+    w2.add(_copy_of(1, 2))
+    assert w2.close()["rejected_examples"] == 1
+
+
+def test_refilter_rechecks_a_promoted_example_against_the_index(tmp_path):
+    from tandem.pipelines.core.config import load_config
+    from tandem.pipelines.core.contracts import rejection_row
+    from tandem.pipelines.io.files import iter_rows
+    from tandem.ray_jobs.refilter import refilter
+    cfg = load_config(overrides={"filters": {"enabled": ["quality"], "quality": {"dnsmos": False}}})
+    w = JobWriter(tmp_path, cfg, run_id="r1", job="t", config_hash="h", dedup=True)
+    w.add(tone_item(1))
+    for n, it in ((1, _copy_of(1, 1)), (2, tone_item(2))):  # filtered out earlier: a copy, and a new one
+        ex = it.pop("examples")[0]
+        it["rejected_examples"] = [ex]
+        it["rejections"] = [rejection_row(uri=it["uri"], source_id=it["source_id"], example_id=ex["example_id"],
+                                          stage="filter", filter="quality", reason="snr_low", detail="x")]
+        w.add(it)
+    w.close()
+    counts = refilter(tmp_path, cfg, log=lambda *a: None)
+    assert counts["moved_to_shards"] == 1 and counts["rejected_duplicate_audio"] == 1
+    shards = {r["example_id"] for r in iter_rows(committed_files(tmp_path, "shards"))}
+    assert shards == {tone_item(1)["examples"][0]["example_id"], tone_item(2)["examples"][0]["example_id"]}
+    reasons = {r["example_id"]: r["reason"] for r in iter_rows(committed_files(tmp_path, "rejections"))}
+    assert reasons == {_copy_of(1, 1)["examples"][0]["example_id"]: "duplicate_audio"}
+    assert len(list(iter_rows(committed_files(tmp_path, "dedup")))) == 2  # the promoted one joined
