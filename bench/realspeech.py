@@ -204,6 +204,65 @@ def filter_shares(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+QUALITY_KEYS = ("q.dnsmos_ovrl", "q.snr_db", "q.bandwidth_hz", "q.speech_ratio", "q.longest_silence_s",
+                "q.level_dbfs", "q.clipping", "q.flatness")
+
+
+def calibrate(man: dict, eval_dir: Path, cfg: dict, snrs=(20.0, 10.0, 5.0), log=print) -> dict:
+    """Quality metrics of every file split onto two channels by its reference RTTM (channel 0 the
+    speaker with most speech, as assembly does), clean and with white noise at `snrs` dB (relative
+    to the speech): where clean real speech lies and where degraded real speech starts."""
+    import soundfile as sf
+    from tandem.filters.quality import QualityFilter
+    from tandem.pipelines.io.rttm import read_rttm
+    qf = QualityFilter.from_config(cfg).load(threads=2)
+    out: dict[str, list] = defaultdict(list)
+    for f in man["files"]:
+        x, sr = sf.read(str(eval_dir / f["wav"]), dtype="float32")
+        ref = read_rttm(eval_dir / f["rttm"])
+        tot = defaultdict(float)
+        for t in ref:
+            tot[t["speaker"]] += t["end_s"] - t["start_s"]
+        main = max(tot, key=tot.get)
+        n = len(x)
+        m0 = np.repeat(_mask([(t["start_s"], t["end_s"]) for t in ref if t["speaker"] == main], n // int(GRID * sr) + 1),
+                       int(GRID * sr))[:n]
+        m1 = np.repeat(_mask([(t["start_s"], t["end_s"]) for t in ref if t["speaker"] != main],
+                             n // int(GRID * sr) + 1), int(GRID * sr))[:n]
+        speech = x[m0 | m1]
+        p_speech = float(np.mean(speech.astype(np.float64) ** 2))
+        rng = np.random.default_rng(0)
+        for snr in (None, *snrs):
+            y = x if snr is None else x + rng.standard_normal(n).astype(np.float32) * np.float32(
+                np.sqrt(p_speech / 10 ** (snr / 10)))
+            audio = np.stack([y * m0, y * m1]).astype(np.float32)
+            ex = {"example_id": f["id"], "sample_rate": sr, "kind": "real", "language": f["language"]}
+            m = qf.measure(ex, audio)
+            d = qf.decide(m, ex)
+            out["clean" if snr is None else f"snr{snr:g}"].append(
+                {"id": f["id"], "keep": d.keep, "reason": d.reason, **{k: m.get(k) for k in QUALITY_KEYS}})
+        log(f"{f['id']:10s} clean DNSMOS {out['clean'][-1]['q.dnsmos_ovrl']:.2f} SNR {out['clean'][-1]['q.snr_db']:.1f} "
+            f"BW {out['clean'][-1]['q.bandwidth_hz']:.0f}")
+    return dict(out)
+
+
+def calibration_table(cal: dict) -> str:
+    lines = ["metric               version   min     p5      p50     p95     max    (quality verdicts)"]
+    for k in QUALITY_KEYS:
+        for ver, rows in cal.items():
+            v = np.array([r[k] for r in rows if r[k] is not None and np.isfinite(r[k])], float)
+            if not len(v):
+                continue
+            q = np.percentile(v, [0, 5, 50, 95, 100])
+            lines.append(f"{k:20s} {ver:8s} " + " ".join(f"{x:7.3g}" for x in q))
+    for ver, rows in cal.items():
+        rej = defaultdict(int)
+        for r in rows:
+            rej["kept" if r["keep"] else r["reason"]] += 1
+        lines.append(f"{ver:8s} verdicts: {dict(rej)}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     ap = argparse.ArgumentParser(description="real-speech evaluation of curation and filters")
@@ -213,10 +272,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--only", default="", help="comma-separated file ids or languages")
     ap.add_argument("--json", type=Path, default=None, help="write per-file and per-example results here")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="quality metrics of the reference-split files, clean and with added noise (no ASR)")
     a = ap.parse_args(argv)
     from tandem.pipelines.core.config import load_config, parse_overrides
     cfg = load_config(a.config, parse_overrides(a.set))
     man = ensure_set(a.eval, a.build)
+    if a.calibrate:
+        cal = calibrate(man, a.eval, cfg)
+        print(calibration_table(cal))
+        if a.json:
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps(cal, indent=1, default=str))
+        return 0
     t0 = time.perf_counter()
     results = run(man, a.eval, cfg, set(filter(None, a.only.split(","))) or None)
     print(table(results))

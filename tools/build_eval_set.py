@@ -63,10 +63,19 @@ NOISE_FLOOR_DBFS = -70.0
 
 @dataclass
 class Utt:
-    audio: np.ndarray  # float32 mono at `sr`, leading/trailing silence trimmed
+    path: Path | None  # decoded on first use (a speaker has hundreds of prompts, a file uses a few)
     sr: int
     text: str | None  # verbatim reference text; None when not known word for word
     source: str
+    _audio: np.ndarray | None = None
+
+    @property
+    def audio(self) -> np.ndarray:
+        """float32 mono at `sr`, leading/trailing silence trimmed."""
+        if self._audio is None:
+            x, sr = read_audio(self.path)
+            self._audio = trim(x, sr)
+        return self._audio
 
 
 class EvalBuildError(RuntimeError):
@@ -117,6 +126,12 @@ def trim(x: np.ndarray, sr: int) -> np.ndarray:
     return x[max(0, on[0] * hop - pad): min(len(x), (on[-1] + 1) * hop + pad)]
 
 
+def raw_duration(path: Path) -> float:
+    if path.suffix == ".gsm":
+        return path.stat().st_size / 33 * 160 / 8000  # GSM 06.10: 33-byte frames of 160 samples
+    return sf.info(str(path)).duration
+
+
 def read_audio(path: Path) -> tuple[np.ndarray, int]:
     if path.suffix == ".gsm":
         x, sr = sf.read(str(path), format="RAW", subtype="GSM610", samplerate=8000, channels=1,
@@ -153,10 +168,10 @@ def asterisk_speakers(root: Path, lang: str) -> dict[str, list[Utt]]:
         for p in sorted((root / rel).iterdir()):
             if not p.is_file() or p.suffix not in (".wav", ".gsm") or not usable(texts.get(p.stem, "")):
                 continue
-            x, sr = read_audio(p)
-            x = trim(x, sr)
-            if 1.0 <= len(x) / sr <= 12.0:
-                utts.append(Utt(x, sr, texts[p.stem] if verbatim else None, f"{rel}/{p.name}"))
+            # untrimmed length: prompts carry up to a second of silence around the speech
+            if 1.5 <= raw_duration(p) <= 12.0:
+                sr = 8000 if p.suffix == ".gsm" else sf.info(str(p)).samplerate
+                utts.append(Utt(p, sr, texts[p.stem] if verbatim else None, f"{rel}/{p.name}"))
         if not utts:
             raise EvalBuildError(f"no usable prompts for {spk} under {root / rel}")
         out[spk] = utts
@@ -173,8 +188,8 @@ def sphinx_speakers(root: Path) -> dict[str, list[Utt]]:
             m = re.match(r"\s*<s>(.*)</s>\s*\((\S+)\)", line)
             if not m:
                 continue
-            x, sr = read_audio(d / f"{m.group(2)}.wav")
-            utts.append(Utt(trim(x, sr), sr, " ".join(m.group(1).split()), f"{PSX}/{sub}/{m.group(2)}.wav"))
+            utts.append(Utt(d / f"{m.group(2)}.wav", 16000, " ".join(m.group(1).split()),
+                            f"{PSX}/{sub}/{m.group(2)}.wav"))
         out[spk] = utts
     return out
 
@@ -202,7 +217,7 @@ def sample_speakers() -> dict[str, list[Utt]]:
         if others:
             continue
         out.setdefault(f"pyannote_{f[2].lower()}", []).append(
-            Utt(x[int(s * sr): int(e * sr)].copy(), sr, f[5], f"pyannote/sample.wav@{s:.2f}-{e:.2f}"))
+            Utt(None, sr, f[5], f"pyannote/sample.wav@{s:.2f}-{e:.2f}", x[int(s * sr): int(e * sr)].copy()))
     return out
 
 
