@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tandem.pipelines.core.stage import Stage
+from tandem.pipelines.core.config import typed_section
+from tandem.pipelines.core.stage import Resources, Stage, reject
 from tandem.pipelines.io.rttm import write_rttm
-from tandem.pipelines.models.diarization import _diar_cfg, load_diarizer
+from tandem.pipelines.models.diarization import DiarizeParams, Diarizer
 
 
 class DiarizeStage(Stage):
@@ -17,11 +18,33 @@ class DiarizeStage(Stage):
     writes = ("turns",)
     uses_model = True
 
+    def __init__(self, params: DiarizeParams, *, resources: Resources | None = None):
+        super().__init__(resources=resources)
+        self.params = params
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> DiarizeStage:
+        from tandem.pipelines.models.registry import cache_dir
+        return cls(typed_section(DiarizeParams, cfg, "diarize", cache_dir=str(cache_dir(cfg))),
+                   resources=Resources.for_stage(cfg, cls.name))
+
+    def check(self) -> None:
+        """The embedded models are files in installed packages; a pyannote pipeline is loaded
+        once on the driver (CPU), so a missing or refused one fails the job at start."""
+        from tandem.pipelines.models.diarization import load_pretrained
+        from tandem.pipelines.models.registry import resemblyzer_path, whisperx_segmentation_path
+        if self.params.backend == "embedded":
+            whisperx_segmentation_path()
+            resemblyzer_path()
+        else:
+            load_pretrained(self.params)
+
     def setup(self) -> None:
         import torch
         torch.set_num_threads(self.resources.threads)
-        self.diarizer = None
-        self._cfg = _diar_cfg(self.cfg)
+        # eager (about a second for the embedded pipeline): a missing model fails the worker at
+        # start, not the first mono item
+        self.diarizer = Diarizer.load(self.params, self.device)
 
     def process(self, item: dict) -> dict:
         if item.get("two_channel"):
@@ -29,14 +52,11 @@ class DiarizeStage(Stage):
                      for ch in (0, 1) for s, e in item["speech_ch"][ch]]
             turns.sort(key=lambda t: t["start_s"])
         else:
-            if self.diarizer is None:  # loaded lazily: a run of only two-channel sources needs no model
-                self.diarizer = load_diarizer(self.cfg, self.device)
             turns = self.diarizer(item["work_path"], item["speech"], seed=int(item.get("seed") or 0))
         item["turns"] = turns
         write_rttm(Path(item["out_dir"]) / "rttm" / f"{item['source_id']}.rttm", item["source_id"], turns)
         n = len({t["speaker"] for t in turns})
         self.counters.extra["speakers"] = self.counters.extra.get("speakers", 0) + n
         if not turns:
-            from tandem.pipelines.core.stage import reject
             reject(item, stage="diarize", reason="no_speaker", detail=f"{item['uri']}: no speaker turns found")
         return item

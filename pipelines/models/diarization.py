@@ -1,261 +1,224 @@
-"""Speaker diarization: who speaks when.
+"""Speaker diarization: who speaks when, through pyannote.audio's own pipeline.
 
-Backends (cfg["diarize"]["backend"]):
-- `embedded` (offline default): the pyannote segmentation model bundled with whisperx gives up to
-  three local speakers per 5 s window; resemblyzer's bundled VoiceEncoder embeds each local
-  speaker; agglomerative clustering links local speakers across windows, the speaker count chosen
-  by silhouette over k in [min_speakers, max_speakers]; window activations are averaged per global
-  speaker and thresholded into turns.
-- `pyannote`: the pyannote.audio speaker-diarization pipeline from the hub (HF token from env).
+Both backends run `pyannote.audio.pipelines.SpeakerDiarization` (sliding-window segmentation,
+per-(chunk, local speaker) embeddings, clustering, reconstruction), fed in-memory waveforms:
+- `embedded` (offline default): the pyannote segmentation model bundled with whisperx and
+  resemblyzer's bundled speaker encoder (`pyannote_parts.ResemblyzerEmbedding`), pyannote's
+  agglomerative clustering on recording-centred embeddings after a one-speaker test
+  (`pyannote_parts.CenteredAgglomerativeClustering`), a neutral PLDA (unused by it).
+- `pyannote`: `Pipeline.from_pretrained` on a hub id (pyannote/speaker-diarization-community-1,
+  token from the environment, files in the model cache) or a local pipeline directory.
+
+A recording longer than `block_s` is diarized block by block (memory bounded by one block);
+blocks' speakers are linked by the cosine distance of their centroid embeddings.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from tandem.pipelines.core.config import section
 
-SEG_SR = 16000
-
-
-def _diar_cfg(cfg: dict) -> dict:
-    return section(cfg, "diarize")
+DIAR_SR = 16000
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) index runs where mask is True."""
-    m = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    d = np.diff(m)
-    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+@dataclass(frozen=True)
+class DiarizeParams:
+    """The `diarize` config section (meanings in pipelines/core/defaults/10_curate.yaml)."""
+
+    backend: str
+    pipeline: str
+    hf_token_env: str
+    min_speakers: int
+    max_speakers: int
+    num_speakers: int | None
+    segmentation_batch_size: int
+    embedding_batch_size: int
+    block_s: float
+    link_threshold: float
+    step_s: float
+    onset: float
+    min_duration_off: float
+    exclude_overlap: bool
+    clustering_method: str
+    clustering_threshold: float
+    min_cluster_size: int
+    single_speaker_distance: float
+    cache_dir: str | None = None
+
+    def __post_init__(self):
+        if self.backend not in ("embedded", "pyannote"):
+            raise ValueError(f"diarize.backend {self.backend!r}: expected 'embedded' or 'pyannote'")
+        if not 1 <= self.min_speakers <= self.max_speakers:
+            raise ValueError(f"diarize: need 1 <= min_speakers <= max_speakers, got "
+                             f"{self.min_speakers}, {self.max_speakers}")
 
 
-def choose_clusters(emb: np.ndarray, dc: dict, seed: int = 0) -> np.ndarray:
-    """Cluster unit-norm embeddings with average-linkage (cosine) and pick the speaker count.
-
-    One speaker when the last merge of the tree is closer than `single_speaker_distance`;
-    otherwise the smallest k in [min, max] whose cosine silhouette is within `silhouette_margin`
-    of the best (overlapping windows make tight sub-clusters of one voice; parsimony stops them
-    from becoming speakers).
-    """
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from sklearn.metrics import silhouette_score
-    n = len(emb)
-    if n < 2:
-        return np.zeros(n, int)
-    Z = linkage(emb, method="average", metric="cosine")
-    fixed = dc.get("num_speakers")
-    if fixed:
-        return fcluster(Z, int(fixed), "maxclust") - 1
-    lo = max(1, int(dc["min_speakers"]))
-    hi = min(int(dc["max_speakers"]), n - 1)
-    if lo <= 1 and (hi < 2 or Z[-1, 2] < float(dc["single_speaker_distance"])):
-        return np.zeros(n, int)
-    scores = {}
-    for k in range(max(2, lo), hi + 1):
-        lab = fcluster(Z, k, "maxclust") - 1
-        if len(set(lab)) == k:
-            scores[k] = (float(silhouette_score(emb, lab, metric="cosine")), lab)
-    if not scores:
-        return np.zeros(n, int)
-    best = max(s for s, _ in scores.values())
-    k = min(k for k, (s, _) in scores.items() if s >= best - float(dc["silhouette_margin"]))
-    return scores[k][1]
+def _missing(p: DiarizeParams, why: str):
+    from tandem.pipelines.models.registry import ModelMissing
+    return ModelMissing(
+        f"diarization pipeline {p.pipeline!r} could not be loaded ({why}). To provide it: accept its "
+        f"terms on huggingface.co, export {p.hf_token_env}=<token> and prepare the model cache "
+        "(tandem models fetch), or set diarize.pipeline to a local pipeline directory (config.yaml "
+        "and its checkpoints), or use diarize.backend=embedded (offline)")
 
 
-class EmbeddedDiarizer:
-    """Offline diarization from bundled models (see module doc)."""
+def load_pretrained(p: DiarizeParams):
+    """pyannote's `Pipeline.from_pretrained` on p.pipeline; ModelMissing (how to fix) on failure."""
+    from pyannote.audio import Pipeline
+    from tandem.pipelines.models.pyannote_parts import no_telemetry
+    no_telemetry()
+    src = p.pipeline
+    local = Path(src).expanduser()
+    if local.exists() or src.startswith((".", "/", "~")):
+        if not (local / "config.yaml").is_file() and not local.is_file():
+            raise _missing(p, f"{local}: no config.yaml there")
+        src = str(local)
+    token = os.environ.get(p.hf_token_env) or None
+    try:
+        pipe = Pipeline.from_pretrained(src, token=token, cache_dir=p.cache_dir)
+    except Exception as e:  # hub, network, gated access, bad checkpoint: all say how to fix
+        raise _missing(p, f"{type(e).__name__}: {e}") from e
+    if pipe is None:  # pyannote returns None when the hub refuses (gated, no token, offline)
+        raise _missing(p, "the hub gave nothing: gated model without an accepted token, or offline")
+    return pipe
 
-    def __init__(self, dc: dict, device: str = "cpu"):
+
+def build_embedded(p: DiarizeParams):
+    """SpeakerDiarization over the bundled segmentation model and speaker encoder (offline)."""
+    from tandem.pipelines.models.pyannote_parts import (
+        EmbeddedSpeakerDiarization,
+        ResemblyzerEmbedding,
+        neutral_plda,
+        no_telemetry,
+    )
+    from tandem.pipelines.models.registry import resemblyzer_path, whisperx_segmentation_path
+    no_telemetry()
+    seg = str(whisperx_segmentation_path())
+    emb = ResemblyzerEmbedding.pretrained(resemblyzer_path())
+    pipe = EmbeddedSpeakerDiarization(
+        segmentation=seg, segmentation_step=p.step_s / 5.0,  # the bundled model's windows are 5 s
+        embedding=emb, embedding_exclude_overlap=p.exclude_overlap, plda=neutral_plda(emb.dimension))
+    pipe.instantiate({
+        "segmentation": {"threshold": p.onset, "min_duration_off": p.min_duration_off},
+        "clustering": {"method": p.clustering_method, "threshold": p.clustering_threshold,
+                       "min_cluster_size": p.min_cluster_size,
+                       "single_speaker_distance": p.single_speaker_distance}})
+    return pipe
+
+
+def read_block(path: str, start_s: float, dur_s: float) -> np.ndarray:
+    """[start, start+dur) of a file as 16 kHz mono float32, read by seeking."""
+    import soundfile as sf
+    import soxr
+    with sf.SoundFile(path) as f:
+        f.seek(min(f.frames, round(start_s * f.samplerate)))
+        x = f.read(round(dur_s * f.samplerate), dtype="float32", always_2d=True).mean(axis=1)
+        sr = f.samplerate
+    return soxr.resample(x, sr, DIAR_SR).astype(np.float32) if sr != DIAR_SR else x
+
+
+def file_duration(path: str) -> float:
+    import soundfile as sf
+    try:
+        info = sf.info(path)
+    except Exception as e:
+        raise ValueError(f"{path}: cannot be read as audio ({type(e).__name__}: {e})") from e
+    return info.frames / info.samplerate
+
+
+class Diarizer:
+    """A loaded pyannote diarization pipeline applied to files, block by block, in memory."""
+
+    def __init__(self, pipeline, params: DiarizeParams, device: str = "cpu"):
         import torch
-        from pyannote.audio import Model
-        from resemblyzer import VoiceEncoder
-        from tandem.pipelines.models.registry import resemblyzer_path, whisperx_segmentation_path
-        self.dc = dc
-        self.device = torch.device(device)
-        self.seg = Model.from_pretrained(str(whisperx_segmentation_path())).to(self.device).eval()
-        self.chunk_s = float(self.seg.specifications.duration)
-        self.enc = VoiceEncoder(device=device, weights_fpath=resemblyzer_path(), verbose=False)
+        self.p = params
+        self.pipeline = pipeline
+        self.pipeline.to(torch.device(device))
+        # batch sizes are public knobs of SpeakerDiarization (pyannote's defaults are 1)
+        if hasattr(pipeline, "segmentation_batch_size"):
+            pipeline.segmentation_batch_size = params.segmentation_batch_size
+        if hasattr(pipeline, "embedding_batch_size"):
+            pipeline.embedding_batch_size = params.embedding_batch_size
 
-    # -- steps ---------------------------------------------------------------------------------
-    def _segment(self, chunks: list[np.ndarray]) -> np.ndarray:
+    @classmethod
+    def load(cls, params: DiarizeParams, device: str = "cpu") -> Diarizer:
+        pipe = build_embedded(params) if params.backend == "embedded" else load_pretrained(params)
+        return cls(pipe, params, device)
+
+    def _speaker_kw(self) -> dict:
+        if self.p.num_speakers:
+            return {"num_speakers": int(self.p.num_speakers)}
+        return {"min_speakers": self.p.min_speakers, "max_speakers": self.p.max_speakers}
+
+    def diarize_waveform(self, wav: np.ndarray, uri: str = "audio", offset_s: float = 0.0):
+        """Turns [(start_s, end_s, local label)] and {local label: centroid} of one block."""
         import torch
-        x = torch.from_numpy(np.stack(chunks)[:, None]).to(self.device)
-        with torch.inference_mode():
-            return self.seg(x).float().cpu().numpy()  # [B, frames, 3]
-
-    def _embed(self, wav: np.ndarray) -> np.ndarray:
-        import torch
-        from resemblyzer.audio import wav_to_mel_spectrogram
-        mel = wav_to_mel_spectrogram(wav)
-        with torch.inference_mode():
-            e = self.enc(torch.from_numpy(mel[None]).float().to(self.device))
-        return e[0].cpu().numpy()
-
-    def _chunks(self, path: str, speech: list[list[float]] | None):
-        """(start_s, 16 kHz mono chunk) for every window that touches speech, read by seeking."""
-        import soundfile as sf
-        import soxr
-        step, dur = float(self.dc["step_s"]), self.chunk_s
-        with sf.SoundFile(path) as f:
-            sr, total = f.samplerate, f.frames
-            length = total / sr
-            n = max(1, int(np.ceil(max(0.0, length - dur) / step)) + 1)
-            sp = np.asarray(speech or [[0.0, length]], float)
-            for i in range(n):
-                t0 = i * step
-                if not np.any((sp[:, 0] < t0 + dur) & (sp[:, 1] > t0)):
-                    continue
-                f.seek(int(t0 * sr))
-                x = f.read(int(dur * sr), dtype="float32", always_2d=True).mean(axis=1)
-                if sr != SEG_SR:
-                    x = soxr.resample(x, sr, SEG_SR).astype(np.float32)
-                want = int(dur * SEG_SR)
-                x = np.pad(x, (0, max(0, want - len(x))))[:want]
-                yield t0, x
-
-    def __call__(self, path: str, speech: list[list[float]] | None = None, seed: int = 0) -> list[dict]:
-        dc = self.dc
-        onset = float(dc["onset"])
-        starts, acts, emb, owner, dur = [], [], [], [], []  # owner: (chunk index, local speaker)
-        batch: list[tuple[float, np.ndarray]] = []
-
-        def flush():
-            a = self._segment([x for _, x in batch])
-            for (t0, x), act in zip(batch, a):
-                ci = len(starts)
-                starts.append(t0)
-                acts.append(act.astype(np.float16))
-                nf = act.shape[0]
-                on = act > onset
-                for k in range(act.shape[1]):
-                    alone = on[:, k] & (on.sum(1) == 1)
-                    mask = alone if alone.sum() * self.chunk_s / nf >= float(dc["min_embed_s"]) else on[:, k]
-                    secs = mask.sum() * self.chunk_s / nf
-                    if secs < float(dc["min_embed_s"]):
-                        continue
-                    samp = np.repeat(mask, int(np.ceil(len(x) / nf)))[: len(x)]
-                    emb.append(self._embed(x[samp]))
-                    owner.append((ci, k))
-                    dur.append(secs)
-            batch.clear()
-
-        for t0, x in self._chunks(path, speech):
-            batch.append((t0, x))
-            if len(batch) >= int(dc["batch_size"]):
-                flush()
-        if batch:
-            flush()
-        if not emb:
-            return []
-        E = np.stack(emb)
-        E /= np.linalg.norm(E, axis=1, keepdims=True) + 1e-9
-        D = np.asarray(dur)
-        labels = self._cluster(E, D, seed)
-        return self._reconstruct(starts, acts, owner, labels)
-
-    def _cluster(self, E: np.ndarray, D: np.ndarray, seed: int) -> np.ndarray:
-        """Fit on long-enough local speakers (a seeded subsample when many), assign the rest to
-        the nearest centroid; clusters holding under `min_cluster_share` of speech are absorbed."""
-        dc = self.dc
-        fit = np.flatnonzero(D >= float(dc["min_fit_s"]))
-        if len(fit) < 2:
-            fit = np.arange(len(E))
-        if len(fit) > int(dc["max_fit"]):
-            fit = np.sort(np.random.default_rng(seed).choice(fit, int(dc["max_fit"]), replace=False))
-        lab_fit = choose_clusters(E[fit], dc, seed)
-        k = lab_fit.max() + 1
-        share = np.array([D[fit][lab_fit == i].sum() for i in range(k)]) / D[fit].sum()
-        keep = np.flatnonzero(share >= float(dc["min_cluster_share"]))
-        keep = keep if len(keep) else np.arange(k)
-        cent = np.stack([E[fit][lab_fit == i].mean(0) for i in keep])
-        cent /= np.linalg.norm(cent, axis=1, keepdims=True)
-        labels = np.argmax(E @ cent.T, axis=1)
-        _, labels = np.unique(labels, return_inverse=True)
-        return labels
-
-    def _reconstruct(self, starts, acts, owner, labels) -> list[dict]:
-        nf = acts[0].shape[0]
-        fr = self.chunk_s / nf
-        k = int(labels.max()) + 1
-        total = int(np.ceil((starts[-1] + self.chunk_s) / fr)) + 1
-        score = np.zeros((total, k), np.float32)
-        count = np.zeros(total, np.float32)
-        glob: dict[int, dict[int, int]] = {}
-        for (ci, lk), g in zip(owner, labels):
-            glob.setdefault(ci, {})[lk] = int(g)
-        for ci, (t0, act) in enumerate(zip(starts, acts)):
-            i0 = round(t0 / fr)
-            n = min(nf, total - i0)
-            count[i0:i0 + n] += 1
-            per: dict[int, np.ndarray] = {}
-            for lk, g in glob.get(ci, {}).items():
-                # two local speakers mapped to one global speaker: take the stronger
-                a = act[:n, lk].astype(np.float32)
-                per[g] = np.maximum(per[g], a) if g in per else a
-            for g, a in per.items():
-                score[i0:i0 + n, g] += a
-        avg = score / np.maximum(count, 1)[:, None]
-        onset = float(self.dc["onset"])
-        turns = []
-        gap = round(float(self.dc["fill_gap_s"]) / fr)
-        for g in range(k):
-            mask = avg[:, g] > onset
-            runs = _runs(mask)
-            merged: list[list[int]] = []
-            for a, b in runs:
-                if merged and a - merged[-1][1] <= gap:
-                    merged[-1][1] = b
-                else:
-                    merged.append([a, b])
-            for a, b in merged:
-                if (b - a) * fr >= float(self.dc["min_turn_s"]):
-                    turns.append({"start_s": round(a * fr, 3), "end_s": round(b * fr, 3), "g": g})
-        turns.sort(key=lambda t: t["start_s"])
-        # name speakers by first appearance so labels are stable across runs
-        names: dict[int, str] = {}
-        for t in turns:
-            names.setdefault(t["g"], f"SPEAKER_{len(names):02d}")
-            t["speaker"] = names[t.pop("g")]
-        return turns
-
-
-class PyannoteDiarizer:
-    """pyannote.audio's hub pipeline (production); fails offline with ModelMissing."""
-
-    def __init__(self, dc: dict, device: str = "cpu"):
-        from tandem.pipelines.models.registry import ModelMissing
-        self.dc = dc
-        token = os.environ.get(dc["hf_token_env"] or "HF_TOKEN")
-        try:
-            import torch
-            from pyannote.audio import Pipeline
-            self.pipeline = Pipeline.from_pretrained(dc["pipeline"], token=token)
-            if self.pipeline is None:
-                raise RuntimeError("from_pretrained returned None (gated model, token refused?)")
-            self.pipeline.to(torch.device(device))
-        except Exception as e:
-            raise ModelMissing(
-                f"pyannote pipeline {dc['pipeline']!r} could not be loaded ({type(e).__name__}: {e}); "
-                f"accept its terms on the hub and set ${dc['hf_token_env']}, give a local path in "
-                "diarize.pipeline, or use diarize.backend: embedded") from e
-
-    def __call__(self, path: str, speech: list[list[float]] | None = None, seed: int = 0) -> list[dict]:
-        kw = {}
-        if self.dc.get("num_speakers"):
-            kw["num_speakers"] = int(self.dc["num_speakers"])
-        else:
-            kw.update(min_speakers=int(self.dc["min_speakers"]), max_speakers=int(self.dc["max_speakers"]))
-        out = self.pipeline(path, **kw)
+        f = {"waveform": torch.from_numpy(np.ascontiguousarray(wav, np.float32))[None],
+             "sample_rate": DIAR_SR, "uri": uri}
+        out = self.pipeline(f, **self._speaker_kw())
         ann = getattr(out, "speaker_diarization", out)
-        return [{"start_s": float(s.start), "end_s": float(s.end), "speaker": str(spk)}
-                for s, _, spk in ann.itertracks(yield_label=True)]
+        labels = ann.labels()
+        emb = getattr(out, "speaker_embeddings", None)
+        cents = {lab: np.asarray(emb[i], np.float64) for i, lab in enumerate(labels)} if emb is not None else {}
+        turns = [(offset_s + float(s.start), offset_s + float(s.end), str(lab))
+                 for s, _, lab in ann.itertracks(yield_label=True)]
+        return turns, cents
 
+    def __call__(self, path: str, speech: list[list[float]] | None = None, seed: int = 0) -> list[dict]:
+        """Speaker turns of a file: [{start_s, end_s, speaker}], speakers named by first appearance.
+        `speech` (VAD regions) and `seed` are unused: the pipeline finds speech itself and is
+        deterministic."""
+        total = file_duration(path)
+        block = float(self.p.block_s)
+        nblocks = max(1, int(np.ceil(total / block - 1e-9)))
+        turns: list[tuple[float, float, str]] = []
+        glob: list[np.ndarray] = []  # running centroid of each global speaker
+        weight: list[float] = []
+        for b in range(nblocks):
+            t0 = b * block
+            wav = read_block(path, t0, min(block, total - t0))
+            if len(wav) < DIAR_SR // 10:
+                continue
+            bt, cents = self.diarize_waveform(wav, Path(path).stem, t0)
+            mapping = self._link(bt, cents, glob, weight, b)
+            turns += [(s, e, mapping[lab]) for s, e, lab in bt]
+        turns.sort()
+        names: dict[str, str] = {}
+        out = []
+        for s, e, g in turns:
+            names.setdefault(g, f"SPEAKER_{len(names):02d}")
+            out.append({"start_s": round(s, 3), "end_s": round(e, 3), "speaker": names[g]})
+        return out
 
-def load_diarizer(cfg: dict, device: str = "cpu"):
-    dc = _diar_cfg(cfg)
-    if dc["backend"] == "embedded":
-        return EmbeddedDiarizer(dc, device)
-    if dc["backend"] == "pyannote":
-        return PyannoteDiarizer(dc, device)
-    raise ValueError(f"diarize.backend {dc['backend']!r}: expected 'embedded' or 'pyannote'")
+    def _link(self, bt, cents, glob, weight, b) -> dict[str, str]:
+        """Local speakers of a block -> global ids: the nearest global centroid when its cosine
+        distance is under link_threshold (each global id taken once per block), else a new one."""
+        talk: dict[str, float] = {}
+        for s, e, lab in bt:
+            talk[lab] = talk.get(lab, 0.0) + e - s
+        mapping: dict[str, str] = {}
+        taken: set[int] = set()
+        for lab in sorted(talk, key=lambda k: -talk[k]):
+            c = cents.get(lab)
+            ok = c is not None and bool(np.all(np.isfinite(c))) and float(np.linalg.norm(c)) > 0
+            best, dist = None, np.inf
+            if ok:
+                c = c / np.linalg.norm(c)
+                for i, g in enumerate(glob):
+                    if g is not None and i not in taken:
+                        d = 1.0 - float(c @ g) / float(np.linalg.norm(g))
+                        if d < dist:
+                            best, dist = i, d
+            if best is not None and dist < self.p.link_threshold:
+                glob[best] = glob[best] + talk[lab] * c
+                weight[best] += talk[lab]
+            else:
+                glob.append(talk[lab] * c if ok else None)  # a speaker without a centroid never links
+                weight.append(talk[lab])
+                best = len(glob) - 1
+            taken.add(best)
+            mapping[lab] = f"G{best}"
+        return mapping

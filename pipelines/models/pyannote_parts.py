@@ -1,0 +1,199 @@
+"""Pieces that let pyannote.audio's own diarization pipeline run on the bundled models.
+
+- `ResemblyzerEmbedding`: resemblyzer's speaker encoder (the 256-d LSTM d-vector bundled in the
+  `resemblyzer` wheel) as a `pyannote.audio.Model` with the `forward(waveforms, weights)` contract
+  of pyannote's embedding models, so `SpeakerDiarization` extracts its per-(chunk, speaker)
+  embeddings through it like through WeSpeaker. Its mel front end is resemblyzer's (librosa's
+  slaney mel, 40 bands, 25/10 ms) in torch, batched and on the model's device.
+- `neutral_plda()`: `SpeakerDiarization` loads a PLDA whatever the clustering. No PLDA exists for
+  this encoder; agglomerative clustering never calls it. The neutral one (no centering, identity
+  LDA, unit between-class variances) is a genuine `pyannote.audio.core.plda.PLDA` that maps
+  embeddings to the unit sphere, so nothing in the pipeline has to be patched.
+- `write_local_pipeline()`: a pyannote pipeline directory (config.yaml, embedding/, plda/) that
+  `Pipeline.from_pretrained(dir)` loads offline.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from pyannote.audio import Model
+from pyannote.audio.core.task import Problem, Resolution, Specifications
+from pyannote.audio.pipelines import SpeakerDiarization
+from pyannote.audio.pipelines.clustering import AgglomerativeClustering
+from pyannote.pipeline.parameter import Uniform
+
+
+def no_telemetry() -> None:
+    """pyannote.audio 4 sends usage metrics to otel.pyannote.ai by default (its telemetry/config.yaml);
+    a curation worker must not phone home unless TANDEM_PYANNOTE_METRICS=1 says so."""
+    from pyannote.audio.telemetry.metrics import set_telemetry_metrics
+    set_telemetry_metrics(os.environ.get("TANDEM_PYANNOTE_METRICS") == "1")
+
+
+class ResemblyzerEmbedding(Model):
+    """resemblyzer's VoiceEncoder (3-layer LSTM, 256-d, cosine) as a pyannote embedding model."""
+
+    def __init__(self, sample_rate: int = 16000, num_channels: int = 1, n_fft: int = 400,
+                 hop_length: int = 160, n_mels: int = 40, hidden_size: int = 256, num_layers: int = 3,
+                 embedding_size: int = 256, task=None):
+        super().__init__(sample_rate=sample_rate, num_channels=num_channels, task=task)
+        self.save_hyperparameters("n_fft", "hop_length", "n_mels", "hidden_size", "num_layers",
+                                  "embedding_size")
+        import torchaudio
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0,
+            center=True, pad_mode="constant", norm="slaney", mel_scale="slaney")
+        # same module names as resemblyzer.VoiceEncoder so its state dict loads as is
+        self.lstm = torch.nn.LSTM(n_mels, hidden_size, num_layers, batch_first=True)
+        self.linear = torch.nn.Linear(hidden_size, embedding_size)
+        self.relu = torch.nn.ReLU()
+        # a chunk-level representation model, as pyannote's own embedding checkpoints declare
+        self.specifications = Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK,
+                                             duration=5.0)
+
+    @classmethod
+    def pretrained(cls, weights: str | Path) -> ResemblyzerEmbedding:
+        """The encoder with resemblyzer's bundled weights (`registry.resemblyzer_path()`)."""
+        m = cls()
+        state = torch.load(str(weights), map_location="cpu")["model_state"]
+        missing, _ = m.load_state_dict(state, strict=False)
+        if any(k.startswith(("lstm.", "linear.")) for k in missing):
+            raise ValueError(f"{weights}: not a resemblyzer VoiceEncoder state dict (missing {missing})")
+        return m.eval()
+
+    @property
+    def dimension(self) -> int:
+        return int(self.hparams.embedding_size)
+
+    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, 1, samples) [+ (batch, frames) activity weights] -> (batch, 256) unit vectors.
+
+        Only mel frames where the weight exceeds 0.5 feed the LSTM (one packed, batched pass); an
+        item with no such frame gets NaN, which pyannote's clustering filters out as invalid.
+        """
+        mel = self.mel(waveforms[:, 0].float()).transpose(1, 2)  # (B, T, n_mels)
+        B, T, _ = mel.shape
+        if weights is None:
+            keep = torch.ones(B, T, dtype=torch.bool, device=mel.device)
+        else:
+            w = torch.nn.functional.interpolate(weights.float()[:, None], size=T, mode="nearest")[:, 0]
+            keep = w > 0.5
+        lengths = keep.sum(1)
+        out = torch.full((B, self.dimension), float("nan"), device=mel.device)
+        ok = torch.nonzero(lengths > 0)[:, 0]
+        if len(ok) == 0:
+            return out
+        seqs = [mel[i][keep[i]] for i in ok.tolist()]
+        packed = torch.nn.utils.rnn.pack_sequence(seqs, enforce_sorted=False)
+        _, (hidden, _) = self.lstm(packed)
+        e = self.relu(self.linear(hidden[-1]))
+        out[ok] = e / (torch.norm(e, dim=1, keepdim=True) + 1e-12)
+        return out
+
+
+def save_checkpoint(model: Model, path: str | Path) -> Path:
+    """A checkpoint `pyannote.audio.Model.from_pretrained(path)` rebuilds (class, hparams, weights)."""
+    import lightning
+    from pyannote.audio import __version__
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "pytorch-lightning_version": lightning.__version__,
+        "pyannote.audio": {
+            "versions": {"pyannote.audio": __version__},
+            "architecture": {"module": type(model).__module__, "class": type(model).__name__},
+            "specifications": model.specifications,
+        },
+    }
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _neutral_plda_arrays(dim: int) -> tuple[dict, dict]:
+    eye, zero = np.eye(dim), np.zeros(dim)
+    return ({"mean1": zero, "mean2": zero, "lda": eye}, {"mu": zero, "tr": eye, "psi": np.ones(dim)})
+
+
+def neutral_plda(dim: int = 256):
+    """A `PLDA` that only length-normalises (see module doc); built in memory, no files."""
+    from pyannote.audio.core.plda import PLDA
+    bufs = []
+    for arrays in _neutral_plda_arrays(dim):
+        b = io.BytesIO()
+        np.savez(b, **arrays)
+        b.seek(0)
+        bufs.append(b)
+    return PLDA(bufs[0], bufs[1], lda_dimension=dim)
+
+
+def write_local_pipeline(out_dir: str | Path, *, segmentation: str | Path, embedding: Model,
+                         clustering_params: dict, segmentation_params: dict,
+                         embedding_exclude_overlap: bool = True) -> Path:
+    """A pyannote SpeakerDiarization directory for `Pipeline.from_pretrained(out_dir)`, offline:
+    config.yaml, embedding/pytorch_model.bin (from `embedding`), plda/ (neutral), segmentation by path."""
+    import yaml
+    out = Path(out_dir)
+    save_checkpoint(embedding, out / "embedding" / "pytorch_model.bin")
+    (out / "plda").mkdir(parents=True, exist_ok=True)
+    for name, arrays in zip(("xvec_transform.npz", "plda.npz"), _neutral_plda_arrays(embedding.dimension)):
+        np.savez(out / "plda" / name, **arrays)
+    config = {
+        "pipeline": {"name": "pyannote.audio.pipelines.SpeakerDiarization",
+                     "params": {"segmentation": str(segmentation), "embedding": "$model/embedding",
+                                "plda": "$model/plda", "clustering": "AgglomerativeClustering",
+                                "embedding_exclude_overlap": embedding_exclude_overlap}},
+        "params": {"segmentation": dict(segmentation_params), "clustering": dict(clustering_params)},
+    }
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
+
+class CenteredAgglomerativeClustering(AgglomerativeClustering):
+    """pyannote's agglomerative clustering, with the speaker-count criterion measured on real speech.
+
+    1. One speaker when the final average-linkage merge of the raw embeddings is closer than
+       `single_speaker_distance` (cosine).
+    2. Otherwise the embeddings are centred on the recording's mean before pyannote's own
+       clustering: every d-vector of one recording shares the channel (telephone band,
+       microphone, level), which on real 8 kHz speech dominates the cosine so two voices look
+       alike; removing the mean, as x-vector diarization recipes do before PLDA, leaves the
+       between-speaker part. Centring cannot tell one voice from noise, hence step 1.
+    """
+
+    def __init__(self, metric: str = "cosine", constrained_assignment: bool = False):
+        super().__init__(metric=metric, constrained_assignment=constrained_assignment)
+        self.single_speaker_distance = Uniform(0.0, 2.0)
+
+    def cluster(self, embeddings, min_clusters=None, max_clusters=None, num_clusters=None):
+        from scipy.cluster.hierarchy import linkage
+        if len(embeddings) < 2:
+            return super().cluster(embeddings, min_clusters=min_clusters, max_clusters=max_clusters,
+                                   num_clusters=num_clusters)
+        e = embeddings / (np.linalg.norm(embeddings, axis=1, keepdims=True) + 1e-12)
+        one = linkage(e, method="average", metric="cosine")[-1, 2] < self.single_speaker_distance
+        if num_clusters is None and (min_clusters or 1) <= 1 and one:
+            return np.zeros(len(e), dtype=int)
+        e = e - e.mean(axis=0, keepdims=True)
+        e /= np.linalg.norm(e, axis=1, keepdims=True) + 1e-12
+        return super().cluster(e, min_clusters=min_clusters, max_clusters=max_clusters,
+                               num_clusters=num_clusters)
+
+
+class EmbeddedSpeakerDiarization(SpeakerDiarization):
+    """pyannote's SpeakerDiarization with `CenteredAgglomerativeClustering` as its clustering step
+    (SpeakerDiarization picks clustering from a fixed list; this subclass only sets its own part)."""
+
+    def __init__(self, **kwargs):
+        kwargs["clustering"] = "AgglomerativeClustering"
+        super().__init__(**kwargs)
+        self.clustering = CenteredAgglomerativeClustering(metric=self._embedding.metric)
