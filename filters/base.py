@@ -96,6 +96,16 @@ def threshold(value: Any, key: str, kind: str | None, language: str | None = Non
 P = TypeVar("P")
 
 
+class FilterParams:
+    """Base of a filter's typed parameters: a frozen dataclass named after its config section."""
+
+    section: typing.ClassVar[str] = ""
+
+    @classmethod
+    def from_config(cls, cfg: dict):
+        return build_params(cls, filter_section(cfg, cls.section), f"filters.{cls.section}")
+
+
 def build_params(cls: type[P], sec: dict, where: str) -> P:
     """Dataclass `cls` from a filter's config section: every field must be there and not null;
     scalars are converted to their annotated type and each Threshold must resolve for every kind."""

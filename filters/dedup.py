@@ -15,10 +15,11 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
-from tandem.filters.base import Decision, build_params, filter_section
+from tandem.filters.base import Decision, FilterParams
 from tandem.pipelines.core.text import norm_text
 
 STATE = "_state/dedup"
@@ -47,8 +48,10 @@ def shingles(text: str, k: int) -> set[bytes]:
 
 
 @dataclass(frozen=True)
-class DedupParams:
+class DedupParams(FilterParams):
     """filters.dedup (meanings in pipelines/core/defaults/30_filters.yaml)."""
+
+    section: ClassVar[str] = "dedup"
 
     exact_audio: bool
     near_text: bool
@@ -56,10 +59,6 @@ class DedupParams:
     num_perm: int
     shingle: int
     min_words: int
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> DedupParams:
-        return build_params(cls, filter_section(cfg, "dedup"), "filters.dedup")
 
 
 def minhash_values(text: str, p: DedupParams) -> np.ndarray | None:

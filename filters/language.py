@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from tandem.filters.base import (
@@ -18,6 +19,7 @@ from tandem.filters.base import (
     NAN,
     Decision,
     Filter,
+    FilterParams,
     Threshold,
     build_params,
     filter_section,
@@ -72,9 +74,11 @@ AUDIO_LID_MODES = (True, False, "segments")
 
 
 @dataclass(frozen=True)
-class LanguageParams:
+class LanguageParams(FilterParams):
     """filters.language (meanings in pipelines/core/defaults/30_filters.yaml) plus the accepted
     `languages` of the job."""
+
+    section: ClassVar[str] = "language"
 
     languages: tuple[str, ...]
     audio_lid: dict | bool | str

@@ -11,15 +11,15 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from tandem.filters.base import (
     NAN,
     Decision,
     Filter,
+    FilterParams,
     Threshold,
-    build_params,
-    filter_section,
     finite,
     fmt,
     num,
@@ -157,8 +157,10 @@ def cut(x: np.ndarray, sr: int, regions: list[tuple[float, float]], pad: float =
 # ---- the filter -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class QualityParams:
+class QualityParams(FilterParams):
     """filters.quality (meanings and measurements in pipelines/core/defaults/30_filters.yaml)."""
+
+    section: ClassVar[str] = "quality"
 
     vad_threshold: float
     min_channel_speech_s: float
@@ -173,10 +175,6 @@ class QualityParams:
     bandwidth_cliff_db: float
     min_bandwidth_hz: Threshold
     max_silence_s: Threshold
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> QualityParams:
-        return build_params(cls, filter_section(cfg, "quality"), "filters.quality")
 
 
 class QualityFilter(Filter):

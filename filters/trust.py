@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from tandem.filters.base import (
     NAN,
     Decision,
     Filter,
+    FilterParams,
     Threshold,
-    build_params,
-    filter_section,
     finite,
     fmt,
     num,
@@ -64,8 +64,10 @@ def word_checks(words: list[dict], duration_s: float, max_word_s: float, tol_s: 
 
 
 @dataclass(frozen=True)
-class TrustParams:
+class TrustParams(FilterParams):
     """filters.trust (meanings and measurements in pipelines/core/defaults/30_filters.yaml)."""
+
+    section: ClassVar[str] = "trust"
 
     min_words: Threshold
     max_bad_word_times: Threshold
@@ -83,10 +85,6 @@ class TrustParams:
     max_roundtrip_cer: Threshold
     compute_roundtrip: bool
     hallucination_phrases: dict
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> TrustParams:
-        return build_params(cls, filter_section(cfg, "trust"), "filters.trust")
 
 
 class TrustFilter(Filter):
