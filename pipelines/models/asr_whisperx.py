@@ -193,7 +193,7 @@ class WhisperXAsr(Asr):
         for i, w in enumerate(wwords):
             a = pair.get(i)
             placed = (a is not None and "start" in a and "end" in a and "score" in a
-                      and any(c in known for c in a["word"].lower()))
+                      and any(c.isalnum() and c in known for c in a["word"].lower()))
             if placed:
                 st, en, sc = off + float(a["start"]), off + float(a["end"]), float(a["score"])
             else:
