@@ -75,8 +75,8 @@ def _sample(con, col: str, where: str = "") -> dict[str, list[float]]:
     return out
 
 
-def _thresholds(cfg: dict) -> dict[str, dict[str, float]]:
-    """Quality thresholds per kind, to draw on the distributions."""
+def _thresholds(cfg: dict, languages: list[str]) -> dict[str, dict[str, float]]:
+    """Quality thresholds to draw: per kind, and per language where a language has its own."""
     from tandem.filters.base import per_kind
     q = ((cfg or {}).get("filters") or {}).get("quality") or {}
     t = ((cfg or {}).get("filters") or {}).get("trust") or {}
@@ -90,21 +90,19 @@ def _thresholds(cfg: dict) -> dict[str, dict[str, float]]:
             v = per_kind(sec.get(key), kind)
             if v is not None:
                 out[col][kind] = float(v)
+            for lang in languages:
+                lv = per_kind(sec.get(key), kind, lang)
+                if lv is not None and lv != v:
+                    out[col][f"{kind} {lang}"] = float(lv)
     return out
 
 
-def _flatten(d, prefix: str = "") -> dict[str, float]:
-    out = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-    elif isinstance(d, list):
-        nums = [x for x in d if isinstance(x, (int, float)) and not isinstance(x, bool)]
-        if nums and len(nums) == len(d):
-            out[prefix[:-1] + "[mean]"] = float(sum(nums) / len(nums))
-    elif isinstance(d, (int, float)) and not isinstance(d, bool):
-        out[prefix[:-1]] = float(d)
-    return out
+def hms(seconds: float | None) -> str:
+    """Seconds as h:mm:ss."""
+    if seconds is None or not math.isfinite(float(seconds)):
+        return "n/a"
+    s = round(float(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str | Path | None = None) -> Path:
@@ -122,7 +120,8 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     rdir = Path(report_dir) if report_dir else out / "report"
     rdir.mkdir(parents=True, exist_ok=True)
     con, origin = _connect(out)
-    thr = _thresholds(cfg)
+    thr = _thresholds(cfg, [r[0] for r in con.execute("SELECT DISTINCT language FROM examples "
+                                                         "WHERE language IS NOT NULL ORDER BY 1").fetchall()])
     plots: list[tuple[str, str, str]] = []  # (file, title, caption)
 
     def save(fig, name, title, caption=""):
@@ -170,13 +169,15 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
         bins = _bins([v for vals in data.values() for v in vals] + list(thr.get(col, {}).values()))
         for lab, vals in sorted(data.items()):
             ax.hist(vals, bins=bins, alpha=0.55, label=lab)
-        for kind, v in thr.get(col, {}).items():
-            ax.axvline(v, color="red" if kind == "real" else "purple", ls="--", lw=1.2, label=f"threshold {kind}")
+        for j, (kind, v) in enumerate(sorted(thr.get(col, {}).items())):
+            ax.axvline(v, color="red" if kind.startswith("real") else "purple", ls=("--", ":", "-.")[min(j, 2)],
+                       lw=1.2, label=f"threshold {kind}")
         ax.set_title(col)
         ax.legend(fontsize=7)
         quality_summary[col] = {lab: _pct(vals) for lab, vals in data.items()}
     fig.suptitle("Quality distributions (dashed: filter thresholds)")
-    save(fig, "quality.png", "Quality distributions", "Dashed lines: the thresholds of the config given.")
+    save(fig, "quality.png", "Quality distributions",
+         "Vertical lines: the thresholds of the config given, per kind and per language where one differs.")
 
     # 4. rejection reasons
     rej = _rows(con, "SELECT stage, filter, reason, count(*) AS n, sum(CASE WHEN isnan(duration_s) THEN 0 "
@@ -211,35 +212,13 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     axes[1].set_title("Overlapping speech")
     save(fig, "speakers_overlap.png", "Speakers per example and overlap ratio")
 
-    # 7. turn-taking of synthetic data: every numeric key found in params
-    turn: dict[str, list[float]] = {}
-    cur = con.execute(f"SELECT params FROM examples WHERE kind = 'synthetic' AND status = 'accepted' "
-                      f"AND params IS NOT NULL USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE ({SAMPLE_SEED})")
-    while True:
-        batch = cur.fetchmany(4096)
-        if not batch:
-            break
-        for (p,) in batch:
-            try:
-                for k, v in _flatten(json.loads(p)).items():
-                    if math.isfinite(v):
-                        turn.setdefault(k, []).append(v)
-            except (ValueError, TypeError):
-                continue
-    keys = sorted(turn, key=lambda k: -len(turn[k]))[:12]
-    if keys:
-        n = len(keys)
-        cols_ = min(4, n)
-        rows_ = math.ceil(n / cols_)
-        fig, axes = plt.subplots(rows_, cols_, figsize=(3.3 * cols_, 2.8 * rows_), squeeze=False)
-        for ax, k in zip(axes.flat, keys):
-            ax.hist(turn[k], bins=20)
-            ax.set_title(k, fontsize=8)
-        for ax in list(axes.flat)[n:]:
-            ax.axis("off")
-        fig.suptitle("Synthetic turn-taking draws (params)")
-        save(fig, "turn_taking.png", "Turn-taking of synthetic dialogues", "Every numeric key found in params.")
-
+    # 7. turn-taking of synthetic data, measured on the words (synth/turntaking.py)
+    tt = _turn_taking(con)
+    if tt["dialogues"]:
+        save(_plot_turn_taking(plt, tt), "turn_taking.png", "Turn-taking of synthetic dialogues, measured",
+             "Moshi Table 9 definitions on each channel's words: IPU, pause, gap, overlap seconds per minute "
+             "against Fisher; floor-transfer offsets (negative: overlapped), pause and overlap lengths, "
+             "backchannels per minute of each dialogue. Regenerate with: tandem report OUT.")
     sources = _rows(con, "SELECT kind, status, count(*) AS n, sum(duration_s) / 3600 AS hours FROM sources "
                          "GROUP BY ALL ORDER BY ALL")
     summary = {
@@ -249,13 +228,58 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
                              "FROM examples GROUP BY ALL ORDER BY ALL"),
         "hours": hours, "sources": sources, "rejections": rej, "rejected_languages_heard": heard,
         "quality": quality_summary, "thresholds": thr,
-        "speakers": spk, "turn_taking": {k: _pct(turn[k]) for k in keys},
+        "speakers": spk, "turn_taking": {k: v for k, v in tt.items() if k != "lists"},
         "plots": [p[0] for p in plots],
     }
     con.close()
     (rdir / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
     (rdir / "index.html").write_text(_html(summary, plots))
     return rdir / "index.html"
+
+
+def _turn_taking(con) -> dict:
+    """Per-minute figures (pooled) and the measured events of sampled synthetic examples."""
+    from tandem.synth.turntaking import FISHER, per_minute
+    ms: list[dict] = []
+    cur = con.execute(f"SELECT params FROM examples WHERE kind = 'synthetic' AND status = 'accepted' "
+                      f"AND params IS NOT NULL USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE ({SAMPLE_SEED})")
+    while batch := cur.fetchmany(4096):
+        for (p,) in batch:
+            try:
+                m = json.loads(p).get("turn_taking")
+            except (ValueError, TypeError, AttributeError):
+                continue
+            if m and m.get("span_s"):
+                ms.append(m)
+    lists = {"fto_s": [x for m in ms for x in m["fto_s"]], "pauses_s": [x for m in ms for x in m["pauses_s"]],
+             "overlaps_s": [x for m in ms for x in m["overlaps_s"]],
+             "backchannels_per_min": [60.0 * m.get("backchannels", 0) / m["span_s"] for m in ms]}
+    return {"dialogues": len(ms), "per_minute": per_minute(ms), "fisher": FISHER, "lists": lists,
+            **{k: _pct(v) for k, v in lists.items()}}
+
+
+def _plot_turn_taking(plt, tt: dict):
+    from tandem.synth.turntaking import KEYS
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.4))
+    pm, fi = tt["per_minute"], tt["fisher"]
+    x = range(len(KEYS))
+    axes[0].bar([i - 0.2 for i in x], [pm[k] for k in KEYS], 0.4, label="measured")
+    axes[0].bar([i + 0.2 for i in x], [fi[k] for k in KEYS], 0.4, label="Fisher")
+    axes[0].set_xticks(list(x), list(KEYS))
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("s per minute")
+    axes[0].legend(fontsize=7)
+    axes[0].set_title(f"{tt['dialogues']} dialogues, {hms(60 * pm['minutes'])}", fontsize=9)
+    for ax, key, label in zip(axes[1:], ("fto_s", "pauses_s", "overlaps_s", "backchannels_per_min"),
+                              ("floor-transfer offset (s)", "pause length (s)", "overlap length (s)",
+                               "backchannels per minute")):
+        vals = tt["lists"][key]
+        ax.hist(vals, bins=_bins(vals, 30))
+        ax.set_xlabel(label)
+        if key == "fto_s":
+            ax.axvline(0.0, color="k", lw=0.8)
+    axes[1].set_ylabel("count")
+    return fig
 
 
 def _bins(vals: list[float], n: int = 25):
@@ -286,11 +310,21 @@ def _table(rows: list[dict]) -> str:
         return "<p><i>none</i></p>"
     cols = list(rows[0])
 
-    def cell(v):
+    def cell(c, v):
+        if c == "hours" and isinstance(v, (int, float)):
+            return hms(3600 * v)  # durations read as h:mm:ss
         return f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>" for r in rows)
+    head = "".join(f"<th>{'duration (h:mm:ss)' if c == 'hours' else html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{cell(c, r[c])}</td>" for c in cols) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _tt_rows(tt: dict) -> list[dict]:
+    if not tt.get("dialogues"):
+        return []
+    pm, fi = tt["per_minute"], tt["fisher"]
+    return [{"figure": k, "measured": pm[k], "Fisher": fi[k], "difference": f"{100 * (pm[k] / fi[k] - 1):+.0f}%"}
+            for k in fi]
 
 
 def _html(s: dict, plots: list[tuple[str, str, str]]) -> str:
@@ -305,4 +339,5 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}img{{max-width:10
 <h2>Totals</h2>{_table(s['totals'])}<h2>Hours by language, kind and status</h2>{_table(s['hours'])}
 <h2>Sources</h2>{_table(s['sources'])}<h2>Rejections</h2>{_table(s['rejections'])}
 <h2>Languages heard in off-language rejections</h2>{_table(s['rejected_languages_heard'])}
+<h2>Turn-taking of synthetic dialogues (s per minute)</h2>{_table(_tt_rows(s.get('turn_taking') or {}))}
 {figs}</body></html>"""

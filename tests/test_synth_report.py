@@ -1,0 +1,49 @@
+"""The dataset report on synthetic dialogues: measured turn-taking against Fisher, durations as
+h:mm:ss, per-language thresholds."""
+
+import json
+import re
+
+import pytest
+from tandem.catalogs.report import build_report, hms
+from tandem.pipelines.core.config import config_hash, load_config
+from tandem.pipelines.store.writer import JobWriter
+from tandem.synth.job import make_items
+from tandem.synth.stages import SynthesizeStage
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep") / "out"
+    cfg = load_config(overrides={"synth": {"roundtrip": {"enabled": False}}})
+    st = SynthesizeStage.from_config(cfg)
+    w = JobWriter(out, {"shards": {"row_group_rows": 4, "max_items_per_commit": 3, "target_bytes": 1 << 40,
+                                   "compression": "zstd"}}, run_id="r", job="synth", config_hash=config_hash(cfg))
+    for it in make_items(None, 8, 2, ["en", "fr", "de", "es"], cfg, config_hash(cfg), str(out)):
+        w.add(st(it))
+    w.close()
+    idx = build_report(out, load_config())
+    return idx, json.loads((idx.parent / "summary.json").read_text())
+
+
+def test_turn_taking_measured_and_plotted(report):
+    idx, s = report
+    tt = s["turn_taking"]
+    assert tt["dialogues"] == 8 and tt["fto_s"]["n"] > 20 and tt["pauses_s"]["n"] > 5
+    assert tt["overlaps_s"]["n"] > 5 and tt["backchannels_per_min"]["mean"] > 0
+    assert set(tt["per_minute"]) >= {"ipu", "pause", "gap", "overlap", "minutes"}
+    assert tt["fisher"] == {"ipu": 53.5, "pause": 5.5, "gap": 4.4, "overlap": 3.6}
+    assert (idx.parent / "turn_taking.png").stat().st_size > 10_000
+    page = idx.read_text()
+    assert "Fisher" in page and "turn_taking.png" in page
+
+
+def test_durations_read_as_hms_and_language_thresholds(report):
+    idx, s = report
+    page = idx.read_text()
+    assert "duration (h:mm:ss)" in page and re.search(r"<td>0:0\d:\d\d</td>", page)
+    assert hms(3725.4) == "1:02:05" and hms(None) == "n/a"
+    # the round-trip CER threshold differs by language: each language present gets its own line
+    thr = s["thresholds"]["roundtrip_cer"]
+    assert thr["synthetic"] == 0.35 and thr["synthetic fr"] == 0.5 and thr["synthetic de"] == 0.5
+    assert "synthetic en" not in thr  # same as the default
