@@ -84,3 +84,43 @@ def test_hub_settings_reach_workers_and_offline_is_asked_for(monkeypatch):
     assert "HF_HUB_OFFLINE" not in os.environ  # hub reachable unless asked
     cli.job_config(p.parse_args(["curate", "IN", "OUT", "--set", "models.offline=true"]))
     assert os.environ["HF_HUB_OFFLINE"] == "1" and execute._forward_env()["HF_HUB_OFFLINE"] == "1"
+
+
+def hub_cache_entry(hub, repo: str, src_dir) -> None:
+    """`repo` in the Hugging Face cache layout snapshot_download writes (refs/main -> snapshot)."""
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    d = hub / f"models--{repo.replace('/', '--')}"
+    (d / "refs").mkdir(parents=True)
+    (d / "refs" / "main").write_text(rev)
+    snap = d / "snapshots" / rev
+    snap.mkdir(parents=True)
+    for f in src_dir.iterdir():  # the hub cache links snapshot files to blobs too
+        (snap / f.name).symlink_to(f)
+
+
+def test_jobs_read_hub_models_from_the_cache_layout_fetch_writes(tmp_path):
+    """asr.model as a faster-whisper size and asr.align_model as a hub id, both served from the
+    shared cache with downloads off (the layout `tandem models fetch` fills)."""
+    from tandem.pipelines.core.config import load_config
+    from tandem.pipelines.curate.transcribe import TranscribeStage
+
+    from tandem.testing.audio import read_rttm, sample_paths
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_whisperx import tiny_wav2vec2
+    hub = tmp_path / "hub"
+    hub_cache_entry(hub, "Systran/faster-whisper-base", whisper_base_dir())
+    hub_cache_entry(hub, "tandem-test/tiny-wav2vec2", tiny_wav2vec2(tmp_path / "w2v"))
+    cfg = load_config(None, {"models": {"cache_dir": str(tmp_path)},
+                             "asr": {"backend": "whisperx", "model": "base", "language": "en",
+                                     "align_model": "tandem-test/tiny-wav2vec2"}})
+    st = TranscribeStage.from_config(cfg)
+    st.check()
+    ref = read_rttm(sample_paths()["rttm"])
+    out = st({"uri": "s", "work_path": str(sample_paths()["wav"]), "status": "ok", "duration_s": 30.0,
+              "speech": [[t["start_s"], t["end_s"]] for t in ref]})
+    words = [w for s in out["segments"] for w in s["words"]]
+    assert out["status"] == "ok" and len(words) > 50 and all(w["aligned"] for w in words if w["word"].isalpha())
+    # the same config without the aligner in the cache fails at check, naming the fix
+    shutil.rmtree(hub / "models--tandem-test--tiny-wav2vec2")
+    with pytest.raises(ModelMissing, match="tandem-test/tiny-wav2vec2.*tandem models fetch"):
+        TranscribeStage.from_config(cfg).check()
