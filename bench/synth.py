@@ -1,10 +1,11 @@
 """Synthesis throughput against bare TTS on the same texts, and round-trip CER per language.
 
-    .venv/bin/python bench/synth.py [--dialogues 12] [--cer-per-language 10] [--seed 0]
+    .venv/bin/python bench/synth.py [--dialogues 12] [--cer-per-language 10] [--seed 0] [--backend espeak]
 
 Prints dialogue audio seconds per wall second for the synthesis stage (TTS + timeline + mix +
-augment + FLAC) and for the bare espeak calls alone on the same sentences, measured in the same
-run, and their ratio; then the round-trip CER (max and mean of the two channels) per language.
+augment + FLAC) and for the bare TTS calls alone on the same sentences (a second instance of the
+same backend, word times included), measured in the same run, and the throughput ratio; then the
+round-trip CER (max and mean of the two channels) per language. --backend piper runs English only.
 """
 
 from __future__ import annotations
@@ -26,23 +27,26 @@ def main() -> int:
     ap.add_argument("--dialogues", type=int, default=12, help="dialogues for the throughput figure")
     ap.add_argument("--cer-per-language", type=int, default=10, help="dialogues per language for CER (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backend", default="espeak", choices=["espeak", "piper"])
     args = ap.parse_args()
 
     from tandem.pipelines.core.config import config_hash, load_config
     from tandem.synth.job import RoundTripStage, SynthesizeStage, make_items
     from tandem.synth.scripts import split_sentences
-    from tandem.synth.tts.espeak import EspeakTTS
+    from tandem.synth.tts.base import make_tts
 
-    cfg = load_config()
+    cfg = load_config(overrides={"synth": {"tts": {"backend": args.backend}}})
+    langs = LANGS if args.backend == "espeak" else ["en"]
     h = config_hash(cfg)
     syn = SynthesizeStage.from_config(cfg)
     syn.ensure_setup()
-    items = list(make_items(None, args.dialogues, args.seed, LANGS, cfg, h, "/unused"))
+    items = list(make_items(None, args.dialogues, args.seed, langs, cfg, h, "/unused"))
 
     # bare TTS: the same sentences and voices, in one process, no timeline/mix/augment/encode
-    tts = EspeakTTS(int(cfg["sample_rate"]))
-    tts.synthesize("warm up", "en")
-    syn(dict(next(make_items(None, 1, args.seed + 99, ["en"], cfg, h, "/unused"))))  # imports, worker start
+    p = syn.params
+    tts = make_tts(p.tts, p.sample_rate, p.models, threads=syn.resources.threads, asr_params=p.asr)
+    tts.synthesize("warm up", "en", voice=getattr(tts, "voices", [None])[0])
+    syn(dict(next(make_items(None, 1, args.seed + 99, langs, cfg, h, "/unused"))))  # imports, worker start
     t0 = time.perf_counter()
     done = [syn(dict(it)) for it in items]
     t_stage = time.perf_counter() - t0
@@ -61,8 +65,9 @@ def main() -> int:
     print(f"synthesis stage: {audio_s:.1f} s of dialogue in {t_stage:.2f} s wall = "
           f"{audio_s / t_stage:.1f} s/s  ({len(done)} dialogues)")
     print(f"bare TTS calls : {tts_audio_s:.1f} s of speech in {t_tts:.2f} s wall = {tts_audio_s / t_tts:.1f} s/s")
-    print(f"stage time / bare TTS time = {t_stage / t_tts:.2f}x "
-          f"(stage does TTS in a fresh worker per dialogue + timeline + mix + augment + FLAC)")
+    print(f"throughput ratio, bare TTS wall / stage wall on the same sentences (backend {args.backend}) = "
+          f"{t_tts / t_stage:.2f}  (stage: TTS in a forked worker per dialogue + backchannels + timeline + mix "
+          "+ augment + FLAC)")
 
     if args.cer_per_language > 0:
         rt = RoundTripStage.from_config(cfg)

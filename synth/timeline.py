@@ -51,7 +51,7 @@ class Placement:
     def words(self) -> list[dict]:
         """Absolute word times of what was actually said."""
         return [{"word": w["word"], "start_s": self.start_s + w["start_s"], "end_s": self.start_s + w["end_s"],
-                 "speaker": self.speaker, "channel": self.channel}
+                 "speaker": self.speaker, "channel": self.channel, "score": float(w.get("score", 1.0))}
                 for w in self.utt.words if w["end_s"] <= self.keep_s + 1e-9]
 
 

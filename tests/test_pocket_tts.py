@@ -112,3 +112,36 @@ def test_missing_weight_file_is_a_clear_error(env):
     # a packaged config's hub weights are not in this machine's cache
     with pytest.raises(ModelMissing, match="hf://kyutai"):
         check_pocket({"fr": "french"}, ["fr"])
+
+
+def test_dialogue_through_the_synthesis_stage(tts, env, tmp_path):
+    # the stage with the pocket backend: speakers cast from a directory of reference clips (one
+    # clip each, distinct), word times from the aligner, recorded as such
+    import json
+
+    from tandem.pipelines.core.config import config_hash, load_config
+    from tandem.synth.job import make_items
+    from tandem.synth.stages import SynthesizeStage
+    bank = tmp_path / "fr"
+    bank.mkdir()
+    for c in env["clips"]:
+        (bank / Path(c).name).write_bytes(Path(c).read_bytes())
+    cfg = load_config(overrides={
+        "languages": ["fr"],
+        "synth": {"tts": {"backend": "pocket", "align_model": str(env["aligner"]),
+                          "pocket": {"models": {"fr": str(env["config"])}}},
+                  "voices": {"bank": {"fr": str(bank)}}, "augment": {"enabled": False},
+                  "builtin": {"turns": [2, 2], "sentences_per_turn": [1, 1], "three_speakers_prob": 0.0},
+                  "timeline": {"backchannel_prob": 0.0, "backchannel_overlap_prob": 0.0}}})
+    st = SynthesizeStage.from_config(cfg)
+    with pytest.raises(ModelMissing, match="names no weights"):
+        st.check()  # production refuses random weights
+    st.tts, st._ready = tts, True  # the random-weight model built above stands in for real weights
+    it = st(next(make_items(None, 1, 0, ["fr"], cfg, config_hash(cfg), str(tmp_path))))
+    assert it["status"] == "ok", it["rejections"]
+    ex = it["examples"][0]
+    p = json.loads(ex["params"])
+    assert p["tts"] == "pocket" and p["word_times"] == "forced-alignment" and p["distinct_voices"]
+    assert {v["name"] for v in p["voices"].values()} == {str(bank / Path(c).name) for c in env["clips"]}
+    assert ex["sample_rate"] == 24000 and {w["channel"] for w in ex["words"]} == {0, 1}
+    assert all(0.0 <= w["score"] < 1.0 for w in ex["words"])
