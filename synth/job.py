@@ -50,9 +50,9 @@ def make_items(scripts: str | None, count: int, seed: int, languages: list[str],
     """One work item per dialogue (streamed).
 
     `scripts`: None (or "builtin") for `count` built-in dialogues; "llm" for `count` dialogues
-    from the chat endpoint in synth.llm; else a JSONL file (all its lines when count <= 0, else
-    the first `count`). A malformed line is a rejected item naming the file and line.
-    `out_dir` is unused: synthesis writes nothing before the writer does.
+    from the chat endpoint in synth.llm (planned here, requested by the synthesis workers, cached
+    under OUT/_llm_cache); else a JSONL file (all its lines when count <= 0, else the first
+    `count`). A malformed line is a rejected item naming the file and line.
     """
     scfg = synth_section(cfg)
     if scripts is None or scripts == "builtin":
@@ -60,13 +60,19 @@ def make_items(scripts: str | None, count: int, seed: int, languages: list[str],
             yield _item(s, f"builtin:{s['dialogue_id']}", dialogue_seed(seed, s["dialogue_id"]), cfg_hash)
         return
     if scripts == "llm" or scripts.startswith("llm:"):
-        from tandem.synth.llm import llm_scripts
-        for i, (s, err) in enumerate(llm_scripts(count, seed, languages, scfg["llm"])):
-            uri = f"llm:{scfg['llm']['url']}#{i}"
-            if err is not None:
-                yield _bad_item(uri, err, uri, dialogue_seed(seed, uri), cfg_hash)
-            else:
-                yield _item(s, f"{uri}:{s['dialogue_id']}", dialogue_seed(seed, script_hash(s)), cfg_hash)
+        # only planned here: the synthesis workers ask the server (and cache the replies)
+        from pathlib import Path
+
+        from tandem.synth.llm import llm_requests, request_key
+        llm = scfg["llm"]
+        for req in llm_requests(count, seed, languages, llm):
+            key = request_key(req, llm)
+            dseed = dialogue_seed(seed, key)
+            yield {"uri": f"llm:{llm['url']}#{req['index']}", "kind": "synthetic",
+                   "work_key": work_key(stable_hash(key, dseed), cfg_hash), "seed": dseed, "status": "ok",
+                   "rejections": [], "cfg_hash": cfg_hash, "llm_request": req,
+                   "llm_cache": str(Path(out_dir) / "_llm_cache"),
+                   "source_id": stable_hash("rendition", key, dseed, n=32), "language": req["language"]}
         return
     for n, (line, s, err) in enumerate(iter_jsonl(scripts, languages)):
         if count > 0 and n >= count:

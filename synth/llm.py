@@ -2,6 +2,12 @@
 
 POST {url}/v1/chat/completions asking for one dialogue as JSON; the reply's JSON object is found
 (even inside prose or a ``` fence), validated like a JSONL script, and retried on failure.
+
+The driver only plans the requests (`llm_requests`: language, topic, turns, seed per dialogue);
+the synthesis workers send them (`fetch_script`), each reply cached by (prompt, seed, model,
+temperature) under OUT/_llm_cache, so a rerun resumes instead of asking again. A server that
+cannot be reached is a transient failure (retried, never a rejection); a server that keeps
+answering without a usable dialogue rejects that dialogue.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
+from tandem.pipelines.core.contracts import stable_hash
+from tandem.pipelines.core.stage import TransientError
 from tandem.synth.phrasebook import TOPICS
 from tandem.synth.scripts import ScriptError, validate_script
 
@@ -20,7 +28,11 @@ LANGUAGE_NAMES = {"en": "English", "fr": "French", "de": "German", "es": "Spanis
 
 
 class LLMError(RuntimeError):
-    """The chat endpoint failed or replied with no usable dialogue."""
+    """The chat endpoint replied, but with no usable dialogue."""
+
+
+class LLMUnavailable(TransientError):
+    """The chat endpoint could not be reached or failed on the server side."""
 
 
 def build_messages(language: str, topic: str, turns: int) -> list[dict]:
@@ -67,6 +79,8 @@ class ChatClient:
             body["seed"] = int(seed)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         r = requests.post(self.url, json=body, headers=headers, timeout=self.timeout_s)
+        if r.status_code >= 500 or r.status_code == 429:
+            raise LLMUnavailable(f"{self.url}: HTTP {r.status_code}: {r.text[:200]}")
         if r.status_code != 200:
             raise LLMError(f"{self.url}: HTTP {r.status_code}: {r.text[:200]}")
         try:
@@ -76,35 +90,60 @@ class ChatClient:
 
     def dialogue(self, language: str, topic: str, turns: int, dialogue_id: str, seed: int,
                  temperature: float = 0.9) -> dict:
-        """One validated script; retries on HTTP errors and unusable replies."""
+        """One validated script; retries on HTTP errors and unusable replies. Raises LLMError when
+        the server answered but never usably, LLMUnavailable when it was never reached."""
         import requests
-        errors = []
+        errors: list[str] = []
+        answered = False
         for attempt in range(self.retries):
             try:
                 reply = self.complete(build_messages(language, topic, turns), temperature, seed + attempt)
+                answered = True
                 obj = parse_dialogue(reply)
                 obj = {"dialogue_id": dialogue_id, "language": language, "style": f"llm:{topic}",
                        "turns": obj["turns"]}
                 return validate_script(obj, f"{self.url} ({dialogue_id}, attempt {attempt + 1})")
-            except (LLMError, ScriptError, requests.RequestException) as e:
+            except (LLMError, ScriptError) as e:
+                answered = True
                 errors.append(str(e))
-                time.sleep(self.backoff_s * attempt)
-        raise LLMError(f"{self.url}: no usable dialogue after {self.retries} attempts: {errors[-1]}")
+            except (LLMUnavailable, requests.RequestException) as e:
+                errors.append(f"{type(e).__name__}: {e}")
+            time.sleep(self.backoff_s * attempt)
+        cls = LLMError if answered else LLMUnavailable
+        raise cls(f"{self.url}: no usable dialogue after {self.retries} attempts: {errors[-1]}")
 
 
-def llm_scripts(count: int, seed: int, languages: list[str], cfg: dict) -> Iterator[tuple[dict | None, str | None]]:
-    """`count` dialogues (languages in turn, topics drawn from the seed): (script, None) or (None, error)."""
-    client = ChatClient(cfg["url"], cfg["model"], cfg["api_key"],
-                        cfg["timeout_s"], cfg["retries"])
+def llm_requests(count: int, seed: int, languages: list[str], cfg: dict) -> Iterator[dict]:
+    """`count` planned dialogues (languages in turn, topic, turns and request seed drawn from the job
+    seed); nothing is sent here."""
     t_lo, t_hi = cfg["turns"]
+    topics = list(TOPICS["en"])
     for i in range(count):
         lang = languages[i % len(languages)]
         rng = np.random.default_rng([int(seed), i, 11])
-        topics = list(TOPICS["en"])
         topic = topics[int(rng.integers(len(topics)))]
         turns = int(rng.integers(t_lo, t_hi + 1))
-        try:
-            yield client.dialogue(lang, topic, turns, f"llm-{lang}-{seed}-{i:06d}", int(rng.integers(2**31)),
-                                  float(cfg["temperature"])), None
-        except LLMError as e:
-            yield None, str(e)
+        yield {"index": i, "language": lang, "topic": topic, "turns": turns,
+               "dialogue_id": f"llm-{lang}-{seed}-{i:06d}", "seed": int(rng.integers(2**31))}
+
+
+def request_key(req: dict, cfg: dict) -> str:
+    """The cache key of a request: its prompt, seed, model and temperature."""
+    return stable_hash("llm-script", build_messages(req["language"], req["topic"], req["turns"]), req["seed"],
+                       cfg["model"], float(cfg["temperature"]), n=32)
+
+
+def fetch_script(req: dict, cfg: dict, cache_dir: str | None) -> dict:
+    """The script of a planned request: from the cache, else from the server (then cached)."""
+    from pathlib import Path
+    key = request_key(req, cfg)
+    path = Path(cache_dir) / f"{key}.json" if cache_dir else None
+    if path is not None and path.exists():
+        return validate_script(json.loads(path.read_text()), str(path))
+    client = ChatClient(cfg["url"], cfg["model"], cfg["api_key"], cfg["timeout_s"], cfg["retries"])
+    script = client.dialogue(req["language"], req["topic"], req["turns"], req["dialogue_id"], req["seed"],
+                             float(cfg["temperature"]))
+    if path is not None:
+        from tandem.pipelines.io.files import write_json_atomic
+        write_json_atomic(script, path)
+    return script

@@ -32,6 +32,7 @@ class SynthParams:
     models: dict
     asr: object  # AsrParams: the Whisper fallback for word times
     languages: tuple
+    llm: dict  # the chat endpoint, for items planned from "llm" scripts
 
     @classmethod
     def from_config(cls, cfg: dict) -> SynthParams:
@@ -46,7 +47,8 @@ class SynthParams:
         return cls(sample_rate=int(sr), peak=float(s["peak"]),
                    tts=s["tts"], voices=s["voices"], backchannels=s["backchannels"],
                    timeline=TimelineParams.from_config(cfg), augment=aug, models=section(cfg, "models"),
-                   asr=AsrParams.from_config(cfg), languages=tuple(cfg.get("languages") or d["languages"]))
+                   asr=AsrParams.from_config(cfg), languages=tuple(cfg.get("languages") or d["languages"]),
+                   llm=s["llm"])
 
 
 class SynthesizeStage(Stage):
@@ -55,7 +57,7 @@ class SynthesizeStage(Stage):
     turn-taking)."""
 
     name = STAGE_NAME
-    reads = ("script", "seed", "cfg_hash")
+    reads = ("seed", "cfg_hash")  # and "script", or "llm_request" to fetch it here
     writes = ("examples", "source", "duration_s")
     uses_model = True
 
@@ -100,6 +102,12 @@ class SynthesizeStage(Stage):
         from tandem import __version__
 
         P = self.params
+        if "script" not in item:
+            from tandem.synth.llm import LLMError, fetch_script
+            try:
+                item["script"] = fetch_script(item["llm_request"], P.llm, item.get("llm_cache"))
+            except LLMError as e:
+                return _bad_script(item, str(e))
         script, seed = item["script"], int(item["seed"])
         lang = script["language"]
         sh = item.get("source_id") or script_hash(script)
@@ -238,6 +246,19 @@ class RoundTripStage(Stage):
                       "roundtrip_cer_mean": (cers[0] + cers[1]) / 2})
             ex["metrics"] = m
         return item
+
+
+def _bad_script(item: dict, detail: str) -> dict:
+    """The dialogue's script could not be had: a rejected item with its source row."""
+    from tandem.pipelines.core.contracts import rejection_row
+    sid = item["source_id"]
+    item["status"] = "rejected"
+    item.setdefault("rejections", []).append(rejection_row(
+        uri=item["uri"], stage="synth", filter="script", reason="bad_script", detail=detail, source_id=sid,
+        kind="synthetic", config_hash=item["cfg_hash"]))
+    item["source"] = source_row(source_id=sid, uri=item["uri"], kind="synthetic", format="llm", status="rejected",
+                                num_examples=0, config_hash=item["cfg_hash"])
+    return item
 
 
 def _f(x) -> float:

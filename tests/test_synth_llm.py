@@ -42,10 +42,47 @@ def test_parse_dialogue_bare_json_after_prose():
         parse_dialogue('{"text": "no turns"}')
 
 
-def test_make_items_from_llm_keeps_failures_as_rejections():
-    with ChatServer([(200, GOOD), (200, "nothing"), (200, "nothing"), (200, "nothing")]) as srv:
-        cfg = load_config(overrides={"synth": {"llm": {"url": srv.url, "retries": 3}}})
-        items = list(make_items("llm", 2, 0, ["fr"], cfg, config_hash(cfg), "/unused"))
-    assert [i["status"] for i in items] == ["ok", "rejected"]
-    assert items[0]["script"]["turns"][0]["text"] == "Salut, ça va ?"
-    assert "no usable dialogue after 3 attempts" in items[1]["rejections"][0]["detail"]
+def _llm_cfg(url, **kw):
+    return load_config(overrides={"synth": {"llm": {"url": url, "retries": 3, **kw}, "augment": {"enabled": False},
+                                            "roundtrip": {"enabled": False}}})
+
+
+def test_scripts_are_requested_by_the_workers_and_cached(tmp_path):
+    from tandem.synth.stages import SynthesizeStage
+    out = tmp_path / "out"
+    with ChatServer([(200, GOOD)]) as srv:
+        cfg = _llm_cfg(srv.url)
+        items = list(make_items("llm", 3, 0, ["fr"], cfg, config_hash(cfg), str(out)))
+        assert srv.requests == []  # the driver only plans the dialogues
+        assert len({i["work_key"] for i in items}) == 3 and all("script" not in i for i in items)
+        st = SynthesizeStage.from_config(cfg)
+        done = [st(dict(i)) for i in items]
+        assert [i["status"] for i in done] == ["ok"] * 3 and len(srv.requests) == 3
+        assert done[0]["script"]["turns"][0]["text"] == "Salut, ça va ?"
+        assert len(list((out / "_llm_cache").glob("*.json"))) == 3
+        # a rerun resumes from the cache: same scripts and audio, no request sent
+        again = [st(dict(i)) for i in make_items("llm", 3, 0, ["fr"], cfg, config_hash(cfg), str(out))]
+        assert len(srv.requests) == 3
+        assert [d["examples"][0]["audio"] for d in again] == [d["examples"][0]["audio"] for d in done]
+        # the cache key holds the model: another model asks again
+        cfg2 = _llm_cfg(srv.url, model="other")
+        st2 = SynthesizeStage.from_config(cfg2)
+        st2(next(make_items("llm", 1, 0, ["fr"], cfg2, config_hash(cfg2), str(out))))
+        assert len(srv.requests) == 4 and srv.requests[-1]["body"]["model"] == "other"
+
+
+def test_unusable_replies_reject_and_an_unreachable_server_is_retried(tmp_path):
+    from tandem.synth.stages import SynthesizeStage
+    with ChatServer([(200, "nothing")]) as srv:
+        cfg = _llm_cfg(srv.url)
+        it = SynthesizeStage.from_config(cfg)(next(make_items("llm", 1, 0, ["fr"], cfg, config_hash(cfg),
+                                                              str(tmp_path))))
+    assert it["status"] == "rejected" and it["source"]["status"] == "rejected"
+    assert "no usable dialogue after 3 attempts" in it["rejections"][0]["detail"]
+    assert it["rejections"][0]["reason"] == "bad_script"
+    with ChatServer([(503, "overloaded")]) as srv:
+        cfg = _llm_cfg(srv.url)
+        it = SynthesizeStage.from_config(cfg)(next(make_items("llm", 1, 0, ["fr"], cfg, config_hash(cfg),
+                                                              str(tmp_path))))
+    # not the data's fault: left for a rerun, never recorded as a rejection
+    assert it["status"] == "retry" and not it["rejections"] and "LLMUnavailable" in it["retry"]["reason"]
