@@ -66,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from tandem.pipelines.core.stage import ModelMissing
     try:
         return int(args._run(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError, PermissionError, OSError) as e:
+    except (FileNotFoundError, ValueError, KeyError, PermissionError, OSError, ModelMissing) as e:
         if args.verbose:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
