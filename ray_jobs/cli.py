@@ -57,11 +57,14 @@ def job_config(args) -> dict:
         res["num_cpus"] = args.num_cpus
     if args.no_progress:
         res["progress"] = False
-    return load_config(args.config, over)
+    cfg = load_config(args.config, over)
+    if cfg["models"]["offline"]:
+        # before any hub library reads it; forwarded to the workers with the job's environment
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # embedded defaults never touch a hub
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
