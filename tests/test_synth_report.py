@@ -47,3 +47,32 @@ def test_durations_read_as_hms_and_language_thresholds(report):
     thr = s["thresholds"]["roundtrip_cer"]
     assert thr["synthetic"] == 0.35 and thr["synthetic fr"] == 0.5 and thr["synthetic de"] == 0.5
     assert "synthetic en" not in thr  # same as the default
+
+
+@pytest.mark.slow
+def test_report_renders_in_a_headless_browser(report):
+    # a real browser lays the page out and loads every plot (Debian: apt-get install chromium)
+    import shutil
+    import subprocess
+
+    from PIL import Image
+    idx, _ = report
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe, "no chromium on PATH: apt-get install chromium"
+    def shoot(page, name):
+        shot = idx.parent / name
+        subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--window-size=1280,6000", f"--screenshot={shot}", page.as_uri()],
+                       check=True, capture_output=True, timeout=120)
+        img = Image.open(shot).convert("L")
+        assert img.size == (1280, 6000)
+        hist = img.histogram()
+        return shot, sum(hist[:200]) / (img.size[0] * img.size[1])
+
+    shot, with_plots = shoot(idx, "screenshot.png")
+    # the same page without its images: the plots must be what most of the ink is
+    bare = idx.parent / "bare.html"
+    bare.write_text(re.sub(r"<img [^>]*>", "", idx.read_text()))
+    _, text_only = shoot(bare, "screenshot-bare.png")
+    print(f"\nscreenshot {shot}: {100 * with_plots:.1f}% non-white pixels, {100 * text_only:.1f}% without plots")
+    assert with_plots > 3 * text_only
