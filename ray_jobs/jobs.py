@@ -12,10 +12,11 @@ def filter_stages(cfg: dict) -> list:
 
 
 def dedup_index(out_dir, cfg: dict):
+    """The dedup settings the writer's index matches with (None: filters off, no dedup)."""
     if not cfg.get("filters", {}).get("enabled", True):
         return None
-    from tandem.filters.dedup import NearDupIndex
-    return NearDupIndex(str(out_dir), cfg)
+    from tandem.filters.dedup import DedupParams
+    return DedupParams.from_config(cfg)
 
 
 def run_curate(input_spec: str, out_dir: str | Path, cfg: dict, argv: list[str] | None = None) -> dict:

@@ -7,12 +7,14 @@ writes the file researchers hold and never fails the job. A killed driver leaves
 work visible; the next run over the same output skips it, so every expected example lands
 exactly once.
 
-On Ray, each stage is one `map_batches` operator over a dataset of pickled items: stages with a
-model run as an actor pool (the stage is set up once per actor), the others as tasks. Requests
-come from `resources.stages.<name>` (`pipelines.stage.Resources`) and are checked on the driver
-against the cluster before anything starts, because a chain whose requests do not fit stalls
-instead of failing (docs/CLUSTER.md). Killed workers are retried by Ray: actors restart, and the
-batch they held runs again; items are committed by the driver only, so a retry never duplicates.
+On Ray the workers do the heavy part (`ray_jobs.execute`): the input listing is read in blocks,
+each stage is one `map_batches` operator (an actor pool for stages with a model, tasks for the
+others), and a last operator writes finished items as parts into the output's staging area. The
+driver receives the parts' manifests and commits them; it never touches audio. Requests come
+from `resources.stages.<name>` and are checked against the cluster before anything starts,
+because a chain whose requests do not fit stalls instead of failing (docs/CLUSTER.md). Killed
+workers are retried by Ray: actors restart and the batch they held runs again; the driver takes
+each work item from one part only, so a retry never duplicates.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
 
     Items whose `work_key` is already committed in `out_dir` are skipped (resume). `summarize`,
     when given, is called as `summarize(out_dir, run_id)` after the catalog is up to date and its
-    result is returned under "summary". `dedup` is handed to the writer (near-duplicate index).
+    result is returned under "summary". `dedup` (None: off) turns on exact and near-duplicate
+    matching in the writer's index (`filters.dedup.DedupParams`, or anything else for the config's).
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)

@@ -90,23 +90,30 @@ HOLDER = textwrap.dedent("""
     lock = OutputLock(sys.argv[1], run_id="holder-run", job="curate", lease_s=float(sys.argv[2])).acquire()
     print("held", flush=True)
     time.sleep(float(sys.argv[3]))
+    sys.stdin.readline()  # held until the test closes its pipe
     lock.release()
 """)
 
 
-def test_second_writer_is_refused_naming_the_holder(tmp_path):
+def test_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
     cfg = toy_config(local=True)
     out = tmp_path / "out"
     run_job("toy", make_items(2, cfg), toy_stages(cfg), cfg, out)
     before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    # a job in another process holds the output (lease 2 s, renewed every 0.5 s, for 4 s)
-    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), "2", "4"], stdout=subprocess.PIPE, text=True)
+    # a job in another process holds the output (lease 2 s, renewed every 0.5 s) until told to stop
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), "2", "2.5"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "held"
         time.sleep(2.5)  # longer than the lease: only the heartbeat keeps it
         with pytest.raises(LockHeld, match=rf"run holder-run \(pid {p.pid} on host {socket.gethostname()}"):
             run_job("toy", make_items(4, cfg), toy_stages(cfg), cfg, out)
+        # on the command line: a one-line error naming the holder, no traceback
+        from tandem.ray_jobs.cli import main
+        assert main(["filter", str(out)]) == 2
+        assert "is being written by another job curate run holder-run" in capsys.readouterr().err
     finally:
+        p.stdin.close()
         p.wait(timeout=30)
     after = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert after == before  # the refused job wrote nothing: no run record, no staging, no catalog change
@@ -120,7 +127,8 @@ def test_crashed_holder_is_taken_over_and_its_staging_dropped(tmp_path):
     out = tmp_path / "out"
     # a holder on this host that died (its pid is gone) is taken over at once ...
     p = subprocess.run([sys.executable, "-c", HOLDER.replace("lock.release()", "import os; os._exit(9)"),
-                        str(out), "600", "0"], capture_output=True, text=True, check=False)
+                        str(out), "600", "0"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       check=False)
     assert p.returncode == 9 and read_lock(out)["run_id"] == "holder-run"
     (out / "_staging" / "000000-crashed" / "shards").mkdir(parents=True)
     (out / "_staging" / "000000-crashed" / "shards" / "x.parquet").write_bytes(b"half")

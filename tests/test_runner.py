@@ -194,8 +194,9 @@ def test_inputs_stream_through_ray_data_in_blocks(ray_session, tmp_path):
         uri_dataset(str(d / "*.opus"))
     with pytest.raises(FileNotFoundError, match="no such file"):
         InputListing(str(tmp_path / "nowhere"), list)
-    # a job over a listing: items made by the workers, committed once, a rerun skips them
-    cfg = toy_config()
+    # a job over a listing: items made by the workers, committed once, a rerun skips them. The
+    # stages leave less than one CPU free: a listing or read task asking a whole CPU would stall
+    cfg = toy_config(stages={"toy_work": {"num_cpus": 1.0}})
     small = _toy_inputs(tmp_path / "small", 6)
     listing = InputListing(str(small), functools.partial(items_from_uris, cfg=cfg))
     first = run_job("toy", listing, toy_stages(cfg), cfg, tmp_path / "out")

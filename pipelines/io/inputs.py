@@ -130,14 +130,16 @@ def uri_dataset(spec: str):
     import ray
     kind = _check_spec(spec)
     light = {"num_cpus": 0.01, "batch_format": "numpy"}
+    # read tasks ask 1 CPU by default, which a node full of stage actors never frees (a stall)
+    read = {"ray_remote_args": {"num_cpus": 0.01}}
     if kind == "parquet":
-        ds = ray.data.read_parquet(spec, columns=["uri"])
+        ds = ray.data.read_parquet(spec, columns=["uri"], **read)
     elif kind == "jsonl":
-        ds = ray.data.read_json(spec, lines=True)
+        ds = ray.data.read_json(spec, lines=True, **read)
     elif kind == "file":
         return ray.data.from_items([{"uri": str(Path(spec))}])
     else:
-        ds = ray.data.range(1, override_num_blocks=1)
+        ds = ray.data.from_items([{"spec": spec}])  # no read task: the walk below is the only one
         return small_blocks(ds.map_batches(_walk, fn_kwargs={"spec": spec, "kind": kind}, batch_size=None,
                                            **light), LIST_BATCH)
     return small_blocks(ds.map_batches(_resolve_block, fn_kwargs={"base": str(Path(spec).parent), "spec": spec},

@@ -27,11 +27,11 @@ from tandem.pipelines.io.files import write_json_atomic
 LOCK = "_lock.json"
 
 
-class LockHeld(RuntimeError):
+class LockHeld(OSError):
     """Another job writes this output."""
 
 
-class LockLost(RuntimeError):
+class LockLost(OSError):
     """This job's lease ran out and another job took the output over."""
 
 

@@ -60,7 +60,8 @@ class JobWriter:
         self.max_items = int(sh["max_items_per_commit"])
         self.spec = PartSpec(out=str(self.out), run_id=run_id, config_hash=config_hash,
                              row_group_rows=int(sh["row_group_rows"]), compression=sh["compression"],
-                             dedup=DedupParams.from_config(cfg) if dedup is not None else None,
+                             dedup=(dedup if isinstance(dedup, DedupParams) else
+                                    DedupParams.from_config(cfg) if dedup is not None else None),
                              keep_work=bool((cfg.get("examples") or {}).get("keep_work", False)))
         try:
             self.out.mkdir(parents=True, exist_ok=True)
