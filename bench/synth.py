@@ -55,12 +55,13 @@ def main() -> int:
     tts_audio_s = 0.0
     for it in done:
         p = json.loads(it["examples"][0]["params"])
-        for turn in it["script"]["turns"]:
-            v = p["voices"][turn["speaker"]]
-            for s in split_sentences(turn["text"]):
-                a, sr, _ = tts.synthesize(s, it["script"]["language"], voice=v["name"], pitch=v["pitch"],
-                                          rate=v["rate"])
-                tts_audio_s += len(a) / sr
+        calls = [(turn["speaker"], s) for turn in it["script"]["turns"] for s in split_sentences(turn["text"])]
+        # the stage also speaks each listener's backchannel tokens once per dialogue
+        calls += list(dict.fromkeys((b["listener"], b["text"]) for b in p["timeline_draws"]["backchannels"]))
+        for spk, s in calls:
+            v = p["voices"][spk]
+            a, sr, _ = tts.synthesize(s, it["script"]["language"], voice=v["name"], pitch=v["pitch"], rate=v["rate"])
+            tts_audio_s += len(a) / sr
     t_tts = time.perf_counter() - t0
     print(f"synthesis stage: {audio_s:.1f} s of dialogue in {t_stage:.2f} s wall = "
           f"{audio_s / t_stage:.1f} s/s  ({len(done)} dialogues)")
