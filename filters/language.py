@@ -90,6 +90,7 @@ class LanguageParams(FilterParams):
     min_prob: Threshold
     reject_switch: bool
     switch_min_prob: float
+    switch_min_share: float
     script_mismatch_prob: float
     reject_unknown: bool
 
@@ -199,6 +200,11 @@ class LanguageFilter(Filter):
             for prefix in ("lid.audio.ch", "lid.seg.", "lid.text.ch"):
                 if k.startswith(prefix) and float(v) >= p_min:
                     lang = k.rsplit(".", 1)[1]
+                    # a segment's language counts once it covers a real share of the speech: one
+                    # short chunk misheard is Whisper's per-chunk error, not a switch
+                    if prefix == "lid.seg." and float(metrics.get(f"lid.segvote.{lang}", 1.0)) < \
+                            self.p.switch_min_share:
+                        continue
                     out[lang] = max(out.get(lang, 0.0), float(v))
         return out
 

@@ -100,3 +100,18 @@ def test_real_language_from_transcription_segments(cfg):
                    text=(T.SENTENCES["nl"][0], ""), segments=[seg("nl", 0.95, 0, 8)])
     d = lf.decide(lf.measure(ex, None), ex)
     assert not d.keep and d.reason == "language_other" and d.language == "nl", d.detail
+
+
+def test_switch_needs_a_real_share_of_the_speech(cfg):
+    lf = LanguageFilter.from_config(cfg)
+    text = (T.SENTENCES["it"][0], T.SENTENCES["it"][1])
+    # one 1 s chunk misheard as Spanish among 40 s of Italian: Whisper's per-chunk error, kept
+    ex = T.example(np.zeros((2, 2400), np.float32), kind="real", language="it", text=text,
+                   segments=[seg("it", 0.99, 0, 20), seg("es", 0.91, 20, 21), seg("it", 0.99, 21, 40)])
+    d = lf.decide(lf.measure(ex, None), ex)
+    assert d.keep, d.detail
+    # 12 s of 40 in Spanish: a switch, rejected
+    ex = T.example(np.zeros((2, 2400), np.float32), kind="real", language="it", text=text,
+                   segments=[seg("it", 0.99, 0, 28), seg("es", 0.91, 28, 40)])
+    d = lf.decide(lf.measure(ex, None), ex)
+    assert not d.keep and d.reason == "language_switch", d.detail
