@@ -25,8 +25,12 @@ def out(tmp_path_factory):
     cfg = load_config(overrides=BASE)
     audio, words, texts = T.dialogue("en")
     noisy = np.stack([T.add_noise(audio[0], 15, seed=1), T.add_noise(audio[1], 15, seed=2)])
+    import json
+
+    from tandem.synth.turntaking import measure
+    params = json.dumps({"gap_s": [0.3], "overlap": 0.0, "turn_taking": measure(words)})
     exs = [T.example(a, kind="synthetic", language="en", words=words, text=tuple(texts), example_id=eid,
-                     roundtrip_cer=0.03, params='{"gap_s": [0.3], "overlap": 0.0}')
+                     roundtrip_cer=0.03, params=params)
            for eid, a in (("clean", audio), ("noisy", noisy))]
     exs.append(T.example(T.white_noise(3, seed=3), kind="synthetic", language="en", example_id="noise",
                          words=words[:2], text=("good morning", ""), roundtrip_cer=0.9))
@@ -84,7 +88,7 @@ def test_report(out):
     assert [r["reason"] for r in s["rejections"]] == ["noise"]
     for p in s["plots"]:
         assert (idx.parent / p).stat().st_size > 5000
-    assert "turn_taking.png" in s["plots"] and "gap_s[mean]" in s["turn_taking"]
+    assert "turn_taking.png" in s["plots"] and s["turn_taking"]["dialogues"] == 2
     assert "Rejection reasons" in idx.read_text()
 
 
