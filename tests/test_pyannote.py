@@ -26,6 +26,7 @@ SAMPLE_S = 30.0  # length of pyannote's sample.wav
 
 @pytest.fixture(scope="module")
 def local_pipeline(tmp_path_factory):
+    torch.set_num_threads(1)  # the LSTM encoder's many small steps stall when threads share busy cores
     torch.manual_seed(0)
     emb = ResemblyzerEmbedding().eval()  # random weights: this tests the plumbing, not the voices
     d = write_local_pipeline(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from tandem.pipelines.core.config import load_config, section, typed_section
+from tandem.pipelines.core.stage import Resources
 from tandem.pipelines.curate.diarize import DiarizeStage
 from tandem.pipelines.models.diarization import DiarizeParams, Diarizer
 from tandem.pipelines.models.vad import SileroVad
@@ -40,6 +41,9 @@ def vad():
 
 @pytest.fixture(scope="session")
 def diar():
+    import torch
+    # one thread: the LSTM encoder's many small steps stall when two threads share busy cores
+    torch.set_num_threads(1)
     return Diarizer.load(typed_section(DiarizeParams, {}, "diarize", cache_dir=None))
 
 
@@ -75,23 +79,23 @@ def test_embedded_on_pyannote_sample(diar):
     hyp = diar(str(sample_paths()["wav"]))
     ref = read_rttm(sample_paths()["rttm"])
     assert len({t["speaker"] for t in hyp}) == 2
-    # measured 0.057 (collar 0.25) and 0.098 (collar 0); over the 13 files of the evaluation set
-    # the two-speaker files that were counted right spread from 0.02 to 0.13 (collar 0.25), and a
-    # wrong count costs 0.3 or more: 0.15 passes the spread and fails a miscount.
-    assert _der(ref, hyp, 0.25) < 0.15
+    # measured 0.030 (collar 0.25; 0.078 at collar 0). On the 10 two-speaker files of the
+    # evaluation set (4 languages, 8 and 16 kHz) DER at collar 0.25 spread from 0.018 to 0.165,
+    # while two voices merged into one cost 0.4 or more: 0.20 holds the spread and fails a merge.
+    assert _der(ref, hyp, 0.25) < 0.20
 
 
 def test_embedded_on_real_two_speaker_file(diar, real_file):
     wav, ref = real_file
     hyp = diar(wav)
     assert len({t["speaker"] for t in hyp}) == 2
-    # same bound and reasoning as for the sample (this file measured 0.05 at collar 0.25)
-    assert _der(ref, hyp, 0.25) < 0.15
+    # same bound and reasoning as for the sample (this file measured 0.018 at collar 0.25)
+    assert _der(ref, hyp, 0.25) < 0.20
 
 
 def test_stage_two_channel_and_mono(tmp_path):
-    cfg = load_config()
-    st = DiarizeStage.from_config(cfg)
+    st = DiarizeStage.from_config(load_config())
+    st.resources = Resources(threads=1)  # two threads on busy shared cores stall the LSTM encoder
     st.check()
     p = str(sample_paths()["wav"])
     base = {"uri": p, "work_path": p, "source_id": "abc", "out_dir": str(tmp_path), "seed": 0,
