@@ -64,7 +64,7 @@ def augment_user_channel(audio: np.ndarray, sample_rate: int, rng: np.random.Gen
         if on:
             draws[name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
     out = audio.astype(np.float32, copy=True)
-    x = out[1].astype(np.float64)
+    x = out[1].copy()  # float32 throughout: half the memory, FFT convolutions several times faster
     if "echo" in draws:
         d = draws["echo"]
         lag = round(d["delay_s"] * sample_rate)
@@ -79,21 +79,21 @@ def augment_user_channel(audio: np.ndarray, sample_rate: int, rng: np.random.Gen
     if "gain" in draws:
         from audiomentations import Gain
         g = draws["gain"]["db"]
-        x = Gain(min_gain_db=g, max_gain_db=g, p=1.0)(x.astype(np.float32), sample_rate).astype(np.float64)
+        x = Gain(min_gain_db=g, max_gain_db=g, p=1.0)(x.astype(np.float32), sample_rate)
     out[1] = np.clip(x, -1.0, 1.0).astype(np.float32)
     return out, draws
 
 
 def _reverb(x: np.ndarray, sr: int, d: dict) -> np.ndarray:
     """Exponentially decaying noise impulse response (a diffuse room), mixed wet/dry."""
-    from scipy.signal import fftconvolve
+    from scipy.signal import oaconvolve
     g = np.random.default_rng(d["ir_seed"])
     n = max(1, int(d["rt60_s"] * sr))
     t = np.arange(n) / sr
-    ir = g.standard_normal(n) * np.exp(-6.9078 * t / d["rt60_s"])  # -60 dB at rt60
+    ir = (g.standard_normal(n) * np.exp(-6.9078 * t / d["rt60_s"])).astype(np.float32)  # -60 dB at rt60
     ir /= np.sqrt((ir**2).sum()) + 1e-12
-    wet = fftconvolve(x, ir)[: len(x)]
-    return (1 - d["wet"]) * x + d["wet"] * wet
+    wet = oaconvolve(x, ir)[: len(x)]  # overlap-add: a long dialogue costs blocks of the IR's size
+    return ((1 - d["wet"]) * x + d["wet"] * wet).astype(np.float32)
 
 
 def _band_limit(x: np.ndarray, sr: int, d: dict) -> np.ndarray:
@@ -105,21 +105,25 @@ def _band_limit(x: np.ndarray, sr: int, d: dict) -> np.ndarray:
                        p=1.0)(y, sr)
     y = LowPassFilter(min_cutoff_freq=hi, max_cutoff_freq=hi, min_rolloff=24, max_rolloff=24, zero_phase=True,
                       p=1.0)(y, sr)
-    return y.astype(np.float64)
+    return y.astype(np.float32)
+
+
+NOISE_FIR = 4096  # taps of the colouring filter (6 Hz resolution at 24 kHz)
 
 
 def _noise(x: np.ndarray, sr: int, d: dict) -> np.ndarray:
     """Coloured noise (spectral slope in dB per octave) scaled to the drawn SNR against the
-    channel's active speech level."""
+    channel's active speech level: white noise through a linear-phase FIR with that slope."""
     from scipy import fft
+    from scipy.signal import oaconvolve
     g = np.random.default_rng(d["noise_seed"])
-    n = fft.next_fast_len(len(x), real=True)  # an arbitrary length can make the FFT 100x slower
-    spec = fft.rfft(g.standard_normal(n))
-    f = fft.rfftfreq(n, 1 / sr)
-    f[0] = f[1] if n > 1 else 1.0
-    spec *= (f / 1000.0) ** (d["color_decay_db"] / 20 / np.log10(2))
-    noise = fft.irfft(spec, n)[: len(x)]
+    white = g.standard_normal(len(x), dtype=np.float32)
+    f = fft.rfftfreq(NOISE_FIR, 1 / sr)
+    f[0] = f[1]
+    h = fft.irfft((f / 1000.0) ** (d["color_decay_db"] / 20 / np.log10(2)), NOISE_FIR)
+    h = (np.roll(h, NOISE_FIR // 2) * np.hanning(NOISE_FIR)).astype(np.float32)
+    noise = oaconvolve(white, h, mode="same")
     active = np.abs(x) > 1e-3
-    p_sig = float((x[active] ** 2).mean()) if active.any() else 1e-4
-    p_noise = float((noise**2).mean()) + 1e-20
-    return noise * np.sqrt(p_sig / p_noise / 10 ** (d["snr_db"] / 10))
+    p_sig = float((x[active].astype(np.float64) ** 2).mean()) if active.any() else 1e-4
+    p_noise = float((noise.astype(np.float64) ** 2).mean()) + 1e-20
+    return (noise * np.sqrt(p_sig / p_noise / 10 ** (d["snr_db"] / 10))).astype(np.float32)
