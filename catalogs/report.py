@@ -263,13 +263,16 @@ def _plot_turn_taking(plt, tt: dict):
     fig, axes = plt.subplots(1, 5, figsize=(17, 3.4))
     pm, fi = tt["per_minute"], tt["fisher"]
     x = range(len(KEYS))
-    axes[0].bar([i - 0.2 for i in x], [pm[k] for k in KEYS], 0.4, label="measured")
-    axes[0].bar([i + 0.2 for i in x], [fi[k] for k in KEYS], 0.4, label="Fisher")
+    ratio = [pm[k] / fi[k] for k in KEYS]
+    axes[0].axhspan(0.9, 1.1, color="green", alpha=0.15)  # within 10% of Fisher
+    axes[0].axhline(1.0, color="k", lw=0.8)
+    axes[0].bar(list(x), ratio, 0.6)
+    for i, k in enumerate(KEYS):
+        axes[0].annotate(f"{pm[k]:.1f}\n/{fi[k]:.1f}", (i, ratio[i]), ha="center", va="bottom", fontsize=7)
     axes[0].set_xticks(list(x), list(KEYS))
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("s per minute")
-    axes[0].legend(fontsize=7)
-    axes[0].set_title(f"{tt['dialogues']} dialogues, {hms(60 * pm['minutes'])}", fontsize=9)
+    axes[0].set_ylim(0, max(1.5, max(ratio) * 1.25))
+    axes[0].set_ylabel("measured / Fisher (s per minute)")
+    axes[0].set_title(f"{tt['dialogues']} dialogues, {hms(60 * pm['minutes'])} (green: Fisher ±10%)", fontsize=9)
     for ax, key, label in zip(axes[1:], ("fto_s", "pauses_s", "overlaps_s", "backchannels_per_min"),
                               ("floor-transfer offset (s)", "pause length (s)", "overlap length (s)",
                                "backchannels per minute")):
