@@ -1,6 +1,7 @@
 """Synthesis throughput against bare TTS on the same texts, and round-trip CER per language.
 
     .venv/bin/python bench/synth.py [--dialogues 12] [--cer-per-language 10] [--seed 0] [--backend espeak]
+    .venv/bin/python bench/synth.py --turn-taking 200 --seed 3    # IPU / pause / gap / overlap vs Fisher
 
 Prints dialogue audio seconds per wall second for the synthesis stage (TTS + timeline + mix +
 augment + FLAC) and for the bare TTS calls alone on the same sentences (a second instance of the
@@ -28,11 +29,14 @@ def main() -> int:
     ap.add_argument("--cer-per-language", type=int, default=10, help="dialogues per language for CER (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backend", default="espeak", choices=["espeak", "piper"])
+    ap.add_argument("--turn-taking", type=int, default=0, metavar="N",
+                    help="only measure the turn-taking of N built-in dialogues (Moshi's definitions, vs Fisher)")
     args = ap.parse_args()
 
     from tandem.pipelines.core.config import config_hash, load_config
     from tandem.synth.job import RoundTripStage, SynthesizeStage, make_items
     from tandem.synth.scripts import split_sentences
+    from tandem.synth.summary import format_summary, summarize
     from tandem.synth.tts.base import make_tts
 
     cfg = load_config(overrides={"synth": {"tts": {"backend": args.backend}}})
@@ -46,6 +50,10 @@ def main() -> int:
     p = syn.params
     tts = make_tts(p.tts, p.sample_rate, p.models, threads=syn.resources.threads, asr_params=p.asr)
     tts.synthesize("warm up", "en", voice=getattr(tts, "voices", [None])[0])
+    if args.turn_taking:
+        rows = (syn(it)["examples"][0] for it in make_items(None, args.turn_taking, args.seed, langs, cfg, h, "/u"))
+        print(format_summary(summarize(rows)))
+        return 0
     syn(dict(next(make_items(None, 1, args.seed + 99, langs, cfg, h, "/unused"))))  # imports, worker start
     t0 = time.perf_counter()
     done = [syn(dict(it)) for it in items]
