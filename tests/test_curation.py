@@ -1,6 +1,7 @@
 """The curation chain end to end (no Ray): inputs, items, speakers on the right channels."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa

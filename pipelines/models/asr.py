@@ -113,11 +113,42 @@ class Asr:
 
 
 class FasterWhisperAsr(Asr):
+    """Whisper with its own word timestamps; chunks decoded `batch_size` at a time (batch 1: one by one)."""
+
     backend = "faster-whisper"
 
-    def __init__(self, model: Any, beam_size: int = 5):
+    def __init__(self, model: Any, beam_size: int = 5, batch_size: int = 1, device: str = "cpu"):
         self.model = model
         self.beam_size = beam_size
+        self.batch_size = int(batch_size)
+        self.device = device
+        self._batched = None
+
+    def transcribe_chunks(self, chunks: list[tuple[float, np.ndarray]], language: str | None = None) -> list[dict]:
+        if self.batch_size <= 1:
+            return super().transcribe_chunks(chunks, language)
+        if self._batched is None:
+            # the same batched decoder as the whisperx backend, without its aligner
+            from tandem.pipelines.models.asr_whisperx import WhisperXAsr
+            self._batched = WhisperXAsr(self.model, device=self.device, batch_size=self.batch_size,
+                                        beam_size=self.beam_size)
+        segs = self._batched.decode(chunks, language)
+        for seg in segs:
+            off, audio = seg.pop("chunk")
+            words = [_word(w["word"], w["start_s"] - off, w["end_s"] - off, w["prob"]) for w in seg.pop("whisper_words")]
+            snap_words(words, audio)
+            for w in words:
+                w["start_s"] += off
+                w["end_s"] += off
+            seg["words"] = words
+            if words:  # the segment spans its words (the chunk around them holds padding)
+                seg["start_s"] = min(w["start_s"] for w in words)
+                seg["end_s"] = max(w["end_s"] for w in words)
+        return segs
+
+    @property
+    def counts(self) -> dict:
+        return self._batched.counts if self._batched is not None else {}
 
     def detect_language(self, audio: np.ndarray, sample_rate: int) -> tuple[str, float]:
         a = to_16k_mono(audio, sample_rate)
@@ -188,7 +219,7 @@ def build_asr(p: AsrParams, models: dict, device: str = "cpu", threads: int = 2)
         if key not in _MODELS:
             from faster_whisper import WhisperModel
             _MODELS[key] = WhisperModel(path, device=device, compute_type=compute, cpu_threads=threads)
-        return FasterWhisperAsr(_MODELS[key], beam_size=p.beam_size)
+        return FasterWhisperAsr(_MODELS[key], beam_size=p.beam_size, batch_size=p.batch_size, device=device)
     if p.backend == "whisperx":
         from tandem.pipelines.models.asr_whisperx import WhisperXAsr, load_aligner, load_whisperx_model
         from tandem.pipelines.models.fetch import asr_model_path, hub_dir
