@@ -204,6 +204,22 @@ def filter_shares(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def redecide(results: list[dict], cfg: dict) -> list[dict]:
+    """The stored per-example metrics of an earlier run judged again under `cfg` (no model runs)."""
+    from tandem.filters.base import first_rejection
+    from tandem.filters.stage import build_filters, decide_example
+    filters = build_filters(cfg)
+    for r in results:
+        for e in r.get("examples", []):
+            ex = {"kind": "real", "language": e["asr_language"], "example_id": e["example_id"]}
+            decisions = decide_example(ex, cfg, filters, e["metrics"])
+            d = first_rejection(decisions)
+            e.update(accepted=d is None, first_rejection=d and f"{d.filter}:{d.reason}",
+                     rejected_by=sorted({x.filter for x in decisions if not x.keep}),
+                     reasons=[f"{x.filter}:{x.reason}: {x.detail}" for x in decisions if not x.keep])
+    return results
+
+
 QUALITY_KEYS = ("q.dnsmos_ovrl", "q.snr_db", "q.bandwidth_hz", "q.speech_ratio", "q.longest_silence_s",
                 "q.level_dbfs", "q.clipping", "q.flatness")
 
@@ -274,9 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write per-file and per-example results here")
     ap.add_argument("--calibrate", action="store_true",
                     help="quality metrics of the reference-split files, clean and with added noise (no ASR)")
+    ap.add_argument("--redecide", type=Path, default=None,
+                    help="judge the examples of an earlier --json run again under this config (no models)")
     a = ap.parse_args(argv)
     from tandem.pipelines.core.config import load_config, parse_overrides
     cfg = load_config(a.config, parse_overrides(a.set))
+    if a.redecide:
+        results = redecide(json.loads(a.redecide.read_text())["results"], cfg)
+        print(table(results))
+        print(filter_shares(results))
+        return 0
     man = ensure_set(a.eval, a.build)
     if a.calibrate:
         cal = calibrate(man, a.eval, cfg)

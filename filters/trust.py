@@ -71,6 +71,7 @@ class TrustParams(FilterParams):
 
     min_words: Threshold
     max_bad_word_times: Threshold
+    max_bad_word_share: Threshold
     max_word_s: float
     no_speech_prob: float
     silence_logprob: float
@@ -162,7 +163,9 @@ class TrustFilter(Filter):
             return rej("empty_transcript", f"{int(words)} words < {t('min_words'):g}")
         bad = {k: num(metrics, k) for k in ("w.non_monotonic", "w.outside", "w.too_long")}
         n_bad = sum(v for v in bad.values() if finite(v))
-        if n_bad > t("max_bad_word_times"):
+        n_words = num(metrics, "w.count")
+        allowed = max(t("max_bad_word_times"), t("max_bad_word_share") * (n_words if finite(n_words) else 0.0))
+        if n_bad > allowed:
             return rej("word_times", "word timestamps: " + ", ".join(f"{k[2:]}={int(v)}" for k, v in bad.items()
                                                                    if finite(v) and v))
         if kind == "synthetic":

@@ -74,3 +74,17 @@ def test_roundtrip_cer_threshold(cfg):
     assert cer("Hello, World!", "hello world") == 0.0
     assert cer("aujourd'hui", "aujourd’hui") == 0.0  # one normalizer: apostrophes of either kind
     assert cer("abc", "") == 1.0 and cer("", "") == 0.0
+
+
+def test_one_stretched_word_among_many_tolerated_on_real_speech_only(cfg):
+    ws = words(150)
+    ws[70]["end_s"] = ws[70]["start_s"] + 3.2  # Whisper stretched one word over an overlap
+    long_audio = np.zeros((2, 24000 * 70), np.float32)
+    text = (" ".join(f"word{i}" for i in range(150)), "")
+    real = T.example(long_audio, kind="real", language="en", text=text, words=ws, segments=[seg()])
+    tf = TrustFilter.from_config(cfg)
+    d = tf.decide(tf.measure(real, None), real)
+    assert d.keep, d.detail
+    syn = T.example(long_audio, kind="synthetic", language="en", text=text, words=ws, roundtrip_cer=0.05)
+    d = tf.decide(tf.measure(syn, None), syn)
+    assert not d.keep and d.reason == "word_times", d.detail
