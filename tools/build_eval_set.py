@@ -5,9 +5,9 @@ Sources (Debian packages fetched with `apt-get download` + `dpkg-deb -x`, nothin
 - asterisk-core-sounds-{en,es,fr,it}-wav: one professional speaker per language (en-US and es-MX
   Allison, fr-CA June, it Carlo), 8 kHz, verbatim texts in asterisk-core-sounds-XX.
 - asterisk-prompt-fr-armelle (fr, Armelle Desjardins), asterisk-prompt-es-co (es-CO, July E.
-  Jimenez), asterisk-prompt-it-menardi-wav (it, Menardi): a second, different real speaker of the
-  same language, 8 kHz. Their wording differs from the core texts, so their turns carry no
-  reference text (STM: IGNORE_TIME_SEGMENT_IN_SCORING) and WER is scored on verbatim turns only.
+  Jimenez), asterisk-prompt-it-menardi-wav (it, Menardi): a second real speaker of the language,
+  8 kHz, whose wording is not verbatim the core texts: their turns carry no reference text (STM
+  IGNORE_TIME_SEGMENT_IN_SCORING), so WER is scored on the verbatim turns only.
 - pocketsphinx-testdata: a LibriVox reader and a card-names speaker (English, 16 kHz, transcripts).
 - pyannote.audio's sample.wav (a real two-person call): whole, as its own file, and its two
   speakers' single-speaker utterances (cut by sample.stm/rttm) as English voices.
@@ -17,8 +17,7 @@ read speech exists in the Debian or PyPI registries: de and pt are not covered.
 
 Each file: turns of one to two prompts, gaps and a few short overlaps (at most two voices at once),
 per-speaker levels, a -70 dBFS noise floor (recordings never hold digital silence), all drawn from
-`--seed`. Written per file: audio/<id>.wav (mono), ref/<id>.rttm, ref/<id>.stm, ref/<id>.json;
-plus manifest.json. Usage: python tools/build_eval_set.py [--out eval_data] [--languages en,fr].
+`--seed`. Writes audio/<id>.wav (mono), ref/<id>.{rttm,stm,json} and manifest.json.
 """
 
 from __future__ import annotations
@@ -84,11 +83,9 @@ class EvalBuildError(RuntimeError):
 
 def fetch(packages: list[str], cache: Path) -> Path:
     """Download and unpack `packages` into cache/root (once); apt-get update if the lists are empty."""
-    root, debs = cache / "root", cache / "debs"
-    root.mkdir(parents=True, exist_ok=True)
-    debs.mkdir(parents=True, exist_ok=True)
-    stamps = cache / "unpacked"
-    stamps.mkdir(exist_ok=True)
+    root, debs, stamps = cache / "root", cache / "debs", cache / "unpacked"
+    for d in (root, debs, stamps):
+        d.mkdir(parents=True, exist_ok=True)
     todo = [p for p in packages if not (stamps / p).exists()]
     if not todo:
         return root
@@ -230,13 +227,6 @@ def voices(lang: str, cache: Path) -> dict[str, list[Utt]]:
     return v
 
 
-def resample(x: np.ndarray, sr: int, to: int) -> np.ndarray:
-    if sr == to:
-        return x
-    g = np.gcd(sr, to)
-    return resample_poly(x, to // g, sr // g).astype(np.float32)
-
-
 def rms_db(x: np.ndarray) -> float:
     return 10 * np.log10(float(np.mean(x.astype(np.float64) ** 2)) + 1e-12)
 
@@ -269,7 +259,8 @@ def build_file(fid: str, lang: str, speakers: list[str], pool: dict[str, list[Ut
             break
         cur, turn_start, first = start, start, len(segs)
         for u in utts:
-            a = resample(u.audio, u.sr, sr)
+            g = np.gcd(sr, u.sr)
+            a = u.audio if u.sr == sr else resample_poly(u.audio, sr // g, u.sr // g).astype(np.float32)
             a = a * np.float32(10 ** ((level[spk] - rms_db(a)) / 20))
             segs.append({"speaker": spk, "start": cur, "end": cur + len(a) / sr, "text": u.text,
                          "source": u.source, "audio": a})
@@ -307,13 +298,9 @@ def write_refs(out: Path, fid: str, segs: list[dict]) -> dict:
 
 
 def overlaps(segs: list[dict]) -> tuple[int, float]:
-    n, tot = 0, 0.0
-    for i, a in enumerate(segs):
-        for b in segs[i + 1:]:
-            if a["speaker"] != b["speaker"] and a["start"] < b["end"] and b["start"] < a["end"]:
-                n += 1
-                tot += min(a["end"], b["end"]) - max(a["start"], b["start"])
-    return n, tot
+    ov = [min(a["end"], b["end"]) - max(a["start"], b["start"]) for i, a in enumerate(segs) for b in segs[i + 1:]
+          if a["speaker"] != b["speaker"] and a["start"] < b["end"] and b["start"] < a["end"]]
+    return len(ov), sum(ov)
 
 
 def add_sample(out: Path) -> dict:
