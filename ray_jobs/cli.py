@@ -17,6 +17,7 @@ COMMANDS = [
     "tandem.ray_jobs.report",
     "tandem.ray_jobs.catalog_cmd",
     "tandem.ray_jobs.export",
+    "tandem.ray_jobs.voices_cmd",
     "tandem.ray_jobs.models_cmd",
     "tandem.ray_jobs.config_cmd",
 ]
