@@ -29,6 +29,8 @@ def main() -> int:
     ap.add_argument("--cer-per-language", type=int, default=10, help="dialogues per language for CER (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backend", default="espeak", choices=["espeak", "piper"])
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, e.g. asr.batch_size=1")
     ap.add_argument("--turn-taking", type=int, default=0, metavar="N",
                     help="only measure the turn-taking of N built-in dialogues (Moshi's definitions, vs Fisher)")
     args = ap.parse_args()
@@ -39,7 +41,9 @@ def main() -> int:
     from tandem.synth.summary import format_summary, summarize
     from tandem.synth.tts.base import make_tts
 
-    cfg = load_config(overrides={"synth": {"tts": {"backend": args.backend}}})
+    from tandem.pipelines.core.config import _merge, parse_overrides
+    cfg = load_config(overrides=_merge({"synth": {"tts": {"backend": args.backend}}},
+                                       parse_overrides(args.overrides), "", free=True))
     langs = LANGS if args.backend == "espeak" else ["en"]
     h = config_hash(cfg)
     syn = SynthesizeStage.from_config(cfg)

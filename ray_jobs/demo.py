@@ -66,7 +66,7 @@ def _ffmpeg(src: Path, dst: Path, *args: str) -> None:
 
 def build_corpus(raw: Path, seed: int = 0) -> dict:
     """Write the demo's raw inputs into `raw`; returns what each file is expected to become:
-    `accepted:<language>` or `rejected:<reason>`."""
+    `accepted:<language>` or `rejected:<reason>[|<another reason>...]`."""
     from tandem.ray_jobs.corpus import make_conversation, two_channel, write_broken_files
     raw.mkdir(parents=True, exist_ok=True)
     expect: dict[str, str] = {}
@@ -77,6 +77,10 @@ def build_corpus(raw: Path, seed: int = 0) -> dict:
         (raw / "ref" / f"conv_{lang}.json").write_text(json.dumps(ref_turns, indent=1))
         sf.write(raw / f"conv_{lang}.wav", audio, sr, subtype="PCM_16")
         expect[f"conv_{lang}.wav"] = f"accepted:{lang}"
+    # Whisper base does not understand espeak's Portuguese (measured: heard as Latin or English,
+    # transcripts of nonsense, avg log-prob -0.9 to -1.0, with the pt and pt-br voices alike), and
+    # no real Portuguese speech ships in any registry: the language or trust filter rejects it
+    expect["conv_pt.wav"] = "rejected:language_mismatch|language_other|language_uncertain|whisper_low_logprob"
     # other containers and rates of real conversations
     _ffmpeg(raw / "conv_en.wav", raw / "conv_en_copy.flac", "-ar", "16000")  # same speech, 16 kHz FLAC
     # resampled: not a byte duplicate, but the same words: the near-duplicate transcript check catches it

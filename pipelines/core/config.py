@@ -105,6 +105,10 @@ def default_config_text() -> str:
     return "\n".join(parts)
 
 
+# maps whose keys are the user's (stage names), whatever their defaults hold
+OPEN_MAPS = ("resources.stages",)
+
+
 def _merge(base: dict, over: dict, path: str, free: bool = False) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
@@ -113,7 +117,7 @@ def _merge(base: dict, over: dict, path: str, free: bool = False) -> dict:
             raise KeyError(f"unknown config key {where!r}")
         if isinstance(out.get(k), dict) and isinstance(v, dict):
             # dicts whose defaults are empty are open maps (e.g. per-stage resources)
-            out[k] = _merge(out[k], v, where, free=free or not out[k])
+            out[k] = _merge(out[k], v, where, free=free or not out[k] or where in OPEN_MAPS)
         else:
             out[k] = v
     return out
