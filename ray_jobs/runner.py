@@ -31,6 +31,7 @@ from typing import Any
 
 from tandem.catalogs.publish import CatalogPublisher
 from tandem.pipelines.core.config import config_hash, config_json, section
+from tandem.pipelines.core.contracts import utc_now
 from tandem.pipelines.core.stage import Stage
 from tandem.pipelines.store.commit import OutputError
 from tandem.pipelines.store.writer import JobWriter, write_run_record
@@ -46,10 +47,6 @@ VERSIONS_OF = ("ray", "pyarrow", "duckdb", "numpy", "torch", "faster-whisper", "
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def library_versions() -> dict[str, str]:
@@ -112,7 +109,7 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
 def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog, *, run_id, h,
               local, progress, t0) -> dict:
     """The job while its writer holds the output's lock."""
-    record = {"run_id": run_id, "job": job, "started_at": _now(), "finished_at": None, "status": "running",
+    record = {"run_id": run_id, "job": job, "started_at": utc_now(), "finished_at": None, "status": "running",
               "config_hash": h, "config": config_json(cfg), "pipeline_version": __version__,
               "versions": json.dumps(library_versions(), sort_keys=True), "stages": "[]",
               "argv": json.dumps(list(argv if argv is not None else sys.argv))}
@@ -135,7 +132,7 @@ def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog
         totals = dict(writer.totals)
     except BaseException as e:
         record.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                      finished_at=_now(), stages=json.dumps(table.as_list()))
+                      finished_at=utc_now(), stages=json.dumps(table.as_list()))
         try:
             _write_record(out_dir, record)
             catalog.publish(force=True)
@@ -145,7 +142,7 @@ def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog
     counts = writer.index.stats()
 
     stage_rows = table.as_list()
-    record.update(status="finished", finished_at=_now(), stages=json.dumps(stage_rows))
+    record.update(status="finished", finished_at=utc_now(), stages=json.dumps(stage_rows))
     _write_record(out_dir, record)
     catalog.publish(force=True)
     wall = time.perf_counter() - t0

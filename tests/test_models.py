@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from tandem.pipelines.io.files import sha256_file
 from tandem.pipelines.models import registry
-from tandem.pipelines.models.registry import WHISPER_BASE_SHA256, ModelMissing, _sha256, whisper_base_dir
+from tandem.pipelines.models.registry import WHISPER_BASE_SHA256, ModelMissing, whisper_base_dir
 
 NO_NETWORK = {"HF_HUB_OFFLINE": "1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
               "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
@@ -23,14 +24,14 @@ def tandem(*args, env=None):
 def test_whisper_base_is_the_pinned_bytes(tmp_path):
     cfg = {"models": {"cache_dir": str(tmp_path)}}
     d = whisper_base_dir(cfg)
-    assert _sha256(d / "model.bin") == WHISPER_BASE_SHA256
+    assert sha256_file(d / "model.bin") == WHISPER_BASE_SHA256
     # a byte flipped in the cached copy (same size) is noticed and the model rebuilt
     with open(d / "model.bin", "r+b") as f:
         f.seek(1000)
         b = f.read(1)
         f.seek(1000)
         f.write(bytes([b[0] ^ 0xFF]))
-    assert _sha256(whisper_base_dir(cfg) / "model.bin") == WHISPER_BASE_SHA256
+    assert sha256_file(whisper_base_dir(cfg) / "model.bin") == WHISPER_BASE_SHA256
 
 
 def test_corrupt_parts_are_a_clear_error(tmp_path, monkeypatch):

