@@ -202,10 +202,13 @@ class RoundTripStage(Stage):
 
     @classmethod
     def from_config(cls, cfg: dict) -> RoundTripStage:
+        import dataclasses
+
         from tandem.pipelines.core.config import section
         from tandem.pipelines.models.asr import AsrParams
-        return cls(AsrParams.from_config(cfg), section(cfg, "models"), synth_section(cfg)["roundtrip"]["pad_s"],
-                   resources=Resources.for_stage(cfg, cls.name))
+        rt = synth_section(cfg)["roundtrip"]
+        asr = dataclasses.replace(AsrParams.from_config(cfg), batch_size=int(rt["batch_size"]))
+        return cls(asr, section(cfg, "models"), rt["pad_s"], resources=Resources.for_stage(cfg, cls.name))
 
     def check(self) -> None:
         from tandem.pipelines.models.asr import check_asr
