@@ -55,7 +55,7 @@ OFF_LANGUAGE = ("nl", [("A", "Goedemorgen, heb je het nieuws van vandaag al gele
 def add_arguments(p) -> None:
     from tandem.ray_jobs.cli import add_job_arguments
     p.add_argument("out", nargs="?", default="demo_out", help="output directory (default: demo_out)")
-    p.add_argument("--synth-count", type=int, default=6, help="synthetic dialogues (default 6: one per language)")
+    p.add_argument("--synth-count", type=int, default=12, help="synthetic dialogues (default 12: two per language)")
     p.add_argument("--fresh", action="store_true", help="delete OUT first instead of resuming")
     add_job_arguments(p)
 

@@ -12,7 +12,7 @@ from tandem.catalogs import catalog
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
-    r = subprocess.run([sys.executable, "-m", "tandem.ray_jobs.cli", "demo", str(out), "--synth-count", "6",
+    r = subprocess.run([sys.executable, "-m", "tandem.ray_jobs.cli", "demo", str(out), "--synth-count", "12",
                         "--no-progress"], capture_output=True, text=True, check=False, timeout=1500)
     assert r.returncode == 0, f"demo failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
     (out / "demo.log").write_text(r.stdout)

@@ -23,6 +23,8 @@ import numpy as np
 from tandem.pipelines.core.config import section, typed_section
 
 ASR_SR = 16000  # Whisper's input rate
+# faster-whisper's defaults for re-decoding a window at a higher temperature
+FALLBACK_COMPRESSION, FALLBACK_LOGPROB = 2.4, -1.0
 _MODELS: dict[tuple, Any] = {}  # (backend, model, device, compute_type) -> loaded model
 
 
@@ -128,6 +130,7 @@ class FasterWhisperAsr(Asr):
         self.batch_size = int(batch_size)
         self.device = device
         self._batched = None
+        self.counts_fallback = 0
 
     def transcribe_chunks(self, chunks: list[tuple[float, np.ndarray]], language: str | None = None) -> list[dict]:
         if self.batch_size <= 1:
@@ -138,8 +141,17 @@ class FasterWhisperAsr(Asr):
             self._batched = WhisperXAsr(self.model, device=self.device, batch_size=self.batch_size,
                                         beam_size=self.beam_size)
         segs = self._batched.decode(chunks, language)
+        out = []
         for seg in segs:
             off, audio = seg.pop("chunk")
+            if seg["compression_ratio"] > FALLBACK_COMPRESSION or seg["avg_logprob"] < FALLBACK_LOGPROB:
+                # Whisper's own fallback, which batched decoding lacks: this chunk again, chunk by
+                # chunk with temperature fallback (a repetition loop or a garbled decode otherwise stays)
+                seg.pop("whisper_words")
+                self.counts_fallback += 1
+                out.extend(super().transcribe_chunks([(off, audio)], language))
+                continue
+            out.append(seg)
             words = [_word(w["word"], w["start_s"] - off, w["end_s"] - off, w["prob"]) for w in seg.pop("whisper_words")]
             snap_words(words, audio)
             for w in words:
@@ -149,11 +161,12 @@ class FasterWhisperAsr(Asr):
             if words:  # the segment spans its words (the chunk around them holds padding)
                 seg["start_s"] = min(w["start_s"] for w in words)
                 seg["end_s"] = max(w["end_s"] for w in words)
-        return segs
+        return out
 
     @property
     def counts(self) -> dict:
-        return self._batched.counts if self._batched is not None else {}
+        c = dict(self._batched.counts) if self._batched is not None else {}
+        return {**c, "fallback_chunks": self.counts_fallback}
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> list[dict]:
         a = to_16k_mono(audio, sample_rate)
