@@ -13,6 +13,7 @@ rebuilds it from the committed files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -193,28 +194,40 @@ def _fresh(path: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(path))
 
 
-def build(out_dir: str | Path) -> Path:
-    """Rebuild the catalog from the committed files and publish it (atomic rename); never opens
-    the published file for writing, so it works while researchers hold it."""
-    out_dir = Path(out_dir)
-    if not out_dir.exists():
-        raise FileNotFoundError(f"{out_dir}: no such output directory")
+@contextlib.contextmanager
+def _new_copy(out_dir: Path, src: Path | None = None):
+    """A connection to a new catalog file beside the published one (empty, or a copy of `src`),
+    published by atomic rename when the block succeeds; the temp file never outlives it."""
     tmp = out_dir / f".{CATALOG}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        con = _fresh(tmp)
+        if src is None:
+            con = _fresh(tmp)
+        else:
+            shutil.copyfile(src, tmp)
+            con = duckdb.connect(str(tmp))
         try:
-            _create(con)
-            ms = manifests(out_dir)
-            skip = _retired(ms)
-            for m in ms:
-                _apply_manifest(con, out_dir, m, skip)
-            _finish(con, out_dir)
+            yield con
         finally:
             con.close()
         _publish_file(tmp, out_dir)
     finally:
         tmp.unlink(missing_ok=True)
         Path(str(tmp) + ".wal").unlink(missing_ok=True)
+
+
+def build(out_dir: str | Path) -> Path:
+    """Rebuild the catalog from the committed files and publish it (atomic rename); never opens
+    the published file for writing, so it works while researchers hold it."""
+    out_dir = Path(out_dir)
+    if not out_dir.exists():
+        raise FileNotFoundError(f"{out_dir}: no such output directory")
+    with _new_copy(out_dir) as con:
+        _create(con)
+        ms = manifests(out_dir)
+        skip = _retired(ms)
+        for m in ms:
+            _apply_manifest(con, out_dir, m, skip)
+        _finish(con, out_dir)
     return catalog_path(out_dir)
 
 
@@ -231,18 +244,8 @@ def refresh_meta(out_dir: str | Path) -> None:
     if not src.exists():
         build(out_dir)
         return
-    tmp = out_dir / f".{CATALOG}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        shutil.copyfile(src, tmp)
-        con = duckdb.connect(str(tmp))
-        try:
-            _finish(con, out_dir)
-        finally:
-            con.close()
-        _publish_file(tmp, out_dir)
-    finally:
-        tmp.unlink(missing_ok=True)
-        Path(str(tmp) + ".wal").unlink(missing_ok=True)
+    with _new_copy(out_dir, src) as con:
+        _finish(con, out_dir)
 
 
 def query(out_dir: str | Path, sql: str, params: list | None = None):
