@@ -40,7 +40,8 @@ def write_table_atomic(table: pa.Table, path: Path, *, row_group_rows: int = 8,
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         # audio is FLAC already: no dictionary, no second compression pass over it
-        pq.write_table(table, tmp, row_group_size=max(1, row_group_rows), compression=compression,
+        pq.write_table(table, tmp, row_group_size=max(1, row_group_rows),
+                       compression={c: "none" if c == "audio" else compression for c in table.column_names},
                        use_dictionary=[c for c in table.column_names if c not in ("audio",)],
                        write_statistics=True)
         with open(tmp, "rb+") as f:
