@@ -29,6 +29,9 @@ SIGNATURE_SCHEMA = pa.schema([
     ("source_id", pa.string()),
     ("audio_hash", pa.binary(16)),  # None when exact dedup is off or the example has no audio
     ("minhash", pa.list_(pa.uint32())),  # None when the transcript is too short to compare
+    # the examples this one was found to duplicate (its edges in the duplicate graph); kept so the
+    # clusters, and so the keeper of each, can be rebuilt after a crash or by the next run
+    ("duplicate_of", pa.list_(pa.string())),
 ])
 
 
@@ -85,6 +88,19 @@ def signature(example: dict, p: DedupParams) -> dict:
             "minhash": None if mh is None else mh.tolist()}
 
 
+def decision_for(eid: str, same: str | None, near: list[tuple[str, float]], threshold: float) -> Decision:
+    """The dedup rejection of `eid` given its matches (`SignatureIndex.matches`), or ok."""
+    if same is not None:
+        return Decision.reject("dedup", "duplicate_audio", f"example {eid}: same decoded audio as example {same}",
+                               {"dedup.exact": 1.0})
+    if near:
+        best, j = near[0]
+        return Decision.reject("dedup", "near_duplicate_text",
+                               f"example {eid}: transcript near-duplicate of example {best} "
+                               f"(estimated Jaccard {j:.2f} >= {threshold})", {"dedup.jaccard": j})
+    return Decision.ok("dedup")
+
+
 class SignatureIndex:
     """Incremental exact + near-duplicate matching over signatures; `check_and_add` is idempotent
     for one example id (a retried worker asking again is not its own duplicate)."""
@@ -110,27 +126,30 @@ class SignatureIndex:
             self.lsh.insert(eid, mh)
             self.sigs[eid] = mh
 
-    def check(self, sig: dict) -> Decision:
+    def matches(self, sig: dict) -> tuple[str | None, list[tuple[str, float]]]:
+        """Everything `sig` duplicates: the example with the same audio (or None), and every
+        indexed transcript at estimated Jaccard >= the threshold, best first (ties by id).
+        Symmetric (LSH bands and the estimate do not depend on which side asks), so the graph
+        these edges build does not depend on the order examples arrive in."""
         eid = sig["example_id"]
+        same = None
         ah = sig.get("audio_hash")
         if ah is not None and self.p.exact_audio:
             other = self.audio.get(bytes(ah))
-            if other is not None and other != eid:
-                return Decision.reject("dedup", "duplicate_audio",
-                                       f"example {eid}: same decoded audio as example {other}",
-                                       {"dedup.exact": 1.0})
+            same = other if other != eid else None
+        near: list[tuple[str, float]] = []
         if sig.get("minhash") is not None and self.p.near_text and self.lsh is not None:
             mh = self._mh(sig["minhash"])
-            hits = [h for h in self.lsh.query(mh) if h != eid]
-            if hits:
-                best = max(hits, key=lambda h: mh.jaccard(self.sigs[h]))
-                j = mh.jaccard(self.sigs[best])
-                if j >= self.p.jaccard:
-                    return Decision.reject("dedup", "near_duplicate_text",
-                                           f"example {eid}: transcript near-duplicate of example {best} "
-                                           f"(estimated Jaccard {j:.2f} >= {self.p.jaccard})",
-                                           {"dedup.jaccard": float(j)})
-        return Decision.ok("dedup")
+            for h in self.lsh.query(mh):
+                if h != eid:
+                    j = float(mh.jaccard(self.sigs[h]))
+                    if j >= self.p.jaccard:
+                        near.append((h, j))
+            near.sort(key=lambda hj: (-hj[1], hj[0]))
+        return same, near
+
+    def check(self, sig: dict) -> Decision:
+        return decision_for(sig["example_id"], *self.matches(sig), self.p.jaccard)
 
     def check_and_add(self, sig: dict) -> Decision:
         d = self.check(sig)

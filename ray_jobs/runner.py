@@ -129,6 +129,7 @@ def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog
                     for st in part["stats"]:
                         table.add(st)
         writer.commit()
+        writer.settle()  # each duplicate cluster keeps its canonical example, whatever the arrival order
         totals = dict(writer.totals)
     except BaseException as e:
         record.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
@@ -155,6 +156,7 @@ def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog
                "examples": totals["examples"], "rejected_examples": totals["rejected_examples"],
                "rejections": totals["rejections"], "duplicates": totals["duplicates"],
                "commits": totals["commits"], "audio_s": totals["audio_s"], "stages": stage_rows,
+               "settled": totals["settled"],
                "retry": writer.retry,
                "wall_s": wall, "recovered": {**writer.recovered, "catalog_commits": caught_up},
                "catalog": {"problems": list(catalog.problems), "publications": catalog.publications,

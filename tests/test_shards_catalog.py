@@ -181,7 +181,9 @@ def test_dedup_signatures_are_committed_and_reloaded_by_the_next_run(tmp_path):
     assert not (tmp_path / "_state" / "dedup").exists()  # no index pickled at each commit
     # the next run loads the committed signatures: another copy is still caught
     w2 = JobWriter(tmp_path, cfg, run_id="r2", job="t", config_hash="h", dedup=True)
-    assert w2.index.stats()["signatures"] == 2
+    # kept and rejected signatures both load (3 distinct audio hashes), and the two edges
+    assert w2.index.stats()["signatures"] == 3 and w2.index.stats()["duplicate_examples"] == 2
+    assert len(list(iter_rows(committed_files(tmp_path, "dupes")))) == 2
     w2.add(_copy_of(1, 2))
     assert w2.close()["rejected_examples"] == 1
 

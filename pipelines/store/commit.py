@@ -6,6 +6,7 @@ Layout of an output directory OUT:
   rejections/*.parquet  why anything was rejected (REJECTION_SCHEMA)
   sources/*.parquet     every input seen, accepted or not (SOURCE_SCHEMA)
   dedup/*.parquet       dedup signatures of the kept examples (filters.dedup.SIGNATURE_SCHEMA)
+  dupes/*.parquet       signatures of the examples rejected as duplicates, with what they duplicate
   _commits/*.json       one manifest per commit: the commit point
   _staging/<part>/      files of a part (pipelines.store.part) not yet committed
   runs/<run_id>.json    one record per run
@@ -34,7 +35,7 @@ from tandem.pipelines.core.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, SO
 from tandem.pipelines.io.files import iter_rows, sha256_file
 
 KINDS = {"shards": EXAMPLE_SCHEMA, "rejected": EXAMPLE_SCHEMA, "rejections": REJECTION_SCHEMA,
-         "sources": SOURCE_SCHEMA, "dedup": SIGNATURE_SCHEMA}
+         "sources": SOURCE_SCHEMA, "dedup": SIGNATURE_SCHEMA, "dupes": SIGNATURE_SCHEMA}
 COMMITS = "_commits"
 STAGING = "_staging"
 

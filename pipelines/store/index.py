@@ -2,6 +2,15 @@
 source ids (the same audio under another name), dedup signatures, and which work this run has
 claimed and taken.
 
+Dedup keeps one example per cluster of duplicates, and which one does not depend on the order
+parts arrive in. Judging streams: every judged signature (kept or not) joins the index, an example
+matching any judged one is rejected provisionally and its matches are recorded as edges
+(`duplicate_of` in its signature row, so they survive a crash). Matching is symmetric, so the
+clusters (connected components of the edges) are the same in any order; `settle_plan` then names,
+per cluster, the keeper by the canonical rule: the smallest example id. Example ids are content
+hashes, so the choice depends on the audio and transcripts only, not on file names, paths or
+timing (the rule of datatrove's and NeMo Curator's batch dedup: one survivor per cluster by id).
+
 Under Ray it runs as one actor beside the driver (`ray_jobs.execute`); in-process otherwise. It
 loads once per run from the committed `sources` and `dedup` files, and every call after that
 costs in proportion to the rows it is given, never to the history.
@@ -11,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tandem.filters.dedup import DedupParams, SignatureIndex
+from tandem.filters.dedup import DedupParams, SignatureIndex, decision_for
 from tandem.pipelines.io.files import iter_rows
 from tandem.pipelines.store.commit import committed_files
 
@@ -25,13 +34,46 @@ class CommitIndex:
         self.claimed: dict[str, str] = {}  # work key -> claimant (a block of this run)
         self.taken: dict[str, str] = {}  # work key -> part id whose results the driver took
         self.counts = {"skipped": 0, "repeated": 0}
+        # the duplicate graph: union-find over examples with an edge; which judged examples are
+        # rejected as duplicates now; where each judged example's rows are (file stems)
+        self.parent: dict[str, str] = {}
+        self.dup: dict[str, list[str]] = {}  # example id -> its edges, for the rejected ones
+        self.where: dict[str, list[str]] = {}
+        self.moved: dict[str, str] = {}  # file stem -> the stem a settle commit rewrote it into
+        self.ahash: dict[str, bytes] = {}
         for row in iter_rows(committed_files(out_dir, "sources"), columns=["work_key", "source_id"]):
             self.keys.add(row["work_key"])
             if row["source_id"]:
                 self.sources.setdefault(row["source_id"], row["work_key"])
         if self.sigs is not None:
-            for row in iter_rows(committed_files(out_dir, "dedup")):
-                self.sigs.add(row["example_id"], row["audio_hash"], row["minhash"])
+            for kind in ("dedup", "dupes"):
+                for path in committed_files(out_dir, kind):
+                    for row in iter_rows([path]):
+                        self._load_sig(row, path.stem, rejected=kind == "dupes")
+
+    def _load_sig(self, row: dict, stem: str, rejected: bool) -> None:
+        eid = row["example_id"]
+        self.sigs.add(eid, row["audio_hash"], row["minhash"])
+        self.where[eid] = [stem]
+        if row["audio_hash"] is not None:
+            self.ahash[eid] = bytes(row["audio_hash"])
+        edges = list(row.get("duplicate_of") or [])
+        if rejected:
+            self.dup[eid] = edges
+        for other in edges:
+            self._union(eid, other)
+
+    def _find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def _union(self, a: str, b: str) -> None:
+        ra, rb = self._find(a), self._find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
 
     def ping(self) -> int:
         return len(self.keys)
@@ -71,11 +113,90 @@ class CommitIndex:
                 if self.sigs is None or sig is None:
                     decisions.append(None)
                     continue
-                d = self.sigs.check_and_add(sig)
-                decisions.append(None if d.keep else {"filter": d.filter, "reason": d.reason, "detail": d.detail,
-                                                      "metrics": dict(d.metrics or {})})
+                decisions.append(self._judge_sig(sig, e.get("stem")))
             out.append({"duplicate_of": None, "decisions": decisions})
         return out
+
+    def _judge_sig(self, sig: dict, stem: str | None) -> dict | None:
+        eid = sig["example_id"]
+        seen = eid in self.where
+        if stem is not None:  # a part written twice (a retried task) leaves two candidate files
+            self.where.setdefault(eid, [])
+            if stem not in self.where[eid]:
+                self.where[eid].append(stem)
+        if seen and eid not in self.dup:
+            return None
+        same, near = self.sigs.matches(sig)
+        edges = sorted({*([same] if same else []), *(h for h, _ in near)})
+        if not seen:
+            self.sigs.add(eid, sig.get("audio_hash"), sig.get("minhash"))
+            if sig.get("audio_hash") is not None:
+                self.ahash[eid] = bytes(sig["audio_hash"])
+            if edges:
+                self.dup[eid] = edges
+                for other in edges:
+                    self._union(eid, other)
+        if not edges:
+            return None
+        d = decision_for(eid, same, near, self.sigs.p.jaccard)
+        return {"filter": d.filter, "reason": d.reason, "detail": d.detail, "metrics": dict(d.metrics or {}),
+                "duplicate_of": edges}
+
+    # settling: the canonical keeper of each cluster -----------------------------------------------
+    def _stems(self, eid: str) -> list[str]:
+        out = []
+        for s in self.where.get(eid, []):
+            while s in self.moved:
+                s = self.moved[s]
+            out.append(s)
+        return out
+
+    def settle_plan(self) -> list[dict]:
+        """The moves that make every cluster's kept example its smallest id: [{example_id, to
+        ("shards" | "rejected"), keeper, stems, and for a demoted one the rejection's reason,
+        detail, metrics}]. Costs in proportion to the examples with duplicates."""
+        clusters: dict[str, list[str]] = {}
+        for x in list(self.parent):
+            clusters.setdefault(self._find(x), []).append(x)
+        plan = []
+        for members in clusters.values():
+            keeper = min(m for m in members if m in self.where) if any(m in self.where for m in members) else None
+            if keeper is None:
+                continue
+            for m in sorted(members):
+                if m not in self.where:
+                    continue
+                if m == keeper and m in self.dup:
+                    plan.append({"example_id": m, "to": "shards", "keeper": m, "stems": self._stems(m)})
+                elif m != keeper and m not in self.dup:
+                    plan.append({"example_id": m, "to": "rejected", "keeper": keeper, "stems": self._stems(m),
+                                 **self._why(m, keeper)})
+        return plan
+
+    def _why(self, eid: str, keeper: str) -> dict:
+        if eid in self.ahash and self.ahash[eid] == self.ahash.get(keeper):
+            d = decision_for(eid, keeper, [], self.sigs.p.jaccard)
+            detail = d.detail
+        else:
+            a, b = self.sigs.sigs.get(eid), self.sigs.sigs.get(keeper)
+            j = float(a.jaccard(b)) if a is not None and b is not None else 0.0
+            d = decision_for(eid, None, [(keeper, j)], self.sigs.p.jaccard)
+            detail = (f"example {eid}: in the cluster of near-duplicates kept as example {keeper} "
+                      f"(estimated transcript Jaccard with it {j:.2f})")
+        return {"filter": d.filter, "reason": d.reason, "detail": detail + " (keeper: the smallest example id)",
+                "metrics": dict(d.metrics or {})}
+
+    def settled(self, plan: list[dict], stems: list[str], new_stem: str) -> None:
+        """A settle commit moved `plan`'s examples and rewrote the files of `stems` into `new_stem`."""
+        for s in stems:
+            if s != new_stem:
+                self.moved[s] = new_stem
+        for p in plan:
+            eid = p["example_id"]
+            if p["to"] == "shards":
+                self.dup.pop(eid, None)
+            else:
+                self.dup[eid] = sorted({*self.dup.get(eid, []), p["keeper"]})
 
     def take(self, keys: list[str], part_id: str) -> bool:
         """The driver takes a part's results unless another part already delivered these work
@@ -95,4 +216,5 @@ class CommitIndex:
 
     def stats(self) -> dict:
         return {**self.counts, "committed_keys": len(self.keys), "sources": len(self.sources),
-                "signatures": 0 if self.sigs is None else len(self.sigs)}
+                "signatures": 0 if self.sigs is None else len(self.sigs),
+                "duplicate_examples": len(self.dup)}

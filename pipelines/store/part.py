@@ -4,8 +4,10 @@ small manifest of the part (file names, rows, bytes, checksums, work keys, count
 
 Dedup happens here, next to the audio: each example's signature (PCM hash, transcript MinHash) is
 computed in this process and judged by the run's `CommitIndex`; the examples it keeps are written
-to the shards, the others to `rejected` with a dedup rejection, and the kept signatures to the
-part's `dedup` file so the next run's index loads them back.
+to the shards, the others to `rejected` with a dedup rejection, the kept signatures to the
+part's `dedup` file and the rejected ones (with the ids they duplicate) to its `dupes` file, so
+the next run's index loads the whole duplicate graph back. All kinds of a part share one file
+stem, `<run id>-<part id>`, which is how settling (pipelines.store.settle) finds an example's rows.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def write_part(items: list[dict], spec: PartSpec, index: Any, part_id: str | Non
             retry.append({"uri": item.get("uri"), **(item.get("retry") or {})})
             continue
         done.append(item)
-    entries = [{"work_key": it["work_key"],
+    entries = [{"work_key": it["work_key"], "stem": f"{spec.run_id}-{part_id}",
                 "source_id": (it.get("source") or {}).get("source_id") or it.get("source_id"),
                 "sigs": [signature(ex, spec.dedup) if spec.dedup is not None else None
                          for ex in it.get("examples") or []]} for it in done]
@@ -102,7 +104,7 @@ def _item_rows(item: dict, entry: dict, verdict: dict, spec: PartSpec, rows: dic
     rejected = list(item.get("rejected_examples") or [])
     rejections = list(item.get("rejections") or [])
     status = "rejected" if item.get("status") == "rejected" else "accepted"
-    sigs = []
+    sigs, dupes = [], []
     if verdict["duplicate_of"] is not None:
         # the same audio under another name (or committed by an earlier run): keep one; its own
         # verdicts repeat the first copy's, so only the duplicate row is kept
@@ -122,6 +124,8 @@ def _item_rows(item: dict, entry: dict, verdict: dict, spec: PartSpec, rows: dic
                     sigs.append({**sig, "source_id": sid})
                 continue
             rejected.append(ex)
+            if sig is not None:
+                dupes.append({**sig, "source_id": sid, "duplicate_of": d.get("duplicate_of")})
             rejections.append(rejection_row(
                 uri=item.get("uri", ""), source_id=sid, example_id=ex["example_id"], kind=ex.get("kind"),
                 stage="dedup", filter=d["filter"] or "dedup", reason=d["reason"], detail=d["detail"],
@@ -147,6 +151,7 @@ def _item_rows(item: dict, entry: dict, verdict: dict, spec: PartSpec, rows: dic
     rows["rejections"].extend(rejections)
     rows["sources"].append(src)
     rows["dedup"].extend(sigs)
+    rows["dupes"].extend(dupes)
     counts["items"] += 1
     counts["examples"] += len(examples)
     counts["rejected_examples"] += len(rejected)

@@ -3,7 +3,9 @@
 Work items become parts where they finish: a Ray worker writes its part into staging and hands
 over the part's small manifest (`add_part`), or the writer writes one in-process from items it
 is given (`add`) and from rows queued by re-filtering (`add_rows`). A commit gathers parts into
-one manifest (the commit point), then moves their files into place.
+one manifest (the commit point), then moves their files into place. `settle()` (at the end of a
+run, and in `close()`) makes each cluster of duplicates keep its canonical example
+(pipelines.store.settle).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tandem.pipelines.store.commit import (
 from tandem.pipelines.store.index import CommitIndex
 from tandem.pipelines.store.lock import LockLost, OutputLock
 from tandem.pipelines.store.part import PartSpec, write_part, write_rows
+from tandem.pipelines.store.settle import settle
 
 from tandem import __version__
 
@@ -81,7 +84,7 @@ class JobWriter:
             self.lock.release()
             raise
         self._reset()
-        self.totals = {k: 0 for k in COUNTS} | {"audio_s": 0.0, "commits": 0, "parts": 0}
+        self.totals = {k: 0 for k in COUNTS} | {"audio_s": 0.0, "commits": 0, "parts": 0, "settled": 0}
         self.retry: list[dict] = []  # items left uncommitted after transient failures
 
     # committed state -------------------------------------------------------------------------
@@ -187,9 +190,18 @@ class JobWriter:
         for pid in {p["part_id"] for p in parts} | {commit_id, commit_id + "-r"}:
             shutil.rmtree(self.out / STAGING / pid, ignore_errors=True)
 
+    def settle(self) -> dict:
+        """Commit what is pending, then swap every duplicate cluster's keeper to its canonical
+        example in one more commit; returns {"settled": examples moved, ...}."""
+        self.commit()
+        res = settle(self)
+        self.totals["settled"] += res["settled"]
+        return res
+
     def close(self) -> dict:
         try:
             self.commit()
+            self.settle()
         finally:
             self.release()
         return dict(self.totals)

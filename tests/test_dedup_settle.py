@@ -1,0 +1,135 @@
+"""Dedup keeps the same example of each duplicate cluster whatever order the parts commit in."""
+
+import pytest
+from tandem.pipelines.core.config import load_config
+from tandem.pipelines.core.contracts import stable_hash
+from tandem.pipelines.io.files import iter_rows
+from tandem.pipelines.store.commit import committed_files, manifests, verify
+from tandem.pipelines.store.writer import JobWriter
+
+from tandem.testing.fixtures import tone_item
+
+TEXT = "we should meet on tuesday to go over the budget for next year and the hiring plan"
+
+
+def _copy(i: int, n: int) -> dict:
+    """tone_item(i)'s audio under another name (new work key, source and example ids)."""
+    it = tone_item(i)
+    sid = stable_hash("copy-source", i, n)
+    it["examples"][0].update(example_id=stable_hash("copy", i, n), source_ids=[sid])
+    it.update(work_key=stable_hash("copy-work", i, n), uri=f"copy_{n}_of_{i}.wav", source_id=sid)
+    it["source"].update(source_id=sid, uri=it["uri"])
+    return it
+
+
+def _near(i: int, text: str) -> dict:
+    it = tone_item(i)
+    it["examples"][0].update(text_ch0=text, text_ch1="")
+    return it
+
+
+def _items() -> list[dict]:
+    """Two clusters (three copies of one audio; two near-duplicate transcripts) and a loner."""
+    return [tone_item(1), _copy(1, 1), _copy(1, 2), _near(5, TEXT), _near(6, TEXT.replace("tuesday", "Tuesday!")),
+            tone_item(7)]
+
+
+def _eid(it: dict) -> str:
+    return it["examples"][0]["example_id"]
+
+
+CFG = load_config(overrides={"shards": {"max_items_per_commit": 1}})  # one part per item
+
+
+def _state(out) -> dict:
+    shards = {r["example_id"] for r in iter_rows(committed_files(out, "shards"))}
+    rejected = {r["example_id"] for r in iter_rows(committed_files(out, "rejected"))}
+    rej = {r["example_id"]: r["reason"] for r in iter_rows(committed_files(out, "rejections"))}
+    src = {r["source_id"]: (r["status"], r["num_examples"]) for r in iter_rows(committed_files(out, "sources"))}
+    dedup = {r["example_id"] for r in iter_rows(committed_files(out, "dedup"))}
+    dupes = {r["example_id"] for r in iter_rows(committed_files(out, "dupes"))}
+    return {"shards": shards, "rejected": rejected, "rejections": rej, "sources": src, "dedup": dedup,
+            "dupes": dupes}
+
+
+def _expected(items):
+    audio = min(_eid(it) for it in items[:3])
+    near = min(_eid(items[3]), _eid(items[4]))
+    return {audio, near, _eid(items[5])}
+
+
+@pytest.mark.parametrize("order", ["forward", "backward", "mixed"])
+def test_the_same_examples_are_kept_in_any_commit_order(tmp_path, order):
+    items = _items()
+    seq = {"forward": items, "backward": items[::-1], "mixed": [items[2], items[4], items[0], items[5],
+                                                                items[3], items[1]]}[order]
+    w = JobWriter(tmp_path, CFG, run_id="r1", job="t", config_hash="h", dedup=True)
+    for it in seq:
+        w.add(it)
+    w.close()
+    st = _state(tmp_path)
+    keep = _expected(items)
+    assert st["shards"] == keep == st["dedup"]
+    assert st["rejected"] == st["dupes"] == {_eid(it) for it in items} - keep
+    # one dedup rejection per rejected example, none for a kept one
+    assert set(st["rejections"]) == st["rejected"]
+    assert {st["rejections"][_eid(it)] for it in items[:3] if _eid(it) not in keep} == {"duplicate_audio"}
+    assert {st["rejections"][_eid(it)] for it in items[3:5] if _eid(it) not in keep} == {"near_duplicate_text"}
+    for it in items:
+        kept = _eid(it) in keep
+        assert st["sources"][it["source_id"]] == (("accepted", 1) if kept else ("rejected", 0))
+    assert verify(tmp_path) == []
+    # settled for good: the next run's index finds nothing to move
+    w2 = JobWriter(tmp_path, CFG, run_id="r2", job="t", config_hash="h", dedup=True)
+    assert w2.index.settle_plan() == []
+    w2.release()
+
+
+def test_a_run_that_dies_before_settling_is_settled_by_the_next(tmp_path):
+    a, b = tone_item(1), _copy(1, 1)
+    first, second = sorted([a, b], key=_eid, reverse=True)  # the non-canonical copy commits first
+    w = JobWriter(tmp_path, CFG, run_id="r1", job="t", config_hash="h", dedup=True)
+    w.add(first)
+    w.add(second)
+    w.commit()
+    w.release()  # killed before its settle
+    assert _state(tmp_path)["shards"] == {_eid(first)}
+    n_commits = len(manifests(tmp_path))
+    w2 = JobWriter(tmp_path, CFG, run_id="r2", job="t", config_hash="h", dedup=True)
+    assert [p["example_id"] for p in w2.index.settle_plan()] == sorted([_eid(a), _eid(b)])
+    totals = w2.close()
+    assert totals["settled"] == 2 and len(manifests(tmp_path)) == n_commits + 1  # one commit
+    st = _state(tmp_path)
+    assert st["shards"] == {_eid(second)} and st["rejected"] == {_eid(first)}
+    assert st["rejections"] == {_eid(first): "duplicate_audio"}
+    detail = next(iter_rows(committed_files(tmp_path, "rejections")))["detail"]
+    assert _eid(second) in detail and "smallest example id" in detail
+    # the files it replaced are retired, not deleted (gc deletes them later)
+    retired = manifests(tmp_path)[-1]["retired"]
+    assert retired and all((tmp_path / rel).exists() for rel in retired)
+    assert verify(tmp_path) == []
+
+
+def test_a_later_run_can_move_the_keeper_and_a_refilter_after_it_still_works(tmp_path):
+    from tandem.ray_jobs.refilter import refilter
+    a, b = tone_item(1), _copy(1, 1)
+    big, small = sorted([a, b], key=_eid, reverse=True)
+    w = JobWriter(tmp_path, CFG, run_id="r1", job="t", config_hash="h", dedup=True)
+    w.add(big)
+    w.close()
+    w = JobWriter(tmp_path, CFG, run_id="r2", job="t", config_hash="h", dedup=True)
+    w.add(small)  # the canonical copy arrives in a later run
+    assert w.close()["settled"] == 2
+    assert _state(tmp_path)["shards"] == {_eid(small)}
+    cfg = load_config(overrides={"filters": {"enabled": ["quality"], "quality": {"dnsmos": False}}})
+    refilter(tmp_path, cfg, log=lambda *a: None)
+    st = _state(tmp_path)
+    assert st["shards"] == {_eid(small)} and st["rejections"] == {_eid(big): "duplicate_audio"}
+    # rows a re-filtering rewrote are found by their ids: a third copy still settles
+    third = _copy(1, 0)
+    w = JobWriter(tmp_path, CFG, run_id="r3", job="t", config_hash="h", dedup=True)
+    w.add(third)
+    w.close()
+    keep = min(_eid(small), _eid(third))
+    assert _state(tmp_path)["shards"] == {keep}
+    assert set(_state(tmp_path)["rejections"]) == {_eid(a), _eid(b), _eid(third)} - {keep}
