@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -35,13 +36,11 @@ def main() -> int:
                     help="only measure the turn-taking of N built-in dialogues (Moshi's definitions, vs Fisher)")
     args = ap.parse_args()
 
-    from tandem.pipelines.core.config import config_hash, load_config
+    from tandem.pipelines.core.config import _merge, config_hash, load_config, parse_overrides
     from tandem.synth.job import RoundTripStage, SynthesizeStage, make_items
     from tandem.synth.scripts import split_sentences
     from tandem.synth.summary import format_summary, summarize
     from tandem.synth.tts.base import make_tts
-
-    from tandem.pipelines.core.config import _merge, parse_overrides
     cfg = load_config(overrides=_merge({"synth": {"tts": {"backend": args.backend}}},
                                        parse_overrides(args.overrides), "", free=True))
     langs = LANGS if args.backend == "espeak" else ["en"]
@@ -58,12 +57,14 @@ def main() -> int:
         rows = (syn(it)["examples"][0] for it in make_items(None, args.turn_taking, args.seed, langs, cfg, h, "/u"))
         print(format_summary(summarize(rows)))
         return 0
-    syn(dict(next(make_items(None, 1, args.seed + 99, langs, cfg, h, "/unused"))))  # imports, worker start
+    syn.run_items([dict(it) for it in make_items(None, 2, args.seed + 99, langs, cfg, h, "/unused")])  # warm up
+    c0, w0 = time.process_time(), _engine_cpu(syn)
     t0 = time.perf_counter()
-    done = [syn(dict(it)) for it in items]
+    done = syn.run_items([dict(it) for it in items])  # as a Ray batch runs them
     t_stage = time.perf_counter() - t0
+    c_stage = time.process_time() - c0 + _engine_cpu(syn) - w0
     audio_s = sum(it["duration_s"] for it in done if it["status"] == "ok")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tts_audio_s = 0.0
     for it in done:
         p = json.loads(it["examples"][0]["params"])
@@ -74,13 +75,16 @@ def main() -> int:
             v = p["voices"][spk]
             a, sr, _ = tts.synthesize(s, it["script"]["language"], voice=v["name"], pitch=v["pitch"], rate=v["rate"])
             tts_audio_s += len(a) / sr
-    t_tts = time.perf_counter() - t0
+    t_tts, c_tts = time.perf_counter() - t0, time.process_time() - c0
     print(f"synthesis stage: {audio_s:.1f} s of dialogue in {t_stage:.2f} s wall = "
           f"{audio_s / t_stage:.1f} s/s  ({len(done)} dialogues)")
     print(f"bare TTS calls : {tts_audio_s:.1f} s of speech in {t_tts:.2f} s wall = {tts_audio_s / t_tts:.1f} s/s")
     print(f"throughput ratio, bare TTS wall / stage wall on the same sentences (backend {args.backend}) = "
           f"{t_tts / t_stage:.2f}  (stage: TTS in a forked worker per dialogue + backchannels + timeline + mix "
-          "+ augment + FLAC)")
+          "+ augment + FLAC, the next dialogue spoken while this one is mixed)")
+    print(f"CPU seconds (this process + the TTS worker processes): stage {c_stage:.2f}, bare TTS {c_tts:.2f}, "
+          f"ratio {c_tts / c_stage:.2f}  (what the stage costs, overlap aside; steadier than wall time on a "
+          f"loaded machine, load average now {os.getloadavg()[0]:.1f})")
 
     if args.cer_per_language > 0:
         rt = RoundTripStage.from_config(cfg)
@@ -110,6 +114,19 @@ def main() -> int:
                   f"                    {statistics.median(x[1] for x in v):.3f}"
                   f"               {statistics.median(x[2] for x in v):.3f}")
     return 0
+
+
+def _engine_cpu(stage) -> float:
+    """CPU seconds of the stage's TTS worker processes (espeak's fork servers and their finished
+    sessions); 0 for engines that run in this process."""
+    total = 0.0
+    for tts in (getattr(stage, "tts", None), getattr(stage, "_spare", None)):
+        server = getattr(tts, "_server", None)
+        if server is None:
+            continue
+        f = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    return total
 
 
 if __name__ == "__main__":

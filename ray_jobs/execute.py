@@ -75,9 +75,8 @@ def _build_stage(payload: bytes, threads: int | None = None) -> Stage:
 
 def _apply(stage: Stage, batch: dict) -> dict:
     import numpy as np
-    out = []
-    for raw in batch["payload"]:
-        out.append(pickle.dumps(stage(pickle.loads(raw)), protocol=5))
+    # the batch through run_items (streamed): a stage may overlap one item's work with the next's (synthesis)
+    out = [pickle.dumps(it, protocol=5) for it in stage.run_items(pickle.loads(raw) for raw in batch["payload"])]
     return {"work_key": np.asarray(batch["work_key"]), "payload": np.array(out, dtype=object)}
 
 

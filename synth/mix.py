@@ -19,13 +19,14 @@ def render(tl: Timeline, sample_rate: int, peak: float = 0.9) -> np.ndarray:
         if a is None:
             raise ValueError(f"utterance {p.utt.text!r} has no audio to mix")
         keep = min(len(a), round(p.keep_s * sample_rate))
-        seg = a[:keep].astype(np.float32, copy=True)
+        seg = a[:keep]  # a view: copied only where the fade writes
         if keep < len(a) and keep > fade:
+            seg = seg.astype(np.float32, copy=True)
             seg[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
         s = round(p.start_s * sample_rate)
         e = min(n, s + len(seg))
         out[p.channel, s:e] += seg[: e - s]
-    m = float(np.abs(out).max()) if out.size else 0.0
+    m = max(float(out.max()), -float(out.min())) if out.size else 0.0  # no |out| temporary
     if m > peak:
         out *= peak / m
     return out

@@ -81,23 +81,124 @@ class SynthesizeStage(Stage):
                               stacklevel=2)
 
     def setup(self) -> None:
-        from tandem.synth.tts.base import make_tts
-        self.tts = make_tts(self.params.tts, self.params.sample_rate, self.params.models,
-                            threads=self.resources.threads, asr_params=self.params.asr)
+        self.tts = self._make_tts()
+        self._spare = None  # a second engine: speaks the next dialogue while this one is mixed
+        self._ahead: dict | None = None  # the next dialogue's turns, being spoken by the spare engine
+        self._pool = self._next = None
 
-    def _say(self, text: str, lang: str, voice):
+    def _make_tts(self):
+        from tandem.synth.tts.base import make_tts
+        return make_tts(self.params.tts, self.params.sample_rate, self.params.models,
+                        threads=self.resources.threads, asr_params=self.params.asr)
+
+    def run_items(self, items: list[dict]) -> list[dict]:
+        """Items in order. With an engine whose sessions run in their own process (espeak), the
+        next dialogue's sentences are spoken by a second engine while this dialogue is timed,
+        mixed, augmented and encoded: the two overlap instead of adding up. Each dialogue still
+        gets a fresh session, so its bytes are the same as when it is made alone."""
+        self.ensure_setup()
+        items = list(items)  # scripts: small
+        if len(items) < 2 or not getattr(self.tts, "parallel_sessions", False):
+            return super().run_items(items)
+        from concurrent.futures import ThreadPoolExecutor
+        out = []
+        with ThreadPoolExecutor(1, thread_name_prefix="tts-ahead") as self._pool:
+            try:
+                for i, it in enumerate(items):
+                    self._next = items[i + 1] if i + 1 < len(items) else None
+                    out.append(self(it))
+            finally:
+                self._next = None
+                self._drop_ahead()
+        self._pool = None
+        return out
+
+    def _cast(self, script: dict, seed: int) -> tuple[list[str], dict, dict]:
+        """(speakers main first, speaker -> channel, speaker -> Voice), from the seed alone."""
+        from tandem.synth.voices import Voice, cast_voices
+        P = self.params
+        speakers = list(dict.fromkeys(t["speaker"] for t in script["turns"]))
+        main = script.get("main_speaker") or speakers[0]
+        speakers = [main] + [s for s in speakers if s != main]
+        channels = {s: (0 if s == main else 1) for s in speakers}
+        voices = cast_voices(speakers, script["language"], np.random.default_rng([seed, 1]), P.voices,
+                             main_voice=(P.voices.get("main") or {}).get(script["language"]),
+                             kind=getattr(self.tts, "voice_kind", "espeak"),
+                             engine_voices=getattr(self.tts, "voices", None))
+        for spk, h in (script.get("speakers") or {}).items():  # the script's own hints win
+            v = voices[spk]
+            voices[spk] = Voice(h.get("voice", v.name), int(h.get("pitch", v.pitch)), int(h.get("rate", v.rate)))
+        return speakers, channels, voices
+
+    @staticmethod
+    def _say(tts, text: str, lang: str, voice):
         from tandem.synth.timeline import Utterance
-        audio, sr, words = self.tts.synthesize(text, lang, voice=voice.name, pitch=voice.pitch, rate=voice.rate)
+        audio, sr, words = tts.synthesize(text, lang, voice=voice.name, pitch=voice.pitch, rate=voice.rate)
         return Utterance(text, len(audio) / sr, words, audio)
+
+    def _speak_turns(self, tts, script: dict, voices: dict) -> list:
+        from tandem.synth.timeline import Turn
+        lang = script["language"]
+        return [Turn(t["speaker"], [self._say(tts, s, lang, voices[t["speaker"]]) for s in split_sentences(t["text"])])
+                for t in script["turns"]]
+
+    def _session(self, tts):
+        """An entered session of `tts` (a dialogue's audio depends on that dialogue alone)."""
+        session = getattr(tts, "session", None)
+        cm = session() if session else contextlib.nullcontext()
+        cm.__enter__()
+        return cm
+
+    def _start_ahead(self, busy) -> None:
+        """Speak the next item's turns on the engine that `busy` (this item's) is not."""
+        nxt = self._next
+        if self._pool is None or nxt is None or "script" not in nxt or nxt.get("status") in ("rejected", "retry"):
+            return
+        if self._spare is None:
+            self._spare = self._make_tts()
+        tts = self._spare if busy is self.tts else self.tts
+        script = nxt["script"]
+        voices = self._cast(script, int(nxt["seed"]))[2]
+
+        def speak():
+            cm = self._session(tts)
+            try:
+                return cm, self._speak_turns(tts, script, voices)
+            except BaseException:
+                cm.__exit__(None, None, None)
+                raise
+        self._ahead = {"key": id(nxt), "tts": tts, "future": self._pool.submit(speak)}
+
+    def _take_ahead(self, item: dict):
+        """(engine, entered session, turns) spoken ahead for `item`, or None."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        try:
+            cm, turns = ahead["future"].result()
+        except Exception:  # noqa: BLE001 - spoken again in the item's own call, which reports the error
+            return None
+        if ahead["key"] != id(item):
+            cm.__exit__(None, None, None)
+            return None
+        return ahead["tts"], cm, turns
+
+    def _drop_ahead(self) -> None:
+        got = self._take_ahead({})
+        if got is not None:
+            got[1].__exit__(None, None, None)
+
+    def _free_tts(self):
+        """An engine not busy speaking ahead."""
+        return self._spare if self._ahead is not None and self._ahead["tts"] is self.tts else self.tts
 
     def process(self, item: dict) -> dict:
         from tandem.pipelines.io.audio import encode_flac
         from tandem.synth.augment import augment_user_channel
         from tandem.synth.mix import overlap_figures, render
         from tandem.synth.phrasebook import BACKCHANNELS
-        from tandem.synth.timeline import Turn, build_timeline
+        from tandem.synth.timeline import build_timeline
         from tandem.synth.turntaking import measure
-        from tandem.synth.voices import Voice, cast_voices
 
         from tandem import __version__
 
@@ -111,33 +212,31 @@ class SynthesizeStage(Stage):
         script, seed = item["script"], int(item["seed"])
         lang = script["language"]
         sh = item.get("source_id") or script_hash(script)
-        speakers = list(dict.fromkeys(t["speaker"] for t in script["turns"]))
-        main = script.get("main_speaker") or speakers[0]
-        speakers = [main] + [s for s in speakers if s != main]
-        channels = {s: (0 if s == main else 1) for s in speakers}
-        voices = cast_voices(speakers, lang, np.random.default_rng([seed, 1]), P.voices,
-                             main_voice=(P.voices.get("main") or {}).get(lang),
-                             kind=getattr(self.tts, "voice_kind", "espeak"),
-                             engine_voices=getattr(self.tts, "voices", None))
-        for spk, h in (script.get("speakers") or {}).items():  # the script's own hints win
-            v = voices[spk]
-            voices[spk] = Voice(h.get("voice", v.name), int(h.get("pitch", v.pitch)), int(h.get("rate", v.rate)))
+        speakers, channels, voices = self._cast(script, seed)
         bc_cache: dict = {}
         bank = P.backchannels.get(lang) or BACKCHANNELS.get(lang) or BACKCHANNELS["en"]
 
         def backchannel(listener: str, rng: np.random.Generator):
             tok = bank[int(rng.integers(len(bank)))]
             if (listener, tok) not in bc_cache:
-                bc_cache[(listener, tok)] = self._say(tok, lang, voices[listener])
+                bc_cache[(listener, tok)] = self._say(tts, tok, lang, voices[listener])
             return bc_cache[(listener, tok)]
 
         tc = P.timeline
         bc_on = tc.backchannel_prob > 0 or tc.backchannel_overlap_prob > 0
-        session = getattr(self.tts, "session", None)
-        with (session() if session else contextlib.nullcontext()):  # a dialogue's audio depends on it alone
-            turns = [Turn(t["speaker"], [self._say(s, lang, voices[t["speaker"]]) for s in split_sentences(t["text"])])
-                     for t in script["turns"]]
+        got = self._take_ahead(item)
+        if got is None:
+            tts = self._free_tts()
+            cm = self._session(tts)
+        else:
+            tts, cm, turns = got
+        try:
+            if got is None:
+                turns = self._speak_turns(tts, script, voices)
+            self._start_ahead(tts)
             tl = build_timeline(turns, channels, np.random.default_rng([seed, 2]), backchannel if bc_on else None, tc)
+        finally:
+            cm.__exit__(None, None, None)
         sr = P.sample_rate
         audio = render(tl, sr, P.peak)
         aug: dict = {}

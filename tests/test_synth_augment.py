@@ -93,3 +93,22 @@ def test_seeded_and_complete_config():
         check_augment(c)
     with pytest.raises(KeyError, match="unknown augmentation"):
         check_augment({**load_config()["synth"]["augment"], "chorus": {"prob": 0.1}})
+
+
+def test_frequency_domain_band_limit_is_the_zero_phase_butterworth():
+    """The FFT band filter equals filtering forward and backward with scipy's 2nd-order Butterworth
+    high-pass and low-pass (what audiomentations' zero_phase 24 dB/octave filters do)."""
+    from scipy.signal import butter, freqz_sos, sosfiltfilt
+    from tandem.synth.augment import _filter, band_response
+    n = 4800
+    for lo, hi in ((200.0, 3000.0), (400.0, 3600.0)):
+        bins = np.arange(n // 2 + 1) * SR / n
+        _, h_hp = freqz_sos(butter(2, lo, "highpass", fs=SR, output="sos"), worN=bins, fs=SR)
+        _, h_lp = freqz_sos(butter(2, hi, "lowpass", fs=SR, output="sos"), worN=bins, fs=SR)
+        assert np.allclose(band_response(n, SR, lo, hi), np.abs(h_hp * h_lp) ** 2, atol=1e-5)
+    x = _speechlike(seed=4, seconds=3.0)[1]
+    ref = sosfiltfilt(butter(2, 3000.0, "lowpass", fs=SR, output="sos"),
+                      sosfiltfilt(butter(2, 300.0, "highpass", fs=SR, output="sos"), x))
+    got = _filter(x, SR, None, {"low_hz": 300.0, "high_hz": 3000.0})
+    mid = slice(SR // 10, -SR // 10)  # away from the ends, where filtfilt pads by odd extension
+    assert np.sqrt(np.mean((got[mid] - ref[mid]) ** 2)) < 1e-3 * np.sqrt(np.mean(ref[mid] ** 2))

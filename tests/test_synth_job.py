@@ -155,6 +155,21 @@ def test_same_seed_gives_identical_bytes(cfg, stage, examples):
     assert again["params"] == first["params"] and again["example_id"] == first["example_id"]
 
 
+def test_speaking_ahead_keeps_the_bytes(cfg, stage, examples):
+    """run_items speaks each next dialogue on a second espeak engine while the current one is
+    mixed: every dialogue must come out exactly as when it is made alone, rejected items pass."""
+    items = list(make_items(None, 6, 5, LANGS, cfg, config_hash(cfg), "/unused"))
+    items.insert(2, {**items[2], "status": "rejected"})  # skipped: the item after it is spoken inline
+    out = stage.run_items(items)
+    assert stage._spare is not None and stage._ahead is None  # the second engine did speak
+    assert out[2]["status"] == "rejected" and "examples" not in out[2]
+    got = [it["examples"][0] for it in out if it["status"] == "ok"]
+    want = [it["examples"][0] for it in examples]
+    assert len(got) == 6
+    for a, b in zip(got, want):
+        assert a["audio"] == b["audio"] and a["words"] == b["words"] and a["params"] == b["params"]
+
+
 def test_summary_and_stages(cfg, examples):
     s = summarize(it["examples"][0] for it in examples)
     assert s["dialogues"] == 6 and s["speaker_changes"] > 10

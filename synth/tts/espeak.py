@@ -202,6 +202,7 @@ class EspeakTTS:
     name = "espeak"
     voice_kind = "espeak"
     word_times = "engine"
+    parallel_sessions = True  # sessions run in a worker process: a second instance speaks alongside
 
     def __init__(self, sample_rate: int = 24000):
         self.sample_rate = int(sample_rate)
