@@ -219,7 +219,13 @@ def source_dataset(items: Any, block_rows: int):
         rows = [{"work_key": it["work_key"], "payload": pickle.dumps(it, protocol=5)} for it in items]
         if not rows:
             return None
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // block_rows, 4096)))
+        blocks = -(-len(rows) // max(1, block_rows))
+        if blocks <= 4096:
+            # from_items splits evenly, so these blocks hold at most block_rows already: no
+            # repartition operator (its task per block started a worker process each on a busy
+            # node, one of which aborted on its idle exit, "Mutex corrupt", in Ray 2.60)
+            return ray.data.from_items(rows, override_num_blocks=blocks)
+        ds = ray.data.from_items(rows, override_num_blocks=4096)
     return small_blocks(ds, block_rows)
 
 
