@@ -1,8 +1,8 @@
 """The synthesis job's pieces: work items from scripts, the stages that make examples, a summary.
 
 `make_items` yields one work item per dialogue; `synthesis_stages(cfg)` returns
-[SynthesizeStage, RoundTripStage] (the latter when synth.roundtrip.enabled), both in
-synth/stages.py; `summarize` and `format_summary` (synth/summary.py) report the turn-taking
+[SynthesizeStage, RoundTripStage] (the latter when synth.roundtrip.enabled), in
+synth/stages.py and synth/roundtrip.py; `summarize` and `format_summary` (synth/summary.py) report the turn-taking
 measured on the words against Fisher's.
 """
 
@@ -15,8 +15,9 @@ from tandem.pipelines.core.stage import Stage
 from tandem.pipelines.core.text import cer
 from tandem.pipelines.core.text import norm_text as normalize_text
 from tandem.synth.params import synth_section
+from tandem.synth.roundtrip import ROUNDTRIP_NAME, RoundTripStage
 from tandem.synth.scripts import ScriptError, builtin_scripts, iter_jsonl, script_hash
-from tandem.synth.stages import ROUNDTRIP_NAME, STAGE_NAME, RoundTripStage, SynthesizeStage
+from tandem.synth.stages import STAGE_NAME, SynthesizeStage
 from tandem.synth.summary import format_summary, summarize
 
 

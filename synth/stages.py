@@ -10,12 +10,10 @@ import json
 import numpy as np
 from tandem.pipelines.core.contracts import example_row, source_row, stable_hash
 from tandem.pipelines.core.stage import Resources, Stage
-from tandem.pipelines.core.text import cer
 from tandem.synth.params import TimelineParams, synth_section
 from tandem.synth.scripts import script_hash, split_sentences
 
 STAGE_NAME = "synthesize"
-ROUNDTRIP_NAME = "roundtrip"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +31,7 @@ class SynthParams:
     asr: object  # AsrParams: the Whisper fallback for word times
     languages: tuple
     llm: dict  # the chat endpoint, for items planned from "llm" scripts
+    best_of: int = 1  # renditions per dialogue; the round trip keeps the lowest CER
 
     @classmethod
     def from_config(cls, cfg: dict) -> SynthParams:
@@ -48,7 +47,7 @@ class SynthParams:
                    tts=s["tts"], voices=s["voices"], backchannels=s["backchannels"],
                    timeline=TimelineParams.from_config(cfg), augment=aug, models=section(cfg, "models"),
                    asr=AsrParams.from_config(cfg), languages=tuple(cfg.get("languages") or d["languages"]),
-                   llm=s["llm"])
+                   llm=s["llm"], best_of=best_of(s))
 
 
 class SynthesizeStage(Stage):
@@ -193,15 +192,6 @@ class SynthesizeStage(Stage):
         return self._spare if self._ahead is not None and self._ahead["tts"] is self.tts else self.tts
 
     def process(self, item: dict) -> dict:
-        from tandem.pipelines.io.audio import encode_flac
-        from tandem.synth.augment import augment_user_channel
-        from tandem.synth.mix import overlap_figures, render
-        from tandem.synth.phrasebook import BACKCHANNELS
-        from tandem.synth.timeline import build_timeline
-        from tandem.synth.turntaking import measure
-
-        from tandem import __version__
-
         P = self.params
         if "script" not in item:
             from tandem.synth.llm import LLMError, fetch_script
@@ -210,8 +200,30 @@ class SynthesizeStage(Stage):
             except LLMError as e:
                 return _bad_script(item, str(e))
         script, seed = item["script"], int(item["seed"])
-        lang = script["language"]
         sh = item.get("source_id") or script_hash(script)
+        # best of N: N renditions (voices, timeline, augmentation from their own seeds; the first
+        # is the item's seed, so N = 1 is the plain rendition); the round trip keeps the best
+        item["examples"] = [self._render(item, script, candidate_seed(seed, k), k, sh) for k in range(P.best_of)]
+        ex = item["examples"][0]
+        item["duration_s"] = ex["duration_s"]
+        item["source"] = source_row(source_id=sh, uri=item["uri"], kind="synthetic", format="script",
+                                    orig_sample_rate=ex["sample_rate"], orig_channels=2, duration_s=ex["duration_s"],
+                                    bytes=len(ex["audio"]), status="accepted", num_examples=1,
+                                    work_key=item["work_key"], config_hash=item["cfg_hash"])
+        return item
+
+    def _render(self, item: dict, script: dict, seed: int, k: int, sh: str) -> dict:
+        """One rendition of `script` under `seed`: the example row (candidate `k` of best-of-N)."""
+        from tandem.pipelines.io.audio import encode_flac
+        from tandem.synth.augment import augment_user_channel
+        from tandem.synth.mix import overlap_figures, render
+        from tandem.synth.phrasebook import BACKCHANNELS
+        from tandem.synth.timeline import build_timeline
+        from tandem.synth.turntaking import measure
+
+        from tandem import __version__
+        P = self.params
+        lang = script["language"]
         speakers, channels, voices = self._cast(script, seed)
         bc_cache: dict = {}
         bank = P.backchannels.get(lang) or BACKCHANNELS.get(lang) or BACKCHANNELS["en"]
@@ -224,7 +236,7 @@ class SynthesizeStage(Stage):
 
         tc = P.timeline
         bc_on = tc.backchannel_prob > 0 or tc.backchannel_overlap_prob > 0
-        got = self._take_ahead(item)
+        got = self._take_ahead(item) if k == 0 else None
         if got is None:
             tts = self._free_tts()
             cm = self._session(tts)
@@ -233,7 +245,8 @@ class SynthesizeStage(Stage):
         try:
             if got is None:
                 turns = self._speak_turns(tts, script, voices)
-            self._start_ahead(tts)
+            if k == 0:
+                self._start_ahead(tts)
             tl = build_timeline(turns, channels, np.random.default_rng([seed, 2]), backchannel if bc_on else None, tc)
         finally:
             cm.__exit__(None, None, None)
@@ -265,89 +278,14 @@ class SynthesizeStage(Stage):
                                                     "backchannel_prob")},
         }
         flac = encode_flac(audio, sr)
-        key = stable_hash(sh, seed)
-        ex = example_row(
-            example_id=stable_hash(key, 0, item["cfg_hash"]), kind="synthetic", language=lang,
+        key = stable_hash(sh, int(item["seed"]))
+        return example_row(
+            example_id=stable_hash(key, k, item["cfg_hash"]), kind="synthetic", language=lang,
             duration_s=dur, sample_rate=sr, num_samples=int(audio.shape[1]), audio=flac, words=rows,
             text_ch0=text[0], text_ch1=text[1], speakers=speakers, num_speakers=len(speakers),
             overlap_ratio=ov_ratio, speech_ratio=sp_ratio, seed=seed,
             params=json.dumps(params, sort_keys=True, ensure_ascii=False), source_ids=[sh],
             config_hash=item["cfg_hash"], pipeline_version=__version__)
-        item["examples"] = [ex]
-        item["duration_s"] = dur
-        item["source"] = source_row(source_id=sh, uri=item["uri"], kind="synthetic", format="script",
-                                    orig_sample_rate=sr, orig_channels=2, duration_s=dur, bytes=len(flac),
-                                    status="accepted", num_examples=1, work_key=item["work_key"],
-                                    config_hash=item["cfg_hash"])
-        return item
-
-
-class RoundTripStage(Stage):
-    """ASR each channel in the script's language and score it against the words actually said.
-
-    `roundtrip_cer` is the worse (max) of the two channels, so an example passes a threshold only
-    if both sides are intelligible; per-channel and mean CER go to `metrics`; the ASR segments go
-    to `segments` with their channel. Only a channel's speech (from its word times, padded) is
-    sent to ASR: Whisper hallucinates in the listening side's long silences."""
-
-    name = ROUNDTRIP_NAME
-    reads = ("examples",)
-    writes = ("examples",)
-    uses_model = True
-
-    def __init__(self, asr, models: dict, pad_s: float, *, resources: Resources | None = None):
-        super().__init__(resources=resources)
-        self.asr_params, self.models, self.pad_s = asr, models, float(pad_s)
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> RoundTripStage:
-        import dataclasses
-
-        from tandem.pipelines.core.config import section
-        from tandem.pipelines.models.asr import AsrParams
-        rt = synth_section(cfg)["roundtrip"]
-        asr = dataclasses.replace(AsrParams.from_config(cfg), batch_size=int(rt["batch_size"]))
-        return cls(asr, section(cfg, "models"), rt["pad_s"], resources=Resources.for_stage(cfg, cls.name))
-
-    def check(self) -> None:
-        from tandem.pipelines.models.asr import check_asr
-        check_asr(self.asr_params, self.models)
-
-    def setup(self) -> None:
-        from tandem.pipelines.models.asr import build_asr
-        self.asr = build_asr(self.asr_params, self.models, device=self.device, threads=self.resources.threads)
-
-    def process(self, item: dict) -> dict:
-        from tandem.pipelines.io.audio import decode_flac
-        from tandem.pipelines.models.asr import speech_chunks, to_16k_mono
-        p = self.asr_params
-        for ex in item.get("examples") or []:
-            audio, sr = decode_flac(ex["audio"])
-            total = audio.shape[1] / sr
-            cers, segs = {}, []
-            for ch in (0, 1):
-                regions = [(max(0.0, w["start_s"] - self.pad_s), min(total, w["end_s"] + self.pad_s))
-                           for w in ex["words"] if w["channel"] == ch]
-                x16 = to_16k_mono(audio[ch], sr)
-                chunks = [(s, x16[int(s * 16000): int(e * 16000)])
-                          for s, e in speech_chunks(regions, p.chunk_max_s, p.chunk_gap_s)]
-                hyps = []
-                for s in self.asr.transcribe_chunks(chunks, language=ex["language"]):
-                    hyps.append(s["text"])
-                    segs.append({"channel": ch, "start_s": s["start_s"], "end_s": s["end_s"],
-                                 "text": s["text"], "language": s.get("language"),
-                                 "language_prob": _f(s.get("language_prob")),
-                                 "avg_logprob": _f(s.get("avg_logprob")),
-                                 "no_speech_prob": _f(s.get("no_speech_prob")),
-                                 "compression_ratio": _f(s.get("compression_ratio"))})
-                cers[ch] = cer(ex[f"text_ch{ch}"] or "", " ".join(hyps))
-            ex["roundtrip_cer"] = max(cers.values())
-            ex["segments"] = segs
-            m = dict(ex.get("metrics") or {})
-            m.update({"roundtrip_cer_ch0": cers[0], "roundtrip_cer_ch1": cers[1],
-                      "roundtrip_cer_mean": (cers[0] + cers[1]) / 2})
-            ex["metrics"] = m
-        return item
 
 
 def _bad_script(item: dict, detail: str) -> dict:
@@ -363,5 +301,17 @@ def _bad_script(item: dict, detail: str) -> dict:
     return item
 
 
-def _f(x) -> float:
-    return float("nan") if x is None else float(x)
+def candidate_seed(seed: int, k: int) -> int:
+    """Seed of rendition `k` of a dialogue (best of N): the dialogue's own seed for k = 0."""
+    return int(seed) if k == 0 else int(stable_hash("best-of", int(seed), k, n=15), 16)
+
+
+def best_of(s: dict) -> int:
+    """synth.roundtrip.best_of, checked: N > 1 needs the round trip that picks the best."""
+    n = int(s["roundtrip"]["best_of"])
+    if n < 1:
+        raise ValueError(f"synth.roundtrip.best_of must be >= 1, got {n}")
+    if n > 1 and not s["roundtrip"]["enabled"]:
+        raise ValueError(f"synth.roundtrip.best_of = {n} needs synth.roundtrip.enabled: the round trip's CER "
+                         "picks the best rendition")
+    return n
