@@ -133,3 +133,43 @@ def test_a_later_run_can_move_the_keeper_and_a_refilter_after_it_still_works(tmp
     keep = min(_eid(small), _eid(third))
     assert _state(tmp_path)["shards"] == {keep}
     assert set(_state(tmp_path)["rejections"]) == {_eid(a), _eid(b), _eid(third)} - {keep}
+
+
+def _named(uri: str) -> dict:
+    """tone_item(1) read from `uri`: the same decoded audio (source id, examples), one example
+    kept and one rejected by a filter."""
+    import copy
+
+    from tandem.pipelines.core.contracts import rejection_row
+    it = copy.deepcopy(tone_item(1))
+    it.update(uri=uri, work_key=stable_hash("work", uri))
+    it["source"].update(uri=uri)
+    bad = dict(tone_item(2)["examples"][0], source_ids=[it["source_id"]])
+    it["rejected_examples"] = [bad]
+    it["rejections"] = [rejection_row(uri=uri, source_id=it["source_id"], example_id=bad["example_id"],
+                                      stage="filter", filter="quality", reason="snr_low", detail="x")]
+    return it
+
+
+@pytest.mark.parametrize("settled_by", ["same run", "next run"])
+@pytest.mark.parametrize("first", ["tone_1.wav", "a_copy.flac"])
+def test_a_source_under_two_names_is_kept_under_the_smallest_uri(tmp_path, first, settled_by):
+    uris = [first, ({"tone_1.wav", "a_copy.flac"} - {first}).pop()]
+    w = JobWriter(tmp_path, CFG, run_id="r1", job="t", config_hash="h")
+    for u in uris:
+        w.add(_named(u))
+    if settled_by == "same run":
+        w.close()
+    else:
+        w.commit()
+        w.release()  # killed before settling
+        JobWriter(tmp_path, CFG, run_id="r2", job="t", config_hash="h").close()
+    src = {r["uri"]: (r["status"], r["num_examples"]) for r in iter_rows(committed_files(tmp_path, "sources"))}
+    assert src == {"a_copy.flac": ("accepted", 1), "tone_1.wav": ("duplicate", 0)}
+    rej = sorted((r["uri"], r["reason"]) for r in iter_rows(committed_files(tmp_path, "rejections")))
+    assert rej == [("a_copy.flac", "snr_low"), ("tone_1.wav", "duplicate_source")]
+    assert [r["example_id"] for r in iter_rows(committed_files(tmp_path, "shards"))] == [_eid(tone_item(1))]
+    assert verify(tmp_path) == []
+    w = JobWriter(tmp_path, CFG, run_id="r3", job="t", config_hash="h")
+    assert w.index.source_plan() == [] and w.index.settle_plan() == []
+    w.release()

@@ -10,6 +10,9 @@ clusters (connected components of the edges) are the same in any order; `settle_
 per cluster, the keeper by the canonical rule: the smallest example id. Example ids are content
 hashes, so the choice depends on the audio and transcripts only, not on file names, paths or
 timing (the rule of datatrove's and NeMo Curator's batch dedup: one survivor per cluster by id).
+A source judged under several names (the same decoded audio) is held by the first judged name;
+`source_plan` names the canonical one (the smallest uri; settling swaps only source and rejection
+rows, since the examples of both names are the same).
 
 Under Ray it runs as one actor beside the driver (`ray_jobs.execute`); in-process otherwise. It
 loads once per run from the committed `sources` and `dedup` files, and every call after that
@@ -41,10 +44,21 @@ class CommitIndex:
         self.where: dict[str, list[str]] = {}
         self.moved: dict[str, str] = {}  # file stem -> the stem a settle commit rewrote it into
         self.ahash: dict[str, bytes] = {}
-        for row in iter_rows(committed_files(out_dir, "sources"), columns=["work_key", "source_id"]):
-            self.keys.add(row["work_key"])
-            if row["source_id"]:
-                self.sources.setdefault(row["source_id"], row["work_key"])
+        # the same decoded audio under several names: the holder's (uri, stems) and the others'
+        self.src_at: dict[str, tuple[str, list[str]]] = {}
+        self.src_dup: dict[str, dict[str, tuple[str, list[str]]]] = {}
+        for path in committed_files(out_dir, "sources"):
+            for row in iter_rows([path], columns=["work_key", "source_id", "uri", "status"]):
+                self.keys.add(row["work_key"])
+                sid, wk = row["source_id"], row["work_key"]
+                if not sid:
+                    continue
+                if row["status"] == "duplicate":
+                    self.sources.setdefault(sid, wk)
+                    self.src_dup.setdefault(sid, {})[wk] = (row["uri"] or "", [path.stem])
+                elif sid not in self.src_at:
+                    self.sources[sid] = wk
+                    self.src_at[sid] = (row["uri"] or "", [path.stem])
         if self.sigs is not None:
             for kind in ("dedup", "dupes"):
                 for path in committed_files(out_dir, kind):
@@ -106,8 +120,11 @@ class CommitIndex:
         for e in entries:
             sid, wk = e.get("source_id"), e["work_key"]
             if sid and self.sources.setdefault(sid, wk) != wk:
+                self._stem_of(self.src_dup.setdefault(sid, {}), wk, e.get("uri"), e.get("stem"))
                 out.append({"duplicate_of": self.sources[sid], "decisions": []})
                 continue
+            if sid:
+                self._stem_of(self.src_at, sid, e.get("uri"), e.get("stem"))
             decisions = []
             for sig in e.get("sigs") or []:
                 if self.sigs is None or sig is None:
@@ -143,13 +160,34 @@ class CommitIndex:
                 "duplicate_of": edges}
 
     # settling: the canonical keeper of each cluster -----------------------------------------------
+    @staticmethod
+    def _stem_of(d: dict, key: str, uri: str | None, stem: str | None) -> None:
+        _, stems = d.setdefault(key, (uri or "", []))
+        if stem is not None and stem not in stems:
+            stems.append(stem)
+
+    def source_plan(self) -> list[dict]:
+        """Sources held under another name than their canonical one (the smallest uri, then work
+        key): [{source_id, keeper: (work key, uri), holder: (work key, uri), stems}]."""
+        plan = []
+        for sid, others in self.src_dup.items():
+            if sid not in self.src_at:
+                continue
+            holder = (self.sources[sid], self.src_at[sid][0])
+            best = min([(uri, wk) for wk, (uri, _) in others.items()] + [holder[::-1]])
+            if best[1] != holder[0]:
+                stems = [*self.src_at[sid][1], *others[best[1]][1]]
+                plan.append({"source_id": sid, "keeper": best[::-1], "holder": holder,
+                             "stems": [self._resolve(s) for s in stems]})
+        return plan
+
+    def _resolve(self, s: str) -> str:
+        while s in self.moved:
+            s = self.moved[s]
+        return s
+
     def _stems(self, eid: str) -> list[str]:
-        out = []
-        for s in self.where.get(eid, []):
-            while s in self.moved:
-                s = self.moved[s]
-            out.append(s)
-        return out
+        return [self._resolve(s) for s in self.where.get(eid, [])]
 
     def settle_plan(self) -> list[dict]:
         """The moves that make every cluster's kept example its smallest id: [{example_id, to
@@ -186,11 +224,18 @@ class CommitIndex:
         return {"filter": d.filter, "reason": d.reason, "detail": detail + " (keeper: the smallest example id)",
                 "metrics": dict(d.metrics or {})}
 
-    def settled(self, plan: list[dict], stems: list[str], new_stem: str) -> None:
-        """A settle commit moved `plan`'s examples and rewrote the files of `stems` into `new_stem`."""
+    def settled(self, plan: list[dict], stems: list[str], new_stem: str, source_plan: list[dict] = ()) -> None:
+        """A settle commit moved `plan`'s examples, swapped `source_plan`'s holders and rewrote the
+        files of `stems` into `new_stem`."""
         for s in stems:
             if s != new_stem:
                 self.moved[s] = new_stem
+        for p in source_plan:
+            sid, (kwk, kuri), (hwk, huri) = p["source_id"], p["keeper"], p["holder"]
+            self.sources[sid] = kwk
+            self.src_at[sid] = (kuri, [new_stem])
+            self.src_dup[sid].pop(kwk, None)
+            self.src_dup[sid][hwk] = (huri, [new_stem])
         for p in plan:
             eid = p["example_id"]
             if p["to"] == "shards":

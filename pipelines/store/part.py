@@ -80,7 +80,7 @@ def write_part(items: list[dict], spec: PartSpec, index: Any, part_id: str | Non
             retry.append({"uri": item.get("uri"), **(item.get("retry") or {})})
             continue
         done.append(item)
-    entries = [{"work_key": it["work_key"], "stem": f"{spec.run_id}-{part_id}",
+    entries = [{"work_key": it["work_key"], "stem": f"{spec.run_id}-{part_id}", "uri": it.get("uri"),
                 "source_id": (it.get("source") or {}).get("source_id") or it.get("source_id"),
                 "sigs": [signature(ex, spec.dedup) if spec.dedup is not None else None
                          for ex in it.get("examples") or []]} for it in done]

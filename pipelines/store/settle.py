@@ -1,5 +1,6 @@
 """Settling: after judging (pipelines.store.index), each cluster of duplicates keeps its canonical
-example (the smallest example id) whatever order the parts arrived in.
+example (the smallest example id), and each source found under several names its canonical name
+(the smallest uri), whatever order the parts arrived in.
 
 One commit, under the writer's lock, moves the canonical example from rejected/ to shards/ (its
 dedup rejection removed, its signature moved from `dupes` to `dedup`), the provisional keeper the
@@ -17,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from tandem.pipelines.core.contracts import rejection_row
+from tandem.pipelines.core.contracts import rejection_row, stable_hash
 from tandem.pipelines.store.commit import KINDS, committed_files
 
 EXAMPLES = ("shards", "rejected")
@@ -51,10 +52,9 @@ def _read(live: dict[str, dict[str, Path]], kind: str, stems: set[str]) -> tuple
 def settle(writer) -> dict:
     """Make every cluster keep its canonical example; returns {"settled": examples moved}."""
     index = writer.index
-    if writer.spec.dedup is None:
-        return {"settled": 0}
-    plan = index.settle_plan()
-    if not plan:
+    plan = index.settle_plan() if writer.spec.dedup is not None else []
+    splan = index.source_plan()
+    if not plan and not splan:
         return {"settled": 0}
     writer.commit()  # whatever is pending goes first: the plan's rows must be committed
     out = writer.out
@@ -62,7 +62,10 @@ def settle(writer) -> dict:
     up = {p["example_id"] for p in plan if p["to"] == "shards"}
     down = {p["example_id"]: p for p in plan if p["to"] == "rejected"}
     ids = up | set(down)
-    stems = {s for p in plan for s in p["stems"]}
+    stems = {s for p in plan + splan for s in p["stems"]}
+    sids = {p["source_id"] for p in splan}
+    _holding(live, ("sources",), "source_id", sids, stems)
+    _holding(live, ("rejections",), "source_id", sids, stems)
     _holding(live, EXAMPLES, "example_id", ids, stems)
     _holding(live, SIGS, "example_id", ids, stems)
     _holding(live, ("rejections",), "example_id", up, stems)
@@ -108,6 +111,8 @@ def settle(writer) -> dict:
         new["sources"].append(r)
     rej_rows, paths = _read(live, "rejections", stems)
     retire += paths
+    for p in splan:
+        _swap_source(p, src_rows, rej_rows)
     new["rejections"] = [r for r in rej_rows if not (r["example_id"] in up and r["stage"] == "dedup")]
     for eid, p in down.items():
         ex = moved_rows[eid]
@@ -121,5 +126,29 @@ def settle(writer) -> dict:
         writer.add_rows(kind, rows)
     writer.retire(retire)
     manifest = writer.commit()
-    index.settled(plan, sorted(stems), f"{writer.run_id}-{manifest['commit_id']}-r")
-    return {"settled": len(plan), "files_rewritten": len(retire)}
+    index.settled(plan, sorted(stems), f"{writer.run_id}-{manifest['commit_id']}-r", splan)
+    return {"settled": len(plan) + len(splan), "files_rewritten": len(retire)}
+
+
+def _swap_source(p: dict, src_rows: list[dict], rej_rows: list[dict]) -> None:
+    """The canonical name takes the source (its status and examples), the holder becomes the
+    duplicate. The examples are the same (the source id is the hash of the decoded audio, and
+    example rows name no file), so only source and rejection rows change."""
+    sid, (kwk, kuri), (hwk, huri) = p["source_id"], p["keeper"], p["holder"]
+    rows = {r["work_key"]: r for r in src_rows if r["source_id"] == sid}
+    if kwk not in rows or hwk not in rows:
+        raise RuntimeError(f"settling source {sid}: rows of {kuri} or {huri} are in no committed sources/ file")
+    k, h = rows[kwk], rows[hwk]
+    k["status"], k["num_examples"], h["status"], h["num_examples"] = h["status"], h["num_examples"], "duplicate", 0
+    for r in rej_rows:
+        if r["source_id"] != sid:
+            continue
+        if r["reason"] == "duplicate_source" and r["uri"] == kuri:
+            r["uri"] = huri
+            r["detail"] = (f"{huri}: same decoded audio as source {sid}, kept under {kuri} "
+                           "(keeper: the smallest uri)")
+        elif r["uri"] == huri:
+            r["uri"] = kuri
+        else:
+            continue
+        r["rejection_id"] = stable_hash("rej", r["uri"], sid, r["example_id"], r["stage"], r["filter"], r["reason"])
