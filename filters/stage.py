@@ -131,7 +131,7 @@ class FilterStage(Stage):
             if isinstance(f, QualityFilter):
                 f.load(self.resources.threads)
 
-    def measure(self, example: dict) -> dict[str, float]:
+    def measure(self, example: dict, item: dict | None = None) -> dict[str, float]:
         from tandem.pipelines.io.audio import decode_flac
         audio = None
         if any(f.needs_audio or getattr(f, "asr", None) is not None for f in self.filters):
@@ -143,7 +143,10 @@ class FilterStage(Stage):
         m = stored_metrics(example)
         for f in self.filters:
             if example.get("kind") in f.applies_to:
-                m.update(f.measure(example, audio))
+                if isinstance(f, QualityFilter):
+                    m.update(f.measure(example, audio, upstream_regions(example, item or {})))
+                else:
+                    m.update(f.measure(example, audio))
         return m
 
     def process(self, item: dict) -> dict:
@@ -151,7 +154,7 @@ class FilterStage(Stage):
         rejections = item.setdefault("rejections", [])
         extra = self.counters.extra
         for ex in item.get("examples") or []:
-            m = self.measure(ex)
+            m = self.measure(ex, item)
             decisions = decide_example(ex, {}, self.filters, m)
             fill_columns(ex, m, self.filters)
             d = first_rejection(decisions)
@@ -184,6 +187,58 @@ def fill_columns(example: dict, metrics: dict, filters: list[Filter]) -> None:
             example["lid_language"] = lang
             example["lid_prob"] = p
     example["metrics"] = {k: float(v) for k, v in metrics.items()}
+
+
+def upstream_regions(example: dict, item: dict) -> list[list[tuple[float, float]]] | None:
+    """Per channel of a real example, the speech regions (example time) the curation VAD found,
+    restricted to what assembly put on that channel: for a two-channel source that channel's own
+    VAD; for a mono one the VAD of the file within the turns and words of the channel's
+    speakers (channel 0 the main speaker, as assembly masks them). None when the item carries no
+    VAD (synthetic examples): the quality filter then runs its own."""
+    speech = item.get("speech")
+    if speech is None or example.get("kind") != "real":
+        return None
+    p = example.get("params") or {}
+    p = json.loads(p) if isinstance(p, str) else p
+    if "span" not in p:
+        return None
+    t0, t1 = (float(v) for v in p["span"])
+    if p.get("two_channel"):
+        per = [[tuple(r) for r in item["speech_ch"][c]] for c in (0, 1)]
+    else:
+        main = p["main_speaker"]
+        spans: list[list[tuple[float, float]]] = [[], []]
+        for t in item.get("turns") or []:
+            spans[0 if t["speaker"] == main else 1].append((t["start_s"], t["end_s"]))
+        for w in example.get("words") or []:
+            spans[int(w["channel"])].append((w["start_s"] + t0, w["end_s"] + t0))
+        per = [_intersect([tuple(r) for r in speech], sp) for sp in spans]
+    return [[(max(s, t0) - t0, min(e, t1) - t0) for s, e in rs if e > t0 and s < t1] for rs in per]
+
+
+def _intersect(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Where both region lists hold (each merged first), sorted."""
+    a, b = _merged(a), _merged(b)
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        s, e = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if e > s:
+            out.append((s, e))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _merged(rs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for s, e in sorted(rs):
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([float(s), float(e)])
+    return [(s, e) for s, e in out]
 
 
 def _finite(v) -> bool:

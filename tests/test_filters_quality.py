@@ -93,3 +93,40 @@ def test_dnsmos_scores_clean_above_noisy(speech):
     clean = dn(soxr.resample(x, 24000, 16000))["ovrl"]
     noisy = dn(soxr.resample(T.add_noise(x, 0, seed=3), 24000, 16000))["ovrl"]
     assert 1.8 < clean < 3.5 and noisy < clean - 0.3, (clean, noisy)
+
+
+def test_welch_matches_scipy():
+    from scipy.signal import welch
+    from tandem.filters.quality import _welch_db
+    x = np.random.default_rng(0).standard_normal(16000 * 7 + 13) * 0.1 + 0.01
+    for n in (700, 1024, len(x)):
+        f, p = welch(x[:n], fs=16000, nperseg=min(1024, n))
+        f2, pdb = _welch_db(x[:n], 16000)
+        assert np.array_equal(f, f2) and np.allclose(10 * np.log10(p + 1e-20), pdb, atol=1e-9)
+
+
+def test_upstream_regions_stand_in_for_silero(cfg, qf, speech):
+    """Given each channel's own VAD regions, measure() gives the metrics its silero pass gives."""
+    from tandem.pipelines.io.audio import resample
+    ex = T.example(speech[0], kind="real", language="en")
+    a, sr = decode_flac(ex["audio"])
+    regions = [qf.vad.regions(resample(a[c], sr, 16000)) for c in range(a.shape[0])]
+    own, given = qf.measure(ex, a), qf.measure(ex, a, regions)
+    assert own.keys() == given.keys()
+    assert all(own[k] == given[k] or (np.isnan(own[k]) and np.isnan(given[k])) for k in own), (own, given)
+    with pytest.raises(ValueError, match="channels of speech regions"):
+        qf.measure(ex, a, regions[:1])
+
+
+def test_dnsmos_windows_batched_as_one_by_one(speech):
+    from tandem.pipelines.models.dnsmos import window_starts
+    x = soxr.resample(speech[0][0], 24000, 16000)[: 16000 * 12]
+    n = 16000 * 25
+    assert window_starts(n, 1.0) == [round(v) for v in np.linspace(0, n - 144160, 17)]
+    assert window_starts(n, 9.01) == [0, (n - 144160) // 2, n - 144160]  # every sample scored
+    assert window_starts(144160, 9.01) == [0] and window_starts(100, 9.01) == []
+    one, four = Dnsmos(threads=1, batch=1), Dnsmos(threads=1, batch=4)
+    clips = [x, x[: 16000 * 3], np.zeros(0, np.float32)]
+    a, b = one.score_many(clips), four.score_many(clips)
+    assert all(np.allclose(list(p.values()), list(q.values())) for p, q in zip(a[:2], b[:2], strict=True))
+    assert a[0] == one(x) and np.isnan(b[2]["ovrl"])
