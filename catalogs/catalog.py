@@ -95,10 +95,16 @@ def _ingest_file(con, out_dir: Path, rel: str) -> None:
         _insert_from_parquet(con, "sources", path, ", ".join(f'"{c}"' for c in SOURCE_SCHEMA.names))
 
 
-def _drop_file(con, rel: str) -> None:
+def _drop_file(con, rel: str, out_dir: Path | None = None) -> None:
     kind = rel.split("/", 1)[0]
     if kind in ("shards", "rejected") and _has(con, "examples"):
         con.execute("DELETE FROM examples WHERE shard = ?", [rel])
+    # rejection and source rows name no file: a retired file's rows go by their keys (dedup
+    # settling rewrites them); the file stays on disk until `tandem gc`, later than any catch-up
+    key = {"rejections": "rejection_id", "sources": "work_key"}.get(kind)
+    if key and out_dir is not None and (out_dir / rel).exists() and _has(con, kind):
+        con.execute(f"DELETE FROM {kind} WHERE {key} IN (SELECT {key} FROM read_parquet(?))",
+                    [str(out_dir / rel)])
     con.execute("DELETE FROM shards WHERE path = ?", [rel])
 
 
@@ -110,7 +116,7 @@ def _has(con, table: str) -> bool:
 def _apply_manifest(con, out_dir: Path, m: dict, skip: frozenset | set = frozenset()) -> None:
     """One commit into the tables; files in `skip` (retired by a later commit) are left out."""
     for rel in m.get("retired", []):
-        _drop_file(con, rel)
+        _drop_file(con, rel, out_dir)
     for rel, meta in sorted(m["files"].items()):
         if rel in skip:
             continue

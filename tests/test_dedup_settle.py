@@ -154,8 +154,10 @@ def _named(uri: str) -> dict:
 @pytest.mark.parametrize("settled_by", ["same run", "next run"])
 @pytest.mark.parametrize("first", ["tone_1.wav", "a_copy.flac"])
 def test_a_source_under_two_names_is_kept_under_the_smallest_uri(tmp_path, first, settled_by):
+    from tandem.catalogs import catalog
     uris = [first, ({"tone_1.wav", "a_copy.flac"} - {first}).pop()]
-    w = JobWriter(tmp_path, CFG, run_id="r1", job="t", config_hash="h")
+    w = JobWriter(tmp_path, CFG, run_id="r1", job="t", config_hash="h",
+                  on_commit=lambda m: catalog.ingest_commit(tmp_path, m))
     for u in uris:
         w.add(_named(u))
     if settled_by == "same run":
@@ -170,6 +172,12 @@ def test_a_source_under_two_names_is_kept_under_the_smallest_uri(tmp_path, first
     assert rej == [("a_copy.flac", "snr_low"), ("tone_1.wav", "duplicate_source")]
     assert [r["example_id"] for r in iter_rows(committed_files(tmp_path, "shards"))] == [_eid(tone_item(1))]
     assert verify(tmp_path) == []
+    if settled_by == "same run":  # the catalog, fed commit by commit, drops the retired rows
+        catalog.refresh_meta(tmp_path)
+        _, rows = catalog.query(tmp_path, "SELECT uri, reason FROM rejections ORDER BY uri")
+        assert [tuple(r) for r in rows] == rej
+        _, rows = catalog.query(tmp_path, "SELECT uri, status FROM sources ORDER BY uri")
+        assert [tuple(r) for r in rows] == [("a_copy.flac", "accepted"), ("tone_1.wav", "duplicate")]
     w = JobWriter(tmp_path, CFG, run_id="r3", job="t", config_hash="h")
     assert w.index.source_plan() == [] and w.index.settle_plan() == []
     w.release()
