@@ -4,9 +4,12 @@
     .venv/bin/python bench/synth.py --turn-taking 200 --seed 3    # IPU / pause / gap / overlap vs Fisher
 
 Prints dialogue audio seconds per wall second for the synthesis stage (TTS + timeline + mix +
-augment + FLAC) and for the bare TTS calls alone on the same sentences (a second instance of the
-same backend, word times included), measured in the same run, and the throughput ratio; then the
-round-trip CER (max and mean of the two channels) per language. --backend piper runs English only.
+augment + FLAC, run as a Ray batch runs it: SynthesizeStage.run_items, which speaks the next
+dialogue while this one is mixed) and for the bare TTS calls alone on the same sentences (a second
+instance of the same backend, word times included), measured in the same run, and the throughput
+ratio; then the CPU seconds of both (this process plus the TTS worker processes: what the stage
+costs, steadier than wall time on a shared machine); then the round-trip CER (max and mean of the
+two channels) per language. --backend piper runs English only.
 """
 
 from __future__ import annotations
