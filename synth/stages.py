@@ -79,11 +79,14 @@ class SynthesizeStage(Stage):
                               "same (they differ only in rate); list more Piper voices for distinct speakers",
                               stacklevel=2)
 
+    # speaking ahead (run_items): a second engine speaks the next dialogue while this one is mixed
+    _spare = None
+    _ahead: dict | None = None  # the next dialogue's turns being spoken: key, engine, future
+    _pool = None
+    _next: dict | None = None
+
     def setup(self) -> None:
         self.tts = self._make_tts()
-        self._spare = None  # a second engine: speaks the next dialogue while this one is mixed
-        self._ahead: dict | None = None  # the next dialogue's turns, being spoken by the spare engine
-        self._pool = self._next = None
 
     def _make_tts(self):
         from tandem.synth.tts.base import make_tts
