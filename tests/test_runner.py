@@ -217,5 +217,6 @@ def test_dedup_on_ray_judges_in_the_workers(ray_session, tmp_path):
     _, rows = query(tmp_path, "SELECT uri, reason FROM rejections")
     # whichever name is judged first, the smallest uri keeps the source (pipelines.store.settle)
     assert rows == [("toy://toy-1", "duplicate_source")]
-    _, n = query(tmp_path, "SELECT count(*) FROM read_parquet(?)", [str(tmp_path / "dedup" / "*.parquet")])
-    assert n == [(4,)]  # the kept examples' signatures, written by the workers
+    from tandem.pipelines.store.commit import committed_files
+    _, n = query(tmp_path, "SELECT count(*) FROM read_parquet(?)", [[str(p) for p in committed_files(tmp_path, "dedup")]])
+    assert n == [(4,)]  # the kept examples' signatures, written by the workers (settling retired a copy)
