@@ -7,9 +7,9 @@ parts arrive in. Judging streams: every judged signature (kept or not) joins the
 matching any judged one is rejected provisionally and its matches are recorded as edges
 (`duplicate_of` in its signature row, so they survive a crash). Matching is symmetric, so the
 clusters (connected components of the edges) are the same in any order; `settle_plan` then names,
-per cluster, the keeper by the canonical rule: the smallest example id. Example ids are content
-hashes, so the choice depends on the audio and transcripts only, not on file names, paths or
-timing (the rule of datatrove's and NeMo Curator's batch dedup: one survivor per cluster by id).
+per cluster, the keeper by the canonical rule: the smallest example id. Example ids hash the
+source's decoded audio (or synthesis script), the span and the config, so the choice depends on
+the data only, not on file names, paths or timing (the rule of datatrove's and NeMo Curator's batch dedup: one survivor per cluster by id).
 A source judged under several names (the same decoded audio) is held by the first judged name;
 `source_plan` names the canonical one (the smallest uri; settling swaps only source and rejection
 rows, since the examples of both names are the same).
@@ -114,8 +114,9 @@ class CommitIndex:
         return out
 
     def judge(self, entries: list[dict]) -> list[dict]:
-        """Per finished item {work_key, source_id, sigs}: is its source already judged under another
-        work key, and which of its examples duplicate kept ones (the kept ones join the index)."""
+        """Per finished item {work_key, source_id, uri, stem, sigs}: is its source already judged
+        under another work key, and which of its examples duplicate judged ones (provisionally:
+        `settle_plan` fixes the keeper). Every judged signature joins the index."""
         out = []
         for e in entries:
             sid, wk = e.get("source_id"), e["work_key"]
