@@ -36,14 +36,18 @@ def main() -> None:
     ap.add_argument("--hop", type=float, default=9.01)
     a = ap.parse_args()
     clips: list[tuple[str, np.ndarray]] = []
+    length = int(WINDOW_S * 16000)
+
+    def every_second(n: int) -> list[int]:  # speechmos' grid: full windows from 0, 1 s apart
+        return [k * 16000 for k in range(int(np.floor(n / 16000) - WINDOW_S) + 1) if k * 16000 + length <= n]
 
     class Recorder(Dnsmos):
         def score_many(self, xs):
-            clips.extend((cond, r) for r in self.raw_windows(xs))
+            clips.extend((cond, r) for r in self.raw_windows(xs, starts=every_second))
             return [{"ovrl": np.nan, "sig": np.nan, "bak": np.nan} for _ in xs]
 
     qf = QualityFilter.from_config(load_config())
-    qf.dnsmos = Recorder(2, hop_s=1.0)
+    qf.dnsmos = Recorder(2)
     qf.load(threads=2)
     man = json.loads((a.eval / "manifest.json").read_text())
     for f in man["files"][: a.files or None]:
@@ -64,7 +68,6 @@ def main() -> None:
             ex = {"example_id": f["id"], "sample_rate": sr, "kind": "real", "language": f["language"]}
             qf.measure(ex, np.stack([y * m0, y * m1]).astype(np.float32))
         print(f"{f['id']}: {len(clips)} channel clips so far", flush=True)
-    length = int(WINDOW_S * 16000)
 
     def mos(raw, idx):
         return float(np.mean(_POLY["ovrl"](raw[sorted(set(idx)), 2])))

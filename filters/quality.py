@@ -2,8 +2,9 @@
 bandwidth, spectral flatness and DNSMOS, each measured on the speech parts of each channel.
 
 A two-channel example legitimately has one side silent while the other speaks, so per-channel
-metrics are taken over that channel's speech (silero VAD) and the example-level value is the worst
-speaking channel. Pure noise, silence and music are told apart when no speech is found.
+metrics are taken over that channel's speech (the regions the curation VAD found, handed over by the
+filter stage; silero here for examples that come without them) and the example-level value is the
+worst speaking channel. Pure noise, silence and music are told apart when no speech is found.
 """
 
 from __future__ import annotations

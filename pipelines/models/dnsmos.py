@@ -13,7 +13,7 @@ by 0.05 MOS (sd), as much as speechmos' own result does (its float rounding skip
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -59,12 +59,15 @@ class Dnsmos:
         self.hop_s = float(hop_s)
         self.batch = max(1, int(batch))
 
-    def raw_windows(self, clips: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def raw_windows(self, clips: Sequence[np.ndarray],
+                    starts: Callable[[int], list[int]] | None = None) -> list[np.ndarray]:
         """Per clip, the model's raw (sig, bak, ovrl) of each window, [n_windows, 3]; windows of all
-        clips go through the model `batch` at a time."""
+        clips go through the model `batch` at a time. `starts`: window starts of a clip of n
+        samples (default: spread at most hop_s apart)."""
         length = int(WINDOW_S * DNSMOS_SR)
+        starts = starts or (lambda n: window_starts(n, self.hop_s))
         xs = [_padded(np.clip(np.asarray(c, dtype=np.float32), -1.0, 1.0)) for c in clips]
-        todo = [(i, s) for i, x in enumerate(xs) for s in window_starts(len(x), self.hop_s)]
+        todo = [(i, s) for i, x in enumerate(xs) for s in starts(len(x))]
         out: list[list[np.ndarray]] = [[] for _ in xs]
         for b in range(0, len(todo), self.batch):
             part = todo[b:b + self.batch]
