@@ -159,13 +159,12 @@ class SynthesizeStage(Stage):
         if self._spare is None:
             self._spare = self._make_tts()
         tts = self._spare if busy is self.tts else self.tts
-        script = nxt["script"]
-        voices = self._cast(script, int(nxt["seed"]))[2]
 
-        def speak():
+        def speak():  # any error here is the next item's: it speaks again in its own call and reports it
+            voices = self._cast(nxt["script"], int(nxt["seed"]))[2]
             cm = self._session(tts)
             try:
-                return cm, self._speak_turns(tts, script, voices)
+                return cm, self._speak_turns(tts, nxt["script"], voices)
             except BaseException:
                 cm.__exit__(None, None, None)
                 raise
@@ -186,9 +185,7 @@ class SynthesizeStage(Stage):
         return ahead["tts"], cm, turns
 
     def _drop_ahead(self) -> None:
-        got = self._take_ahead({})
-        if got is not None:
-            got[1].__exit__(None, None, None)
+        self._take_ahead({})  # no item matches: its session is ended
 
     def _free_tts(self):
         """An engine not busy speaking ahead."""

@@ -193,3 +193,13 @@ def test_real_espeak_turn_taking_near_fisher(cfg, stage):
     assert s["per_minute"]["minutes"] > 20
     for k, r in off_fisher(s["per_minute"]).items():
         assert abs(r) < 0.20, (k, format_per_minute(s["per_minute"]))
+
+
+def test_a_bad_next_script_fails_only_its_own_item(cfg, stage, examples):
+    """Speaking ahead meets the next item's bad script in the background: the current item is
+    made as usual and the bad one is rejected by its own call, naming the problem."""
+    items = list(make_items(None, 2, 5, LANGS, cfg, config_hash(cfg), "/unused"))
+    bad = dict(items[1], script={**items[1]["script"], "turns": [{"speaker": "A"}]})  # a turn without text
+    out = stage.run_items([items[0], bad])
+    assert out[0]["status"] == "ok" and out[0]["examples"][0]["audio"] == examples[0]["examples"][0]["audio"]
+    assert out[1]["status"] == "rejected" and "text" in out[1]["rejections"][0]["detail"]
