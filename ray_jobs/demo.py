@@ -114,8 +114,9 @@ def build_corpus(raw: Path, seed: int = 0) -> dict:
     expect["noise.wav"] = "rejected:no_speech"  # VAD finds no speech in it
     for name, reason in write_broken_files(raw).items():
         expect[name] = f"rejected:{reason}"
-    # copies of one content: which copy is judged first follows commit order (parallel workers),
-    # so either may be the one kept; the test swaps their expectations when the other one won
+    # copies of one content: dedup keeps the one with the smallest example id (or uri, for the same
+    # audio under two names), whatever the commit order; which copy that is depends on content
+    # hashes, so the test accepts either and swaps their expectations
     expect["_same_content"] = [["conv_en.wav", "conv_en_copy.flac"], ["conv_pt.wav", "conv_pt_renamed.wav"]]
     (raw / "EXPECTED.json").write_text(json.dumps(expect, indent=1, sort_keys=True))
     return expect
