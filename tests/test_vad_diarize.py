@@ -116,3 +116,41 @@ def test_unreadable_file_is_named(diar, tmp_path):
     bad.write_bytes(b"not audio")
     with pytest.raises(ValueError, match="broken.wav"):
         diar(str(bad))
+
+
+class _BandEncoder:
+    """Stand-in speaker encoder: the window's energy below and above 500 Hz (two 'voices')."""
+
+    def __init__(self):
+        import torch
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def parameters(self):
+        return iter([self.w])
+
+    def __call__(self, waveforms, weights):
+        import torch
+        spec = torch.fft.rfft(waveforms[:, 0]).abs()
+        f = torch.fft.rfftfreq(waveforms.shape[-1], 1 / 16000)
+        e = torch.stack([spec[:, f < 500].sum(1), spec[:, f >= 500].sum(1)], 1)
+        return e / e.norm(dim=1, keepdim=True)
+
+
+def test_reassign_moves_a_misplaced_turn_boundary():
+    """Voice A (200 Hz) speaks 0-5 s, voice B (1000 Hz) 5-10 s; the first pass put the change at
+    6.5 s. The window pass moves it to within one hop of 5 s; without the pass it stays."""
+    import numpy as np
+    t = np.arange(10 * 16000) / 16000
+    wav = np.where(t < 5, np.sin(2 * np.pi * 200 * t), np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    p = typed_section(DiarizeParams, {}, "diarize", cache_dir=None)
+    d = Diarizer.__new__(Diarizer)
+    d.p = p
+    d.pipeline = type("P", (), {"encoder": _BandEncoder()})()
+    turns = [(0.0, 6.5, "A"), (6.5, 10.0, "B")]
+    out = d.reassign(turns, wav)
+    a_end = max(e for s, e, k in out if k == "A")
+    b_start = min(s for s, e, k in out if k == "B")
+    assert abs(a_end - 5.0) <= p.reassign_hop_s and abs(b_start - 5.0) <= p.reassign_hop_s, out
+    assert all(e > s for s, e, _ in out)
+    d.p = typed_section(DiarizeParams, {"diarize": {"reassign_window_s": 0.0}}, "diarize", cache_dir=None)
+    assert d.reassign(turns, wav) == turns
