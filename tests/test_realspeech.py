@@ -77,9 +77,12 @@ def test_default_filters_accept_clean_real_speech(small_set):
         for e in r["examples"]:
             assert e["accepted"], (r["id"], e["reasons"])
             assert e["lid_language"] == r["language"], (r["id"], e["lid_language"])
-    sample = next(r for r in results if r["id"] == "en-sample")
-    # the real call scores below the old DNSMOS threshold (2.5) and is accepted by the calibrated one
-    assert min(e["metrics"]["q.dnsmos_ovrl"] for e in sample["examples"]) < 2.5
+    # the real call, split onto two channels by its reference turns (the example's own score moves
+    # with the diarization: 2.28 to 2.88 measured), scores below the old DNSMOS threshold (2.5) and
+    # the calibrated quality filter keeps it
+    sub = {**man, "files": [f for f in man["files"] if f["id"] == "en-sample"]}
+    ref_split = bench().calibrate(sub, d, load_config(), snrs=(), log=lambda *a: None)["clean"][0]
+    assert ref_split["q.dnsmos_ovrl"] < 2.5 and ref_split["keep"], ref_split
 
 
 def test_real_speech_with_noise_is_rejected(small_set):
