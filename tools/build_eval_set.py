@@ -152,8 +152,11 @@ def core_texts(root: Path, lang: str) -> dict[str, str]:
 
 
 def usable(text: str) -> bool:
-    """Speech prompts only: no [tone] descriptions, no digits (spoken forms vary), 3+ words."""
+    """Speech prompts only: no [tone] descriptions, no digits (spoken forms vary), 3+ words; no
+    translator's (notes) or a second `key: text` left in the line, no letter lost to a '?' inside
+    a sentence (core-sounds-it.txt has all three; none of them is what the speaker says)."""
     return ("[" not in text and not re.search(r"\d", text) and "\ufffd" not in text
+            and "(" not in text and ":" not in text and not re.search(r"\s\?\s", text)
             and len(re.findall(r"\w+", text)) >= 3)
 
 
