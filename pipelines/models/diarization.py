@@ -200,17 +200,20 @@ class Diarizer:
         if len(wins) < 2:
             return turns
         L = int(win * DIAR_SR)
-        x = np.zeros((len(wins), 1, L), np.float32)
-        w = np.zeros((len(wins), 100), np.float32)  # activity weights: the real audio of the window
-        for i, (a, b) in enumerate(wins):
-            seg = wav[int(a * DIAR_SR):int(b * DIAR_SR)]
-            x[i, 0, :len(seg)] = seg
-            w[i, :max(1, int(100 * len(seg) / L))] = 1.0
         dev = next(enc.parameters()).device
         bs = max(1, self.p.embedding_batch_size)
-        with torch.no_grad():
-            emb = np.concatenate([enc(torch.from_numpy(x[i:i + bs]).to(dev), torch.from_numpy(w[i:i + bs]).to(dev))
-                                  .cpu().numpy() for i in range(0, len(wins), bs)])
+        parts = []
+        for i0 in range(0, len(wins), bs):  # windows cut batch by batch: memory of one batch
+            part = wins[i0:i0 + bs]
+            x = np.zeros((len(part), 1, L), np.float32)
+            w = np.zeros((len(part), 100), np.float32)  # activity weights: the window's real audio
+            for i, (a, b) in enumerate(part):
+                seg = wav[int(a * DIAR_SR):int(b * DIAR_SR)]
+                x[i, 0, :len(seg)] = seg
+                w[i, :max(1, int(100 * len(seg) / L))] = 1.0
+            with torch.no_grad():
+                parts.append(enc(torch.from_numpy(x).to(dev), torch.from_numpy(w).to(dev)).cpu().numpy())
+        emb = np.concatenate(parts)
         ok = np.all(np.isfinite(emb), axis=1)
         if ok.sum() < 2:
             return turns
