@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_no_import_runs_up_a_layer():
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "check_layers.py")], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "check_layers.py")], check=False, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -31,5 +31,5 @@ def test_installed_under_one_namespace():
     import tandem.pipelines.core.contracts as c
     from tandem.pipelines.train import ShardDataset  # noqa: F401
     assert c.__name__ == "tandem.pipelines.core.contracts"
-    r = subprocess.run([sys.executable, "-c", "import pipelines"], capture_output=True, text=True, cwd="/")
+    r = subprocess.run([sys.executable, "-c", "import pipelines"], check=False, capture_output=True, text=True, cwd="/")
     assert r.returncode != 0, "a top-level `pipelines` package is installed beside tandem"

@@ -3,10 +3,10 @@ rejection naming the stage; an item that keeps killing its worker is quarantined
 fails the job before any item runs."""
 
 import pytest
-
 from tandem.pipelines.core.stage import ModelMissing, Stage, TransientError, is_transient
 from tandem.pipelines.store.commit import manifests
 from tandem.ray_jobs.runner import run_job
+
 from tandem.testing.toy import expected_example_ids, make_items, toy_config, toy_stages
 
 

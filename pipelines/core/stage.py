@@ -21,7 +21,6 @@ from pathlib import Path
 
 from tandem.pipelines.core.contracts import rejection_row
 
-
 # A model stage's worker may die on an item this many times before the item is quarantined.
 QUARANTINE_AFTER = 3
 
