@@ -1,0 +1,99 @@
+"""The embedded diarizer's one-speaker criterion on real speech: the last average-linkage merge
+distance of a recording's speaker embeddings (diarize.single_speaker_distance) on one-voice and
+multi-speaker files.
+
+    .venv/bin/python tools/build_eval_set.py --out /tmp/eval_s1 --seed 1 --no-sample
+    .venv/bin/python bench/speaker_count.py eval_data /tmp/eval_s1 [...]
+
+Multi-speaker files are the eval sets' recordings; one-voice files are each reference speaker's
+turns of them with every stretch another speaker talks in cut out (up to 120 s). Prints both
+distributions and, per cut, how many files of each kind the criterion gets right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def own_turns(spk: dict, who: str) -> list[tuple[float, float]]:
+    """`who`'s turns minus every stretch another reference speaker talks in."""
+    out = []
+    for a, b in spk[who]:
+        cuts = [(a, b)]
+        for other, segs in spk.items():
+            if other == who:
+                continue
+            for a2, b2 in segs:
+                cuts = [q for c0, c1 in cuts for q in ((c0, min(c1, a2)), (max(c0, b2), c1)) if q[1] - q[0] > 0.05]
+        out += cuts
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sets", nargs="+", type=Path, help="eval set directories (tools/build_eval_set.py --out)")
+    ap.add_argument("--max-one-s", type=float, default=120.0)
+    args = ap.parse_args()
+
+    import soundfile as sf
+    import soxr
+    from scipy.cluster.hierarchy import linkage
+    from tandem.pipelines.core.config import load_config, typed_section
+    from tandem.pipelines.models import pyannote_parts
+    from tandem.pipelines.models.diarization import DIAR_SR, DiarizeParams, Diarizer
+    from tandem.pipelines.models.registry import cache_dir
+
+    seen: list[float] = []
+    cluster = pyannote_parts.CenteredAgglomerativeClustering.cluster
+
+    def spy(self, embeddings, **kw):
+        e = embeddings / (np.linalg.norm(embeddings, axis=1, keepdims=True) + 1e-12)
+        if len(e) >= 2:
+            seen.append(float(linkage(e, method="average", metric="cosine")[-1, 2]))
+        return cluster(self, embeddings, **kw)
+
+    pyannote_parts.CenteredAgglomerativeClustering.cluster = spy
+    cfg = load_config(None)
+    p = typed_section(DiarizeParams, cfg, "diarize", cache_dir=str(cache_dir(cfg)))
+    diarizer = Diarizer.load(p)
+    dist: dict[str, list[float]] = {"one": [], "multi": []}
+
+    def last_merge(wav: np.ndarray, uri: str) -> float | None:
+        seen.clear()
+        diarizer.diarize_waveform(wav, uri)
+        return seen[0] if seen else None
+
+    for root in args.sets:
+        for path in sorted((root / "audio").glob("*.wav")):
+            x, sr = sf.read(path, dtype="float32", always_2d=True)
+            x = soxr.resample(x.mean(axis=1), sr, DIAR_SR)
+            spk: dict[str, list] = {}
+            for line in (root / "ref" / f"{path.stem}.rttm").read_text().splitlines():
+                f = line.split()
+                spk.setdefault(f[7], []).append((float(f[3]), float(f[3]) + float(f[4])))
+            if len(spk) > 1 and (v := last_merge(x, path.stem)) is not None:
+                dist["multi"].append(v)
+            gap = np.zeros(int(0.3 * DIAR_SR), np.float32)
+            for who in spk:
+                parts = [q for a, b in own_turns(spk, who) for q in (x[int(a * DIAR_SR):int(b * DIAR_SR)], gap)]
+                y = np.concatenate(parts)[:int(args.max_one_s * DIAR_SR)] if parts else np.zeros(0)
+                if len(y) >= 20 * DIAR_SR and (v := last_merge(y, f"{path.stem}-{who}")) is not None:
+                    dist["one"].append(v)
+            print(f"{root.name}/{path.stem}: done", flush=True)
+    one, multi = np.array(dist["one"]), np.array(dist["multi"])
+    for name, v in (("one voice", one), ("several", multi)):
+        print(f"{name:10s} {len(v):3d} files  last merge min {v.min():.3f} median {np.median(v):.3f} max {v.max():.3f}")
+    print(f"current single_speaker_distance: {p.single_speaker_distance}")
+    print("cut    one-voice right   multi right")
+    for cut in (0.25, 0.30, 0.33, 0.36, 0.40):
+        print(f"{cut:.2f}   {(one < cut).sum():3d}/{len(one):<3d}          {(multi >= cut).sum():3d}/{len(multi)}")
+
+
+if __name__ == "__main__":
+    main()
