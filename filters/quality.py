@@ -144,14 +144,8 @@ def spectral_flatness(x: np.ndarray, sr: int) -> float:
 
 
 def regions_union(regions: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
-    allr = sorted(r for rs in regions for r in rs)
-    out: list[list[float]] = []
-    for s, e in allr:
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return [(s, e) for s, e in out]
+    from tandem.pipelines.models.vad import merge_regions
+    return [(s, e) for s, e in merge_regions((r for rs in regions for r in rs), 0.0)]
 
 
 def longest_gap(regions: list[tuple[float, float]], duration: float) -> float:

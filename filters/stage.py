@@ -218,7 +218,8 @@ def upstream_regions(example: dict, item: dict) -> list[list[tuple[float, float]
 
 def _intersect(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Where both region lists hold (each merged first), sorted."""
-    a, b = _merged(a), _merged(b)
+    from tandem.pipelines.models.vad import merge_regions
+    a, b = merge_regions(a, 0.0), merge_regions(b, 0.0)
     out, i, j = [], 0, 0
     while i < len(a) and j < len(b):
         s, e = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
@@ -229,16 +230,6 @@ def _intersect(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> li
         else:
             j += 1
     return out
-
-
-def _merged(rs: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    out: list[list[float]] = []
-    for s, e in sorted(rs):
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([float(s), float(e)])
-    return [(s, e) for s, e in out]
 
 
 def _finite(v) -> bool:

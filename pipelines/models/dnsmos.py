@@ -79,13 +79,10 @@ class Dnsmos:
 
     def score_many(self, clips: Sequence[np.ndarray]) -> list[dict[str, float]]:
         """MOS of each clip: the mean over its windows of the fitted window scores."""
-        res = []
-        for r in self.raw_windows(clips):
-            if not len(r):  # only an empty clip has no window
-                res.append({k: float("nan") for k in _POLY})
-                continue
-            res.append({k: float(np.mean(_POLY[k](r[:, j]))) for j, k in enumerate(("sig", "bak", "ovrl"))})
-        return [{"ovrl": d["ovrl"], "sig": d["sig"], "bak": d["bak"]} for d in res]
+        cols = {"sig": 0, "bak": 1, "ovrl": 2}  # the model's output columns
+        # only an empty clip has no window
+        return [{k: float(np.mean(_POLY[k](r[:, cols[k]]))) if len(r) else float("nan") for k in ("ovrl", "sig", "bak")}
+                for r in self.raw_windows(clips)]
 
     def __call__(self, x16: np.ndarray) -> dict[str, float]:
         return self.score_many([x16])[0]

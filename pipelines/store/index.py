@@ -66,12 +66,15 @@ class CommitIndex:
                         self._load_sig(row, path.stem, rejected=kind == "dupes")
 
     def _load_sig(self, row: dict, stem: str, rejected: bool) -> None:
-        eid = row["example_id"]
-        self.sigs.add(eid, row["audio_hash"], row["minhash"])
-        self.where[eid] = [stem]
-        if row["audio_hash"] is not None:
-            self.ahash[eid] = bytes(row["audio_hash"])
-        edges = list(row.get("duplicate_of") or [])
+        self.where[row["example_id"]] = [stem]
+        self._add(row["example_id"], row["audio_hash"], row["minhash"], list(row.get("duplicate_of") or []),
+                  rejected)
+
+    def _add(self, eid: str, audio_hash, minhash, edges: list[str], rejected: bool) -> None:
+        """`eid` joins the index and the duplicate graph (a rejected one with its edges)."""
+        self.sigs.add(eid, audio_hash, minhash)
+        if audio_hash is not None:
+            self.ahash[eid] = bytes(audio_hash)
         if rejected:
             self.dup[eid] = edges
         for other in edges:
@@ -147,13 +150,7 @@ class CommitIndex:
         same, near = self.sigs.matches(sig)
         edges = sorted({*([same] if same else []), *(h for h, _ in near)})
         if not seen:
-            self.sigs.add(eid, sig.get("audio_hash"), sig.get("minhash"))
-            if sig.get("audio_hash") is not None:
-                self.ahash[eid] = bytes(sig["audio_hash"])
-            if edges:
-                self.dup[eid] = edges
-                for other in edges:
-                    self._union(eid, other)
+            self._add(eid, sig.get("audio_hash"), sig.get("minhash"), edges, rejected=bool(edges))
         if not edges:
             return None
         d = decision_for(eid, same, near, self.sigs.p.jaccard)

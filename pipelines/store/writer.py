@@ -191,9 +191,8 @@ class JobWriter:
             shutil.rmtree(self.out / STAGING / pid, ignore_errors=True)
 
     def settle(self) -> dict:
-        """Commit what is pending, then swap every duplicate cluster's keeper to its canonical
-        example in one more commit; returns {"settled": examples moved, ...}."""
-        self.commit()
+        """Swap every duplicate cluster's keeper to its canonical example in one commit (what is
+        pending is committed first when there is anything to swap); returns {"settled": examples moved, ...}."""
         res = settle(self)
         self.totals["settled"] += res["settled"]
         return res
