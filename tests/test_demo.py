@@ -76,6 +76,24 @@ def test_every_input_ends_as_expected(demo_out):
     assert rows[0][0] == rows[0][1]
 
 
+def test_dedup_keeps_the_canonical_copy(demo_out):
+    """Whatever the order workers finished in: the same audio under two names keeps the smallest
+    uri, and near-duplicate examples keep the smallest example id."""
+    _, rows = catalog.query(demo_out, "SELECT uri, reason, example_id FROM rejections "
+                                      "WHERE reason IN ('duplicate_source', 'near_duplicate_text')")
+    by_reason: dict[str, list] = {}
+    for uri, reason, eid in rows:
+        by_reason.setdefault(reason, []).append((Path(uri).name, eid))
+    assert [u for u, _ in by_reason["duplicate_source"]] == ["conv_pt_renamed.wav"]
+    _, rows = catalog.query(demo_out, """
+        SELECT e.example_id FROM examples e JOIN sources s ON list_contains(e.source_ids, s.source_id)
+        WHERE e.status = 'accepted' AND regexp_matches(s.uri, 'conv_en(_copy)?[.]')""")
+    kept = [r[0] for r in rows]
+    dups = [eid for name, eid in by_reason["near_duplicate_text"] if name in ("conv_en.wav", "conv_en_copy.flac")]
+    assert kept and dups
+    assert all(d > min(kept) for d in dups), (kept, dups)
+
+
 def test_six_languages_real_and_synthetic(demo_out):
     six = {"en", "fr", "de", "es", "it", "pt"}
     _, rows = catalog.query(demo_out, "SELECT DISTINCT language FROM examples WHERE status='accepted' AND kind='synthetic'")
