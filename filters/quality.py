@@ -175,6 +175,7 @@ class QualityParams(FilterParams):
     min_channel_speech_s: float
     dnsmos: bool
     dnsmos_hop_s: float
+    dnsmos_batch: int
     silence_dbfs: Threshold
     no_speech_ratio: Threshold
     noise_flatness: Threshold
@@ -215,7 +216,7 @@ class QualityFilter(Filter):
                                  pad_s=0.03, threads=threads)
         if self.dnsmos is None and self.p.dnsmos:
             from tandem.pipelines.models.dnsmos import Dnsmos
-            self.dnsmos = Dnsmos(threads, hop_s=self.p.dnsmos_hop_s)
+            self.dnsmos = Dnsmos(threads, hop_s=self.p.dnsmos_hop_s, batch=self.p.dnsmos_batch)
         return self
 
     def measure(self, example: dict, audio: np.ndarray | None,
