@@ -181,3 +181,110 @@ def test_a_source_under_two_names_is_kept_under_the_smallest_uri(tmp_path, first
     w = JobWriter(tmp_path, CFG, run_id="r3", job="t", config_hash="h")
     assert w.index.source_plan() == [] and w.index.settle_plan() == []
     w.release()
+
+
+# re-filtering: the duplicate graph holds the examples that pass, whatever order they are visited in
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima",
+         "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey",
+         "xray", "yankee", "zulu", "apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "pear", "plum"]
+# a chain: each end is a near-duplicate of the middle, the ends are not of each other (estimated
+# Jaccard 0.91 and 0.86 with the middle, 0.77 between the ends, against the 0.82 below)
+CHAIN = {"chain-a": " ".join(["one", "two", *WORDS[2:]]), "chain-b": " ".join([*WORDS[:-2], "four", "five"]),
+         "chain-m": " ".join(WORDS)}
+RCFG = load_config(overrides={"shards": {"max_items_per_commit": 1},
+                              "filters": {"enabled": ["quality"], "quality": {"dnsmos": False},
+                                          "dedup": {"jaccard": 0.82}}})
+
+
+def _filtered_out(it: dict) -> dict:
+    """`it` as the filter stage rejected it earlier (its stored metrics pass the filters now)."""
+    from tandem.pipelines.core.contracts import rejection_row
+    ex = it.pop("examples")[0]
+    it["rejected_examples"] = [ex]
+    it["rejections"] = [rejection_row(uri=it["uri"], source_id=it["source_id"], example_id=ex["example_id"],
+                                      stage="filter", filter="quality", reason="snr_low", detail="earlier threshold")]
+    return it
+
+
+def _refilter_items() -> list[dict]:
+    """A kept example that the filters now reject (SNR 3 dB) with a kept copy and a filtered-out
+    copy; two filtered-out near-duplicates; a filtered-out chain of near-duplicates; a loner."""
+    demoted = tone_item(1)
+    demoted["examples"][0]["metrics"] = {"q.snr_db": 3.0}
+    chain = []
+    for n, (eid, text) in enumerate(CHAIN.items()):
+        it = _near(10 + n, text)
+        it["examples"][0]["example_id"] = eid
+        chain.append(_filtered_out(it))
+    return [demoted, _copy(1, 1), _filtered_out(_copy(1, 2)), _filtered_out(_near(5, TEXT)),
+            _filtered_out(_near(6, TEXT.replace("tuesday", "Tuesday!"))), *chain, tone_item(7)]
+
+
+def _xid(it: dict) -> str:
+    return (it.get("examples") or it["rejected_examples"])[0]["example_id"]
+
+
+def _rows(out) -> dict:
+    """Every live row of every kind (as text, sorted): what a reader of the output sees."""
+    from tandem.pipelines.store.commit import KINDS
+    return {k: sorted(repr(sorted(r.items())) for r in iter_rows(committed_files(out, k))) for k in KINDS}
+
+
+def _curate_and_refilter(out, items) -> dict:
+    import copy
+
+    from tandem.ray_jobs.refilter import refilter
+    w = JobWriter(out, RCFG, run_id="r1", job="t", config_hash="h", dedup=True)
+    for it in copy.deepcopy(items):
+        w.add(it)
+    w.close()
+    return refilter(out, RCFG, run_id="f1", log=lambda *a: None)
+
+
+@pytest.mark.parametrize("order", ["backward", "mixed"])
+def test_refiltering_gives_the_same_output_whatever_order_it_visits_examples_in(tmp_path, order):
+    from tandem.catalogs import catalog
+    from tandem.filters.dedup import DedupParams, SignatureIndex, signature
+    p = DedupParams.from_config(RCFG)
+    idx = SignatureIndex(p)
+    sig = {k: signature({"example_id": k, "text_ch0": t}, p) for k, t in CHAIN.items()}
+    idx.add("chain-m", None, sig["chain-m"]["minhash"])
+    assert [h for h, _ in idx.matches(sig["chain-a"])[1]] == ["chain-m"] == [h for h, _ in idx.matches(sig["chain-b"])[1]]
+    idx = SignatureIndex(p)
+    idx.add("chain-a", None, sig["chain-a"]["minhash"])
+    assert idx.matches(sig["chain-b"]) == (None, [])  # so the chain's clusters need settling
+    items = _refilter_items()
+    seq = {"backward": items[::-1], "mixed": [items[i] for i in (4, 0, 8, 2, 7, 3, 6, 1, 5)]}[order]
+    counts = {name: _curate_and_refilter(tmp_path / name, s) for name, s in (("fwd", items), (order, seq))}
+    a, b = tmp_path / "fwd", tmp_path / order
+    # the files hold the rows in another order, so the visits differ; what they hold does not
+    assert _rows(a) == _rows(b) and counts["fwd"] == counts[order]
+    st = _state(a)
+    copies = sorted(_xid(it) for it in items[1:3])  # the demoted example's copies
+    near = sorted(_xid(it) for it in items[3:5])
+    keep = {copies[0], near[0], "chain-a", _xid(items[8])}
+    assert st["shards"] == keep == st["dedup"]
+    assert st["rejected"] == {_xid(it) for it in items} - keep
+    assert st["dupes"] == st["rejected"] - {_xid(items[0])}  # the demoted one left the duplicate graph
+    assert st["rejections"] == {_xid(items[0]): "snr_low", copies[1]: "duplicate_audio", near[1]: "near_duplicate_text",
+                                "chain-b": "near_duplicate_text", "chain-m": "near_duplicate_text"}
+    dupes = {r["example_id"]: r["duplicate_of"] for r in iter_rows(committed_files(a, "dupes"))}
+    # judged in id order: the middle matched both ends; settling demoted chain-b, recording the keeper
+    assert dupes == {copies[1]: [copies[0]], near[1]: [near[0]], "chain-m": ["chain-a", "chain-b"],
+                     "chain-b": ["chain-a"]}
+    c = counts["fwd"]
+    assert (c["kept"], c["settled"], c["rejected_duplicate_audio"], c["rejected_near_duplicate_text"]) == (4, 1, 1, 3)
+    before = {min(_xid(items[0]), _xid(items[1])), _xid(items[8])}  # kept by the curate run
+    assert (c["moved_to_shards"], c["moved_to_rejected"]) == (len(keep - before), len(before - keep))
+    for it in items:
+        assert st["sources"][it["source_id"]] == (("accepted", 1) if _xid(it) in keep else ("rejected", 0))
+    for out in (a, b):
+        assert verify(out) == [] and catalog.live_files_match(out)
+        _, rows = catalog.query(out, "SELECT count(*) FROM rejections WHERE example_id IS NOT NULL")
+        assert rows == [(5,)]
+        retired = [rel for m in manifests(out) for rel in m["retired"]]
+        assert retired and all((out / rel).exists() for rel in retired)  # left for `tandem gc`
+    # settled for good: a later run's index, loaded from the output, finds nothing to move
+    w = JobWriter(a, RCFG, run_id="r2", job="t", config_hash="h", dedup=True)
+    assert w.index.settle_plan() == [] and w.index.stats()["duplicate_examples"] == 4
+    w.release()

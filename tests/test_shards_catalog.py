@@ -205,9 +205,16 @@ def test_refilter_rechecks_a_promoted_example_against_the_index(tmp_path):
         w.add(it)
     w.close()
     counts = refilter(tmp_path, cfg, log=lambda *a: None)
-    assert counts["moved_to_shards"] == 1 and counts["rejected_duplicate_audio"] == 1
+    # the promoted copy joins the cluster of the kept one, which keeps its smallest example id
+    a, c = tone_item(1)["examples"][0]["example_id"], _copy_of(1, 1)["examples"][0]["example_id"]
+    keep, drop = min(a, c), max(a, c)
+    assert counts["moved_to_shards"] == 1 + (c < a) and counts["moved_to_rejected"] == (c < a)
+    assert counts["rejected_duplicate_audio"] == 1 and counts["kept"] == 2
     shards = {r["example_id"] for r in iter_rows(committed_files(tmp_path, "shards"))}
-    assert shards == {tone_item(1)["examples"][0]["example_id"], tone_item(2)["examples"][0]["example_id"]}
+    assert shards == {keep, tone_item(2)["examples"][0]["example_id"]}
     reasons = {r["example_id"]: r["reason"] for r in iter_rows(committed_files(tmp_path, "rejections"))}
-    assert reasons == {_copy_of(1, 1)["examples"][0]["example_id"]: "duplicate_audio"}
-    assert len(list(iter_rows(committed_files(tmp_path, "dedup")))) == 2  # the promoted one joined
+    assert reasons == {drop: "duplicate_audio"}
+    dedup = {r["example_id"] for r in iter_rows(committed_files(tmp_path, "dedup"))}
+    assert dedup == shards  # the promoted ones joined the index
+    assert [(r["example_id"], r["duplicate_of"]) for r in iter_rows(committed_files(tmp_path, "dupes"))] == \
+        [(drop, [keep])]

@@ -29,7 +29,9 @@ from tandem.pipelines.store.commit import committed_files
 
 
 class CommitIndex:
-    def __init__(self, out_dir: str | Path, dedup: DedupParams | None = None):
+    def __init__(self, out_dir: str | Path, dedup: DedupParams | None = None, *, signatures: bool = True):
+        """`signatures=False`: start the duplicate graph empty (re-filtering judges every example
+        that passes the filters again, so examples a filter now rejects leave the graph)."""
         self.out = str(out_dir)
         self.keys: set[str] = set()
         self.sources: dict[str, str] = {}  # source id -> the work key that judged it first
@@ -59,7 +61,7 @@ class CommitIndex:
                 elif sid not in self.src_at:
                     self.sources[sid] = wk
                     self.src_at[sid] = (row["uri"] or "", [path.stem])
-        if self.sigs is not None:
+        if self.sigs is not None and signatures:
             for kind in ("dedup", "dupes"):
                 for path in committed_files(out_dir, kind):
                     for row in iter_rows([path]):
@@ -129,22 +131,20 @@ class CommitIndex:
                 continue
             if sid:
                 self._stem_of(self.src_at, sid, e.get("uri"), e.get("stem"))
-            decisions = []
-            for sig in e.get("sigs") or []:
-                if self.sigs is None or sig is None:
-                    decisions.append(None)
-                    continue
-                decisions.append(self._judge_sig(sig, e.get("stem")))
-            out.append({"duplicate_of": None, "decisions": decisions})
+            out.append({"duplicate_of": None, "decisions": self.judge_signatures(e.get("sigs") or [], e.get("stem"))})
         return out
+
+    def judge_signatures(self, sigs: list[dict | None], stem: str | None = None) -> list[dict | None]:
+        """Judge example signatures (None: not compared) whose rows are in the files of `stem`
+        (None: not written yet, see `located`); per signature, None or its provisional rejection."""
+        return [None if self.sigs is None or sig is None else self._judge_sig(sig, stem) for sig in sigs]
 
     def _judge_sig(self, sig: dict, stem: str | None) -> dict | None:
         eid = sig["example_id"]
         seen = eid in self.where
-        if stem is not None:  # a part written twice (a retried task) leaves two candidate files
-            self.where.setdefault(eid, [])
-            if stem not in self.where[eid]:
-                self.where[eid].append(stem)
+        stems = self.where.setdefault(eid, [])
+        if stem is not None and stem not in stems:  # a part written twice (a retried task) leaves two
+            stems.append(stem)
         if seen and eid not in self.dup:
             return None
         same, near = self.sigs.matches(sig)
@@ -156,6 +156,18 @@ class CommitIndex:
         d = decision_for(eid, same, near, self.sigs.p.jaccard)
         return {"filter": d.filter, "reason": d.reason, "detail": d.detail, "metrics": dict(d.metrics or {}),
                 "duplicate_of": edges}
+
+    def located(self, eids: list[str], stem: str) -> None:
+        """The rows of these judged examples are now in the files of `stem` (and only there)."""
+        for eid in eids:
+            self.where[eid] = [stem]
+
+    def signature_row(self, eid: str) -> dict:
+        """A judged example's signature row (SIGNATURE_SCHEMA less source_id), with its edges
+        when it is rejected as a duplicate."""
+        mh = self.sigs.sigs.get(eid)
+        return {"example_id": eid, "audio_hash": self.ahash.get(eid),
+                "minhash": None if mh is None else mh.hashvalues.tolist(), "duplicate_of": self.dup.get(eid)}
 
     # settling: the canonical keeper of each cluster -----------------------------------------------
     @staticmethod

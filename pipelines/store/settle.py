@@ -117,17 +117,24 @@ def settle(writer) -> dict:
     for eid, p in down.items():
         ex = moved_rows[eid]
         sid = (ex.get("source_ids") or [None])[0]
-        new["rejections"].append(rejection_row(
-            uri=uri_of.get(sid) or sid or "", source_id=sid, example_id=eid, kind=ex.get("kind"),
-            stage="dedup", filter=p["filter"] or "dedup", reason=p["reason"], detail=p["detail"],
-            language=ex.get("language"), duration_s=ex.get("duration_s"), metrics=p["metrics"],
-            config_hash=writer.config_hash, run_id=writer.run_id))
+        new["rejections"].append(dedup_rejection(ex, p, uri_of.get(sid) or sid or "", writer.config_hash,
+                                                 writer.run_id))
     for kind, rows in new.items():
         writer.add_rows(kind, rows)
     writer.retire(retire)
     manifest = writer.commit()
     index.settled(plan, sorted(stems), f"{writer.run_id}-{manifest['commit_id']}-r", splan)
     return {"settled": len(plan) + len(splan), "files_rewritten": len(retire)}
+
+
+def dedup_rejection(ex: dict, d: dict, uri: str, config_hash: str | None, run_id: str) -> dict:
+    """The rejection row of example row `ex` rejected as a duplicate by `d` (a verdict of the
+    index: filter, reason, detail, metrics)."""
+    return rejection_row(
+        uri=uri, source_id=(ex.get("source_ids") or [None])[0], example_id=ex["example_id"], kind=ex.get("kind"),
+        stage="dedup", filter=d["filter"] or "dedup", reason=d["reason"], detail=d["detail"],
+        language=ex.get("language"), duration_s=ex.get("duration_s"), metrics=d["metrics"],
+        config_hash=config_hash, run_id=run_id)
 
 
 def _swap_source(p: dict, src_rows: list[dict], rej_rows: list[dict]) -> None:
