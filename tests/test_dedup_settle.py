@@ -288,3 +288,30 @@ def test_refiltering_gives_the_same_output_whatever_order_it_visits_examples_in(
     w = JobWriter(a, RCFG, run_id="r2", job="t", config_hash="h", dedup=True)
     assert w.index.settle_plan() == [] and w.index.stats()["duplicate_examples"] == 4
     w.release()
+
+
+def test_a_refiltering_killed_midway_is_completed_by_the_next_one(tmp_path, monkeypatch):
+    from tandem.ray_jobs.refilter import refilter
+    items = _refilter_items()
+    _curate_and_refilter(tmp_path / "clean", items)
+    out = tmp_path / "killed"
+    w = JobWriter(out, RCFG, run_id="r1", job="t", config_hash="h", dedup=True)
+    for it in items:
+        w.add(it)
+    w.close()
+    commit, calls = JobWriter.commit, []
+
+    def dies_at_the_third(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return commit(self)
+
+    monkeypatch.setattr(JobWriter, "commit", dies_at_the_third)
+    with pytest.raises(RuntimeError, match="killed"):
+        refilter(out, RCFG, run_id="f1", log=lambda *a: None)
+    monkeypatch.setattr(JobWriter, "commit", commit)
+    # two files rewritten (with their signatures), the old signature files retired: missing, never stale
+    assert 0 < len(list(iter_rows(committed_files(out, "dedup")))) < len(_state(tmp_path / "clean")["dedup"])
+    refilter(out, RCFG, run_id="f1", log=lambda *a: None)
+    assert _rows(out) == _rows(tmp_path / "clean") and verify(out) == []
