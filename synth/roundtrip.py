@@ -47,22 +47,71 @@ class RoundTripStage(Stage):
         from tandem.pipelines.models.asr import build_asr
         self.asr = build_asr(self.asr_params, self.models, device=self.device, threads=self.resources.threads)
 
-    def process(self, item: dict) -> dict:
+    _ahead: dict | None = None  # id(example) -> {channel: segments}, decoded by run_items
+
+    def run_items(self, items: list[dict]) -> list[dict]:
+        """With batched decoding (batch_size > 1), the chunks of every example of the batch in one
+        language go to Whisper together, so a batch fills across dialogues; each item is then
+        scored in its own call (errors, retries and counters stay per item). If the joint decode
+        fails, each item decodes its own chunks and reports its own error."""
+        self.ensure_setup()
+        if self.asr_params.batch_size > 1 and len(items) > 1:
+            exs = [ex for it in items if it.get("status") not in ("rejected", "retry") for ex in it.get("examples") or []]
+            try:
+                self._ahead = self._decode(exs)
+            except Exception:  # noqa: BLE001 - decoded again per item, which reports the error
+                self._ahead = None
+        try:
+            return super().run_items(items)
+        finally:
+            self._ahead = None
+
+    def _decode(self, exs: list[dict]) -> dict[int, dict[int, list[dict]]]:
+        """ASR segments of each example's channels: {id(example): {channel: segments}}. Only a
+        channel's speech (its word times, padded) is sent; the chunks of all examples of one
+        language go in one transcribe_chunks call, the backend batching them by batch_size."""
         from tandem.pipelines.io.audio import decode_flac
         from tandem.pipelines.models.asr import speech_chunks, to_16k_mono
         p = self.asr_params
-        for ex in item.get("examples") or []:
+        by_lang: dict[str, list[tuple[int, int, list]]] = {}
+        for ex in exs:
             audio, sr = decode_flac(ex["audio"])
             total = audio.shape[1] / sr
-            cers, segs = {}, []
             for ch in (0, 1):
                 regions = [(max(0.0, w["start_s"] - self.pad_s), min(total, w["end_s"] + self.pad_s))
                            for w in ex["words"] if w["channel"] == ch]
                 x16 = to_16k_mono(audio[ch], sr)
                 chunks = [(s, x16[int(s * 16000): int(e * 16000)])
                           for s, e in speech_chunks(regions, p.chunk_max_s, p.chunk_gap_s)]
+                by_lang.setdefault(ex["language"], []).append((id(ex), ch, chunks))
+        out: dict[int, dict[int, list[dict]]] = {id(ex): {0: [], 1: []} for ex in exs}
+        for lang, parts in by_lang.items():
+            if p.batch_size <= 1:  # chunk by chunk anyway: nothing to gain from one call
+                for key, ch, chunks in parts:
+                    out[key][ch] = self.asr.transcribe_chunks(chunks, language=lang)
+                continue
+            flat, owner = [], []
+            for key, ch, chunks in parts:
+                flat.extend(chunks)
+                owner.extend([(key, ch)] * len(chunks))
+            for seg in self.asr.transcribe_chunks(flat, language=lang):  # in chunk order
+                if "chunk_index" not in seg:
+                    raise KeyError("the ASR backend's transcribe_chunks gives no chunk_index: batched round trip "
+                                   "cannot tell which dialogue a segment belongs to")
+                key, ch = owner[seg["chunk_index"]]
+                out[key][ch].append(seg)
+        return out
+
+    def process(self, item: dict) -> dict:
+        exs = item.get("examples") or []
+        ahead = self._ahead or {}
+        todo = [ex for ex in exs if id(ex) not in ahead]
+        decoded = {**ahead, **(self._decode(todo) if todo else {})}
+        for ex in exs:
+            cers, segs = {}, []
+            for ch in (0, 1):
                 hyps = []
-                for s in self.asr.transcribe_chunks(chunks, language=ex["language"]):
+                for s in decoded[id(ex)][ch]:
                     hyps.append(s["text"])
                     segs.append({"channel": ch, "start_s": s["start_s"], "end_s": s["end_s"],
                                  "text": s["text"], "language": s.get("language"),
@@ -77,7 +126,6 @@ class RoundTripStage(Stage):
             m.update({"roundtrip_cer_ch0": cers[0], "roundtrip_cer_ch1": cers[1],
                       "roundtrip_cer_mean": (cers[0] + cers[1]) / 2})
             ex["metrics"] = m
-        exs = item.get("examples") or []
         if self.best_of > 1 and len(exs) > 1:
             keep_best(item)
         return item

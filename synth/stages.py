@@ -32,6 +32,7 @@ class SynthParams:
     languages: tuple
     llm: dict  # the chat endpoint, for items planned from "llm" scripts
     best_of: int = 1  # renditions per dialogue; the round trip keeps the lowest CER
+    flac_level: int | None = None  # FLAC compression level 0-8 (None: libsndfile's default)
 
     @classmethod
     def from_config(cls, cfg: dict) -> SynthParams:
@@ -41,13 +42,15 @@ class SynthParams:
         s = synth_section(cfg)
         aug = dict(s["augment"])
         check_augment(aug)
+        if not 0 <= int(s["flac_level"]) <= 8:
+            raise ValueError(f"synth.flac_level must be a FLAC compression level 0-8, got {s['flac_level']}")
         d = default_config()
         sr = cfg.get("sample_rate") or d["sample_rate"]
         return cls(sample_rate=int(sr), peak=float(s["peak"]),
                    tts=s["tts"], voices=s["voices"], backchannels=s["backchannels"],
                    timeline=TimelineParams.from_config(cfg), augment=aug, models=section(cfg, "models"),
                    asr=AsrParams.from_config(cfg), languages=tuple(cfg.get("languages") or d["languages"]),
-                   llm=s["llm"], best_of=best_of(s))
+                   llm=s["llm"], best_of=best_of(s), flac_level=int(s["flac_level"]))
 
 
 class SynthesizeStage(Stage):
@@ -277,7 +280,7 @@ class SynthesizeStage(Stage):
             "targets": {k: getattr(tc, k) for k in ("gap_mean_s", "gap_std_s", "interruption_prob",
                                                     "backchannel_prob")},
         }
-        flac = encode_flac(audio, sr)
+        flac = encode_flac(audio, sr, P.flac_level)
         key = stable_hash(sh, int(item["seed"]))
         return example_row(
             example_id=stable_hash(key, k, item["cfg_hash"]), kind="synthetic", language=lang,

@@ -119,8 +119,11 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return soxr.resample(x, sr_in, sr_out).astype(np.float32, copy=False)
 
 
-def encode_flac(audio: np.ndarray, sample_rate: int) -> bytes:
-    """[channels, T] or [T, channels] float in [-1, 1] to 16-bit FLAC bytes (channels-last on disk)."""
+def encode_flac(audio: np.ndarray, sample_rate: int, level: int | None = None) -> bytes:
+    """[channels, T] or [T, channels] float in [-1, 1] to 16-bit FLAC bytes (channels-last on disk).
+    `level`: FLAC compression level 0-8 (None: libsndfile's default, 5)."""
+    if level is not None and not 0 <= int(level) <= 8:
+        raise ValueError(f"FLAC compression level must be 0-8, got {level}")
     a = np.asarray(audio)
     if a.ndim == 1:
         a = a[:, None]
@@ -131,7 +134,8 @@ def encode_flac(audio: np.ndarray, sample_rate: int) -> bytes:
     pcm = np.clip(np.rint(np.clip(a, -1.0, 1.0) * a.dtype.type(32768.0)), -32768, 32767).astype(np.int16) \
         if a.dtype.kind == "f" else a
     buf = io.BytesIO()
-    sf.write(buf, pcm, sample_rate, format="FLAC", subtype="PCM_16")
+    sf.write(buf, pcm, sample_rate, format="FLAC", subtype="PCM_16",
+             compression_level=None if level is None else int(level) / 8)  # libsndfile: level / 8
     return buf.getvalue()
 
 
