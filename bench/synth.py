@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/synth.py [--dialogues 12] [--cer-per-language 10] [--seed 0] [--backend espeak]
     .venv/bin/python bench/synth.py --turn-taking 200 --seed 3    # IPU / pause / gap / overlap vs Fisher
+    .venv/bin/python bench/synth.py --dialogues 0 --cer-per-language 24 --seed 5 --set synth.roundtrip.batch_size=8
 
 Prints dialogue audio seconds per wall second for the synthesis stage (TTS + timeline + mix +
 augment + FLAC, run as a Ray batch runs it: SynthesizeStage.run_items, which speaks the next
@@ -9,7 +10,7 @@ dialogue while this one is mixed) and for the bare TTS calls alone on the same s
 instance of the same backend, word times included), measured in the same run, and the throughput
 ratio; then the CPU seconds of both (this process plus the TTS worker processes: what the stage
 costs, steadier than wall time on a shared machine); then the round-trip CER (max and mean of the
-two channels) per language. --backend piper runs English only.
+two channels) per language and how many dialogues the filters.trust limit would reject. --backend piper runs English only.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main() -> int:
     ap.add_argument("--dialogues", type=int, default=12, help="dialogues for the throughput figure")
     ap.add_argument("--cer-per-language", type=int, default=10, help="dialogues per language for CER (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rt-batch", type=int, default=4,
+                    help="dialogues per round-trip call (the ASR batches their chunks when synth.roundtrip.batch_size > 1)")
     ap.add_argument("--backend", default="espeak", choices=["espeak", "piper"])
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. asr.batch_size=1")
@@ -60,61 +63,73 @@ def main() -> int:
         rows = (syn(it)["examples"][0] for it in make_items(None, args.turn_taking, args.seed, langs, cfg, h, "/u"))
         print(format_summary(summarize(rows)))
         return 0
-    syn.run_items([dict(it) for it in make_items(None, 2, args.seed + 99, langs, cfg, h, "/unused")])  # warm up
-    c0, w0 = time.process_time(), _engine_cpu(syn)
-    t0 = time.perf_counter()
-    done = syn.run_items([dict(it) for it in items])  # as a Ray batch runs them
-    t_stage = time.perf_counter() - t0
-    c_stage = time.process_time() - c0 + _engine_cpu(syn) - w0
-    audio_s = sum(it["duration_s"] for it in done if it["status"] == "ok")
-    t0, c0 = time.perf_counter(), time.process_time()
-    tts_audio_s = 0.0
-    for it in done:
-        p = json.loads(it["examples"][0]["params"])
-        calls = [(turn["speaker"], s) for turn in it["script"]["turns"] for s in split_sentences(turn["text"])]
-        # the stage also speaks each listener's backchannel tokens once per dialogue
-        calls += list(dict.fromkeys((b["listener"], b["text"]) for b in p["timeline_draws"]["backchannels"]))
-        for spk, s in calls:
-            v = p["voices"][spk]
-            a, sr, _ = tts.synthesize(s, it["script"]["language"], voice=v["name"], pitch=v["pitch"], rate=v["rate"])
-            tts_audio_s += len(a) / sr
-    t_tts, c_tts = time.perf_counter() - t0, time.process_time() - c0
-    print(f"synthesis stage: {audio_s:.1f} s of dialogue in {t_stage:.2f} s wall = "
-          f"{audio_s / t_stage:.1f} s/s  ({len(done)} dialogues)")
-    print(f"bare TTS calls : {tts_audio_s:.1f} s of speech in {t_tts:.2f} s wall = {tts_audio_s / t_tts:.1f} s/s")
-    print(f"throughput ratio, bare TTS wall / stage wall on the same sentences (backend {args.backend}) = "
-          f"{t_tts / t_stage:.2f}  (stage: TTS in a forked worker per dialogue + backchannels + timeline + mix "
-          "+ augment + FLAC, the next dialogue spoken while this one is mixed)")
-    print(f"CPU seconds (this process + the TTS worker processes): stage {c_stage:.2f}, bare TTS {c_tts:.2f}, "
-          f"ratio {c_tts / c_stage:.2f}  (what the stage costs, overlap aside; steadier than wall time on a "
-          f"loaded machine, load average now {os.getloadavg()[0]:.1f})")
+    if args.dialogues > 0:
+        syn.run_items([dict(it) for it in make_items(None, 2, args.seed + 99, langs, cfg, h, "/unused")])  # warm up
+        c0, w0 = time.process_time(), _engine_cpu(syn)
+        t0 = time.perf_counter()
+        done = syn.run_items([dict(it) for it in items])  # as a Ray batch runs them
+        t_stage = time.perf_counter() - t0
+        c_stage = time.process_time() - c0 + _engine_cpu(syn) - w0
+        audio_s = sum(it["duration_s"] for it in done if it["status"] == "ok")
+        t0, c0 = time.perf_counter(), time.process_time()
+        tts_audio_s = 0.0
+        for it in done:
+            p = json.loads(it["examples"][0]["params"])
+            calls = [(turn["speaker"], s) for turn in it["script"]["turns"] for s in split_sentences(turn["text"])]
+            # the stage also speaks each listener's backchannel tokens once per dialogue
+            calls += list(dict.fromkeys((b["listener"], b["text"]) for b in p["timeline_draws"]["backchannels"]))
+            for spk, s in calls:
+                v = p["voices"][spk]
+                a, sr, _ = tts.synthesize(s, it["script"]["language"], voice=v["name"], pitch=v["pitch"], rate=v["rate"])
+                tts_audio_s += len(a) / sr
+        t_tts, c_tts = time.perf_counter() - t0, time.process_time() - c0
+        print(f"synthesis stage: {audio_s:.1f} s of dialogue in {t_stage:.2f} s wall = "
+              f"{audio_s / t_stage:.1f} s/s  ({len(done)} dialogues)")
+        print(f"bare TTS calls : {tts_audio_s:.1f} s of speech in {t_tts:.2f} s wall = {tts_audio_s / t_tts:.1f} s/s")
+        print(f"throughput ratio, bare TTS wall / stage wall on the same sentences (backend {args.backend}) = "
+              f"{t_tts / t_stage:.2f}  (stage: TTS in a forked worker per dialogue + backchannels + timeline + mix "
+              "+ augment + FLAC, the next dialogue spoken while this one is mixed)")
+        print(f"CPU seconds (this process + the TTS worker processes): stage {c_stage:.2f}, bare TTS {c_tts:.2f}, "
+              f"ratio {c_tts / c_stage:.2f}  (what the stage costs, overlap aside; steadier than wall time on a "
+              f"loaded machine, load average now {os.getloadavg()[0]:.1f})")
 
     if args.cer_per_language > 0:
+        from tandem.pipelines.core.config import section
+        limits = section(cfg, "filters")["trust"]["max_roundtrip_cer"]
         rt = RoundTripStage.from_config(cfg)
         rt.ensure_setup()
         n = args.cer_per_language * len(LANGS)
         per: dict[str, list[tuple[float, float, float]]] = {lang: [] for lang in LANGS}
-        t0 = time.perf_counter()
-        asr_audio = 0.0
-        for it in make_items(None, n, args.seed + 1, LANGS, cfg, h, "/unused"):
-            it = rt(syn(it))
-            if it["status"] != "ok":
-                print("rejected:", it["rejections"][0]["detail"][:200])
-                continue
-            ex = it["examples"][0]
-            m = ex["metrics"]
-            per[ex["language"]].append((ex["roundtrip_cer"], m["roundtrip_cer_mean"], m["roundtrip_cer_ch0"]))
-            asr_audio += ex["duration_s"]
-        dt = time.perf_counter() - t0
-        print(f"\nround trip (Whisper base, language given) over {n} dialogues, {asr_audio:.0f} s, {dt:.0f} s wall")
-        print("lang  n   CER max-of-channels (median / p90)   CER mean (median)   CER ch0 (median)")
+        t_asr, asr_audio = 0.0, 0.0
+        cer_items = list(make_items(None, n, args.seed + 1, LANGS, cfg, h, "/unused"))
+        for i in range(0, n, args.rt_batch):  # as Ray batches reach the stages
+            done = syn.run_items([dict(it) for it in cer_items[i:i + args.rt_batch]])
+            t0 = time.perf_counter()
+            done = rt.run_items(done)
+            t_asr += time.perf_counter() - t0
+            for it in done:
+                if it["status"] != "ok":
+                    print("rejected:", it["rejections"][0]["detail"][:200])
+                    continue
+                ex = it["examples"][0]
+                m = ex["metrics"]
+                per[ex["language"]].append((ex["roundtrip_cer"], m["roundtrip_cer_mean"], m["roundtrip_cer_ch0"]))
+                asr_audio += ex["duration_s"]
+        print(f"\nround trip (Whisper base, language given, synth.roundtrip.batch_size {rt.asr_params.batch_size}, "
+              f"{args.rt_batch} dialogues per call, {rt.device}) over {n} dialogues, {asr_audio:.0f} s: "
+              f"{t_asr:.0f} s wall in the round trip")
+        print("lang  n   CER max-of-channels (median / p90)   over filters.trust limit   CER mean (median)   "
+              "CER ch0 (median)")
         for lang, v in per.items():
             if not v:
                 continue
             mx = sorted(x[0] for x in v)
             p90 = mx[min(len(mx) - 1, int(0.9 * len(mx)))]
+            lim = float(limits.get(lang, limits["default"]))
+            over = sum(x > lim for x in mx)
             print(f"{lang:4} {len(v):2}   {statistics.median(mx):.3f} / {p90:.3f}"
-                  f"                    {statistics.median(x[1] for x in v):.3f}"
+                  f"                    {over:3}/{len(mx)} > {lim:g}"
+                  f"                {statistics.median(x[1] for x in v):.3f}"
                   f"               {statistics.median(x[2] for x in v):.3f}")
     return 0
 
