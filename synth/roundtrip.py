@@ -23,9 +23,11 @@ class RoundTripStage(Stage):
     writes = ("examples",)
     uses_model = True
 
-    def __init__(self, asr, models: dict, pad_s: float, best_of: int = 1, *, resources: Resources | None = None):
+    def __init__(self, asr, models: dict, pad_s: float, best_of: int = 1, pack_sep_s: float | None = None, *,
+                 resources: Resources | None = None):
         super().__init__(resources=resources)
         self.asr_params, self.models, self.pad_s, self.best_of = asr, models, float(pad_s), int(best_of)
+        self.pack_sep_s = None if pack_sep_s is None else float(pack_sep_s)
 
     @classmethod
     def from_config(cls, cfg: dict) -> RoundTripStage:
@@ -36,7 +38,7 @@ class RoundTripStage(Stage):
         rt = synth_section(cfg)["roundtrip"]
         asr = dataclasses.replace(AsrParams.from_config(cfg), batch_size=int(rt["batch_size"]))
         from tandem.synth.stages import best_of
-        return cls(asr, section(cfg, "models"), rt["pad_s"], best_of(synth_section(cfg)),
+        return cls(asr, section(cfg, "models"), rt["pad_s"], best_of(synth_section(cfg)), rt["pack_sep_s"],
                    resources=Resources.for_stage(cfg, cls.name))
 
     def check(self) -> None:
@@ -74,6 +76,7 @@ class RoundTripStage(Stage):
         from tandem.pipelines.models.asr import speech_chunks, to_16k_mono
         p = self.asr_params
         by_lang: dict[str, list[tuple[int, int, list]]] = {}
+        packs: dict[tuple[int, int], list | None] = {}
         for ex in exs:
             audio, sr = decode_flac(ex["audio"])
             total = audio.shape[1] / sr
@@ -81,8 +84,12 @@ class RoundTripStage(Stage):
                 regions = [(max(0.0, w["start_s"] - self.pad_s), min(total, w["end_s"] + self.pad_s))
                            for w in ex["words"] if w["channel"] == ch]
                 x16 = to_16k_mono(audio[ch], sr)
-                chunks = [(s, x16[int(s * 16000): int(e * 16000)])
-                          for s, e in speech_chunks(regions, p.chunk_max_s, p.chunk_gap_s)]
+                if self.pack_sep_s is None:
+                    chunks = [(s, x16[int(s * 16000): int(e * 16000)])
+                              for s, e in speech_chunks(regions, p.chunk_max_s, p.chunk_gap_s)]
+                    packs[(id(ex), ch)] = None
+                else:
+                    chunks, packs[(id(ex), ch)] = pack_channel(regions, x16, p.chunk_max_s, self.pack_sep_s)
                 by_lang.setdefault(ex["language"], []).append((id(ex), ch, chunks))
         out: dict[int, dict[int, list[dict]]] = {id(ex): {0: [], 1: []} for ex in exs}
         for lang, parts in by_lang.items():
@@ -100,6 +107,10 @@ class RoundTripStage(Stage):
                                    "cannot tell which dialogue a segment belongs to")
                 key, ch = owner[seg["chunk_index"]]
                 out[key][ch].append(seg)
+        for (key, ch), windows in packs.items():
+            if windows is not None:
+                for seg in out[key][ch]:
+                    seg["start_s"], seg["end_s"] = unpack_time(windows, seg["start_s"]), unpack_time(windows, seg["end_s"])
         return out
 
     def process(self, item: dict) -> dict:
@@ -129,6 +140,58 @@ class RoundTripStage(Stage):
         if self.best_of > 1 and len(exs) > 1:
             keep_best(item)
         return item
+
+
+def pack_channel(regions: list[tuple[float, float]], x16, max_s: float, sep_s: float) -> tuple[list, list]:
+    """One channel's speech packed into windows of at most `max_s`: its regions (merged where less
+    than `sep_s` apart, a longer one split evenly) laid end to end in time order with `sep_s` of
+    silence between, so Whisper decodes about speech / max_s windows instead of one per stretch
+    of speech (each Whisper window costs the same encoder pass however short its audio; the
+    listening side's backchannels alone would each take one). Returns ([(offset_s, audio16k)],
+    [pieces per window]) with pieces (src_start_s, src_end_s, window_start_s); a window's
+    offset is its first piece's start, so its window times stay inside its own source span."""
+    import numpy as np
+    spans: list[list[float]] = []
+    for s, e in sorted(regions):
+        if e <= s:
+            continue
+        if spans and s - spans[-1][1] <= sep_s:
+            spans[-1][1] = max(spans[-1][1], e)
+        else:
+            spans.append([s, e])
+    pieces = []
+    for s, e in spans:
+        n = max(1, int(np.ceil((e - s) / max_s - 1e-9)))
+        pieces.extend((s + i * (e - s) / n, s + (i + 1) * (e - s) / n) for i in range(n))
+    windows: list[list[tuple[float, float, float]]] = []
+    end = 0.0
+    for s, e in pieces:  # in time order, so the text comes back in the order it was said
+        if windows and end + sep_s + (e - s) <= max_s + 1e-9:
+            windows[-1].append((s, e, end + sep_s))
+            end += sep_s + e - s
+        else:
+            windows.append([(s, e, 0.0)])
+            end = e - s
+    gap = np.zeros(round(sep_s * 16000), np.float32)
+    chunks = []
+    for w in windows:
+        parts = []
+        for k, (s, e, _) in enumerate(w):
+            parts += ([gap] if k else []) + [x16[int(s * 16000): int(e * 16000)]]
+        chunks.append((w[0][0], np.concatenate(parts)))
+    return chunks, windows
+
+
+def unpack_time(windows: list, t: float) -> float:
+    """A time that transcribe_chunks put on a packed window (its offset + window time) back on
+    the dialogue clock, clamped into the piece it falls in."""
+    import bisect
+    j = max(0, bisect.bisect_right([w[0][0] for w in windows], t) - 1)
+    w = windows[j]
+    tw = t - w[0][0]
+    k = max(0, bisect.bisect_right([p[2] for p in w], tw) - 1)
+    s, e, ws = w[k]
+    return min(max(s + tw - ws, s), e)
 
 
 def keep_best(item: dict) -> None:

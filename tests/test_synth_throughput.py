@@ -117,3 +117,40 @@ def test_batched_round_trip_without_chunk_index_falls_back_per_item(items, monke
     assert len(calls) == 1 + 2
     assert [it["status"] for it in out] == ["rejected", "rejected"]
     assert "chunk_index" in out[0]["rejections"][0]["detail"]
+
+
+def test_pack_channel_lays_speech_end_to_end_and_maps_back():
+    from tandem.synth.roundtrip import pack_channel, unpack_time
+    x = np.arange(60 * 16000, dtype=np.float32)  # sample value = its index: shows what was cut
+    regions = [(1.0, 2.0), (2.1, 3.0), (10.0, 11.0), (20.0, 45.0), (50.0, 51.5)]
+    chunks, wins = pack_channel(regions, x, max_s=10.0, sep_s=0.3)
+    # (1, 3) merged (0.1 s apart), (10, 11) joins it; 25 s split in 3 pieces of 8.33 s, each its
+    # own window; (50, 51.5) does not fit after the last (8.33 + 0.3 + 1.5 > 10)
+    assert [[(round(s, 2), round(e, 2)) for s, e, _ in w] for w in wins] == [
+        [(1.0, 3.0), (10.0, 11.0)], [(20.0, 28.33)], [(28.33, 36.67)], [(36.67, 45.0)], [(50.0, 51.5)]]
+    for (off, a), w in zip(chunks, wins):
+        assert off == w[0][0] and len(a) / 16000 <= 10.0 + 1e-6
+        for s, e, ws in w:  # each piece's audio sits at its window time
+            assert a[round(ws * 16000)] == int(s * 16000)
+    assert unpack_time(wins, 1.0 + 2.3 + 0.5) == pytest.approx(10.5)  # window 0, second piece
+    assert unpack_time(wins, 1.0 + 2.15) == pytest.approx(3.0)  # in the separator: clamped to the piece
+    assert unpack_time(wins, 36.67 + 4.0) == pytest.approx(40.67, abs=0.01)
+    assert unpack_time(wins, 50.0 + 1.0) == pytest.approx(51.0)
+
+
+def test_packed_round_trip_sends_fewer_windows(items, monkeypatch):
+    import tandem.pipelines.models.asr as asr_mod
+    counts = {}
+    for sep in (None, 0.3):
+        fake = FakeAsr()
+        monkeypatch.setattr(asr_mod, "build_asr", lambda *a, fake=fake, **k: fake)
+        st = RoundTripStage.from_config(load_config(overrides={"synth": {"roundtrip": {"pack_sep_s": sep}}}))
+        out = st.run_items(_copy(items))
+        counts[sep] = sum(c[1] for c in fake.calls)
+        for it in out:
+            ex = it["examples"][0]
+            for s in ex["segments"]:  # back on the dialogue clock, inside the channel's own speech
+                own = [w for w in ex["words"] if w["channel"] == s["channel"]]
+                assert min(w["start_s"] for w in own) - 0.3 <= s["start_s"] <= s["end_s"]
+                assert s["end_s"] <= max(w["end_s"] for w in own) + 0.3
+    assert counts[0.3] < counts[None]
