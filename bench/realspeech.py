@@ -160,6 +160,56 @@ def run(man: dict, eval_dir: Path, cfg: dict, only: set[str] | None = None, log=
     return results
 
 
+def run_diarize(man: dict, eval_dir: Path, cfgs: list[dict], only: set[str] | None = None,
+                log=print) -> list[list[dict]]:
+    """Ingest and VAD once per file, then the diarize stage of each config back to back (timings
+    comparable under the same load): per config, per file DER, speaker counts and seconds."""
+    import copy
+
+    from tandem.pipelines.curate.chain import make_items
+    from tandem.pipelines.curate.diarize import DiarizeStage
+    from tandem.pipelines.curate.ingest import IngestStage
+    from tandem.pipelines.curate.vad import VadStage
+    from tandem.pipelines.io.rttm import read_rttm
+    head = [IngestStage.from_config(cfgs[0]), VadStage.from_config(cfgs[0])]
+    diar = [DiarizeStage.from_config(c) for c in cfgs]
+    results: list[list[dict]] = [[] for _ in cfgs]
+    with tempfile.TemporaryDirectory() as work:
+        for f in man["files"]:
+            if only and f["id"] not in only and f["language"] not in only:
+                continue
+            item = next(make_items([str(eval_dir / f["wav"])], cfgs[0], "diar", work))
+            for st in head:
+                item = st(item)
+            ref = read_rttm(eval_dir / f["rttm"])
+            line = f"{eval_dir.name}/{f['id']:10s}"
+            for k, st in enumerate(diar):
+                it = st(copy.deepcopy(item))
+                turns = it.get("turns") or []
+                r = {"id": f"{eval_dir.name}/{f['id']}", "language": f["language"], "duration_s": f["duration_s"],
+                     "n_ref_speakers": len(f["speakers"]), "der": der(ref, turns, f["id"]),
+                     "n_hyp_speakers": len({t["speaker"] for t in turns}),
+                     "seconds": it["timings"]["diarize"]["seconds"]}
+                results[k].append(r)
+                line += f" | DER {r['der']:.3f} spk {r['n_hyp_speakers']}/{r['n_ref_speakers']} {r['seconds']:.1f} s"
+            log(line)
+    return results
+
+
+def diarize_table(results: list[dict]) -> str:
+    by = defaultdict(list)
+    for r in results:
+        by[r["language"]].append(r)
+    lines = ["lang files  audio_s   DER   count_right  diarize_s  RTF"]
+    for lang in sorted(by) + ["all"]:
+        rs = results if lang == "all" else by[lang]
+        secs, aud = sum(r["seconds"] for r in rs), sum(r["duration_s"] for r in rs)
+        lines.append(f"{lang:4s} {len(rs):5d} {aud:8.1f} {np.mean([r['der'] for r in rs]):6.3f} "
+                     f"{sum(r['n_hyp_speakers'] == r['n_ref_speakers'] for r in rs):5d}/{len(rs):<5d} "
+                     f"{secs:9.1f} {secs / aud:6.3f}")
+    return "\n".join(lines)
+
+
 def table(results: list[dict]) -> str:
     by = defaultdict(list)
     for r in results:
@@ -282,7 +332,8 @@ def calibration_table(cal: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     ap = argparse.ArgumentParser(description="real-speech evaluation of curation and filters")
-    ap.add_argument("--eval", type=Path, default=ROOT / "eval_data")
+    ap.add_argument("--eval", type=Path, nargs="+", default=[ROOT / "eval_data"],
+                    help="eval set directories; figures pooled over them")
     ap.add_argument("--build", action="store_true", help="build the set first when it is missing")
     ap.add_argument("--config", default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -292,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="quality metrics of the reference-split files, clean and with added noise (no ASR)")
     ap.add_argument("--redecide", type=Path, default=None,
                     help="judge the examples of an earlier --json run again under this config (no models)")
+    ap.add_argument("--diarize-only", action="store_true",
+                    help="ingest, VAD and diarize only: DER, speaker counts and diarize time per language")
+    ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                    help="with --diarize-only: also diarize under these overrides, back to back per file")
     a = ap.parse_args(argv)
     from tandem.pipelines.core.config import load_config, parse_overrides
     cfg = load_config(a.config, parse_overrides(a.set))
@@ -300,6 +355,27 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results))
         print(filter_shares(results))
         return 0
+    only = set(filter(None, a.only.split(","))) or None
+    if a.diarize_only:
+        variants = [a.set] + [a.set + v.split(",") for v in a.variant]
+        cfgs = [load_config(a.config, parse_overrides(v)) for v in variants]
+        per = [[] for _ in cfgs]
+        for ev in a.eval:
+            for k, rs in enumerate(run_diarize(ensure_set(ev, a.build), ev, cfgs, only)):
+                per[k] += rs
+        for v, rs in zip(variants, per):
+            print(f"\n{' '.join(v) or 'defaults'}:\n{diarize_table(rs)}")
+        if len(per) > 1:
+            base = sum(r["seconds"] for r in per[0])
+            print("diarize time vs the first: " + ", ".join(
+                f"{sum(r['seconds'] for r in rs) / base:.2f}" for rs in per[1:]))
+        if a.json:
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps({"variants": variants, "results": per}, indent=1))
+        return 0
+    if len(a.eval) != 1:
+        raise SystemExit("--eval: one set unless --diarize-only")
+    a.eval = a.eval[0]
     man = ensure_set(a.eval, a.build)
     if a.calibrate:
         cal = calibrate(man, a.eval, cfg)
@@ -309,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             a.json.write_text(json.dumps(cal, indent=1, default=str))
         return 0
     t0 = time.perf_counter()
-    results = run(man, a.eval, cfg, set(filter(None, a.only.split(","))) or None)
+    results = run(man, a.eval, cfg, only)
     print(table(results))
     print(filter_shares(results))
     print(f"not covered: {man.get('not_covered')}; {time.perf_counter() - t0:.0f} s")

@@ -1,13 +1,14 @@
 """The embedded diarizer's one-speaker criterion on real speech: the last average-linkage merge
-distance of a recording's speaker embeddings (diarize.single_speaker_distance) on one-voice and
-multi-speaker files.
+distance of a recording's speaker embeddings (diarize.single_speaker_distance) and the largest
+distance between two local speakers of one segmentation chunk (diarize.local_pair_distance) on
+one-voice and multi-speaker files.
 
     .venv/bin/python tools/build_eval_set.py --out /tmp/eval_s1 --seed 1 --no-sample
     .venv/bin/python bench/speaker_count.py eval_data /tmp/eval_s1 [...]
 
 Multi-speaker files are the eval sets' recordings; one-voice files are each reference speaker's
-turns of them with every stretch another speaker talks in cut out (up to 120 s). Prints both
-distributions and, per cut, how many files of each kind the criterion gets right.
+turns of them with every stretch another speaker talks in cut out (up to 120 s). Prints the
+distributions and, per pair of cuts, how many files of each kind the criterion gets right.
 """
 
 from __future__ import annotations
@@ -43,28 +44,26 @@ def main() -> None:
 
     import soundfile as sf
     import soxr
-    from scipy.cluster.hierarchy import linkage
     from tandem.pipelines.core.config import load_config, typed_section
     from tandem.pipelines.models import pyannote_parts
     from tandem.pipelines.models.diarization import DIAR_SR, DiarizeParams, Diarizer
     from tandem.pipelines.models.registry import cache_dir
 
-    seen: list[float] = []
+    seen: list[tuple[float, float]] = []
     cluster = pyannote_parts.CenteredAgglomerativeClustering.cluster
 
     def spy(self, embeddings, **kw):
-        e = embeddings / (np.linalg.norm(embeddings, axis=1, keepdims=True) + 1e-12)
-        if len(e) >= 2:
-            seen.append(float(linkage(e, method="average", metric="cosine")[-1, 2]))
+        if len(embeddings) >= 2:
+            seen.append((pyannote_parts.last_merge(embeddings), self._pair))
         return cluster(self, embeddings, **kw)
 
     pyannote_parts.CenteredAgglomerativeClustering.cluster = spy
     cfg = load_config(None)
     p = typed_section(DiarizeParams, cfg, "diarize", cache_dir=str(cache_dir(cfg)))
     diarizer = Diarizer.load(p)
-    dist: dict[str, list[float]] = {"one": [], "multi": []}
+    dist: dict[str, list[tuple[float, float]]] = {"one": [], "multi": []}
 
-    def last_merge(wav: np.ndarray, uri: str) -> float | None:
+    def last_merge(wav: np.ndarray, uri: str) -> tuple[float, float] | None:
         seen.clear()
         diarizer.diarize_waveform(wav, uri)
         return seen[0] if seen else None
@@ -86,13 +85,19 @@ def main() -> None:
                 if len(y) >= 20 * DIAR_SR and (v := last_merge(y, f"{path.stem}-{who}")) is not None:
                     dist["one"].append(v)
             print(f"{root.name}/{path.stem}: done", flush=True)
-    one, multi = np.array(dist["one"]), np.array(dist["multi"])
+    one, multi = np.array(dist["one"]).reshape(-1, 2), np.array(dist["multi"]).reshape(-1, 2)
     for name, v in (("one voice", one), ("several", multi)):
-        print(f"{name:10s} {len(v):3d} files  last merge min {v.min():.3f} median {np.median(v):.3f} max {v.max():.3f}")
-    print(f"current single_speaker_distance: {p.single_speaker_distance}")
-    print("cut    one-voice right   multi right")
-    for cut in (0.25, 0.30, 0.33, 0.36, 0.40):
-        print(f"{cut:.2f}   {(one < cut).sum():3d}/{len(one):<3d}          {(multi >= cut).sum():3d}/{len(multi)}")
+        m, q = v[:, 0], v[:, 1][v[:, 1] > 0]
+        print(f"{name:10s} {len(v):3d} files  last merge min {m.min():.3f} median {np.median(m):.3f} "
+              f"max {m.max():.3f}; in-chunk pair in {len(q)} files"
+              + (f", min {q.min():.3f} max {q.max():.3f}" if len(q) else ""))
+    print(f"current: single_speaker_distance {p.single_speaker_distance}, local_pair_distance {p.local_pair_distance}")
+    print("cut   pair   one-voice right   multi right")
+    for cut in (0.30, 0.33, 0.36, 0.40, 0.46):
+        for pair in (0.42, 0.45, 0.48, 2.0):
+            is_one = [(o[:, 0] < cut) & (o[:, 1] < pair) for o in (one, multi)]
+            print(f"{cut:.2f}  {pair:.2f}   {is_one[0].sum():3d}/{len(one):<3d}          "
+                  f"{(~is_one[1]).sum():3d}/{len(multi)}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ class DiarizeParams:
     clustering_threshold: float
     min_cluster_size: int
     single_speaker_distance: float
+    local_pair_distance: float
     reassign_window_s: float
     reassign_hop_s: float
     cache_dir: str | None = None
@@ -108,7 +109,8 @@ def build_embedded(p: DiarizeParams):
         "segmentation": {"threshold": p.onset, "min_duration_off": p.min_duration_off},
         "clustering": {"method": p.clustering_method, "threshold": p.clustering_threshold,
                        "min_cluster_size": p.min_cluster_size,
-                       "single_speaker_distance": p.single_speaker_distance}})
+                       "single_speaker_distance": p.single_speaker_distance,
+                       "local_pair_distance": p.local_pair_distance}})
     pipe.encoder = emb  # for the window reassignment pass (Diarizer.reassign)
     return pipe
 

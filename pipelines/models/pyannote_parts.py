@@ -161,8 +161,12 @@ def write_local_pipeline(out_dir: str | Path, *, segmentation: str | Path, embed
 class CenteredAgglomerativeClustering(AgglomerativeClustering):
     """pyannote's agglomerative clustering, with the speaker-count criterion measured on real speech.
 
-    1. One speaker when the final average-linkage merge of the raw embeddings is closer than
-       `single_speaker_distance` (cosine).
+    1. One speaker when both (a) the final average-linkage merge of the raw embeddings is closer
+       than `single_speaker_distance` (cosine) and (b) no chunk holds two local speakers that the
+       segmentation model found (each alone for pyannote's minimum, 20% of the chunk) whose
+       embeddings are `local_pair_distance` or more apart. (b) is evidence the embedding
+       distance alone lacks: the segmentation model separates voices within a chunk, and two
+       such voices far apart are two people (`one_speaker`).
     2. Otherwise the embeddings are centred on the recording's mean before pyannote's own
        clustering: every d-vector of one recording shares the channel (telephone band,
        microphone, level), which on real 8 kHz speech dominates the cosine so two voices look
@@ -173,20 +177,51 @@ class CenteredAgglomerativeClustering(AgglomerativeClustering):
     def __init__(self, metric: str = "cosine", constrained_assignment: bool = False):
         super().__init__(metric=metric, constrained_assignment=constrained_assignment)
         self.single_speaker_distance = Uniform(0.0, 2.0)
+        self.local_pair_distance = Uniform(0.0, 2.0)
+        self._pair = 0.0
+
+    def __call__(self, embeddings, segmentations=None, **kwargs):
+        emb, chunk_idx, _ = self.filter_embeddings(embeddings, segmentations=segmentations)
+        self._pair = local_pair_max(emb, chunk_idx)
+        return super().__call__(embeddings, segmentations=segmentations, **kwargs)
 
     def cluster(self, embeddings, min_clusters=None, max_clusters=None, num_clusters=None):
-        from scipy.cluster.hierarchy import linkage
         if len(embeddings) < 2:
             return super().cluster(embeddings, min_clusters=min_clusters, max_clusters=max_clusters,
                                    num_clusters=num_clusters)
         e = embeddings / (np.linalg.norm(embeddings, axis=1, keepdims=True) + 1e-12)
-        one = linkage(e, method="average", metric="cosine")[-1, 2] < self.single_speaker_distance
+        one = one_speaker(last_merge(e), self._pair, self.single_speaker_distance, self.local_pair_distance)
         if num_clusters is None and (min_clusters or 1) <= 1 and one:
             return np.zeros(len(e), dtype=int)
         e = e - e.mean(axis=0, keepdims=True)
         e /= np.linalg.norm(e, axis=1, keepdims=True) + 1e-12
         return super().cluster(e, min_clusters=min_clusters, max_clusters=max_clusters,
                                num_clusters=num_clusters)
+
+
+def last_merge(embeddings: np.ndarray) -> float:
+    """Cosine distance of the final average-linkage merge (0 for fewer than two embeddings)."""
+    from scipy.cluster.hierarchy import linkage
+    if len(embeddings) < 2:
+        return 0.0
+    e = embeddings / (np.linalg.norm(embeddings, axis=1, keepdims=True) + 1e-12)
+    return float(linkage(e, method="average", metric="cosine")[-1, 2])
+
+
+def local_pair_max(embeddings: np.ndarray, chunk_idx: np.ndarray) -> float:
+    """Largest cosine distance between two local speakers of the same chunk (0: no such pair)."""
+    e = embeddings / (np.linalg.norm(embeddings, axis=1, keepdims=True) + 1e-12)
+    best = 0.0
+    for c in np.unique(chunk_idx):
+        idx = np.flatnonzero(chunk_idx == c)
+        if len(idx) > 1:
+            best = max(best, float((1.0 - e[idx] @ e[idx].T).max()))
+    return best
+
+
+def one_speaker(merge: float, pair: float, single_speaker_distance: float, local_pair_distance: float) -> bool:
+    """The one-speaker decision of `CenteredAgglomerativeClustering` (figures in the defaults)."""
+    return merge < single_speaker_distance and pair < local_pair_distance
 
 
 class EmbeddedSpeakerDiarization(SpeakerDiarization):
