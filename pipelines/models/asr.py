@@ -9,7 +9,7 @@ Backends (cfg["asr"]["backend"]):
 `load_asr(cfg)` returns an `Asr` whose `transcribe(audio, sr, language)` (one recording) and
 `transcribe_chunks([(offset_s, audio16k)], language)` (many chunks, batched where the backend can) give segments
 {start_s, end_s, text, language, language_prob, avg_logprob, no_speech_prob, compression_ratio,
-words: [{word, start_s, end_s, score}]}. Models are cached per process so the stages of one worker
+words: [{word, start_s, end_s, score}]} (plus `chunk_index` from `transcribe_chunks`). Models are cached per process so the stages of one worker
 share one copy.
 """
 
@@ -43,6 +43,8 @@ class AsrParams:
     chunk_max_s: float
     chunk_gap_s: float
     chunk_pad_s: float
+    pack: str
+    pack_sep_s: float
 
     @classmethod
     def from_config(cls, cfg: dict) -> AsrParams:
@@ -106,10 +108,12 @@ class Asr:
 
     def transcribe_chunks(self, chunks: list[tuple[float, np.ndarray]], language: str | None = None) -> list[dict]:
         """Segments of 16 kHz chunks [(offset_s, audio)], language detected per chunk unless given;
-        times in seconds on the offsets' clock. This backend decodes them one by one."""
+        times in seconds on the offsets' clock; `chunk_index` names the chunk each came from.
+        This backend decodes them one by one."""
         out = []
-        for off, a in chunks:
+        for i, (off, a) in enumerate(chunks):
             for seg in self.transcribe(a, ASR_SR, language=language):
+                seg["chunk_index"] = i
                 seg["start_s"] += off
                 seg["end_s"] += off
                 for w in seg["words"]:
@@ -149,7 +153,9 @@ class FasterWhisperAsr(Asr):
                 # chunk with temperature fallback (a repetition loop or a garbled decode otherwise stays)
                 seg.pop("whisper_words")
                 self.counts_fallback += 1
-                out.extend(super().transcribe_chunks([(off, audio)], language))
+                for g in super().transcribe_chunks([(off, audio)], language):
+                    g["chunk_index"] = seg["chunk_index"]
+                    out.append(g)
                 continue
             out.append(seg)
             words = [_word(w["word"], w["start_s"] - off, w["end_s"] - off, w["prob"]) for w in seg.pop("whisper_words")]

@@ -139,7 +139,7 @@ class WhisperXAsr(Asr):
             outs = self.pipe.forward(feats, tok, meta, opts)
             self.counts["batches"] += 1
             self.counts["chunks"] += len(part)
-            for (off, a), (lang, lp), out in zip(part, self.pipe.last_languages, outs, strict=True):
+            for k, ((off, a), (lang, lp), out) in enumerate(zip(part, self.pipe.last_languages, outs, strict=True)):
                 for s in out:
                     text = s["text"].strip()
                     if not text:
@@ -150,7 +150,7 @@ class WhisperXAsr(Asr):
                                  "language": lang, "language_prob": lp, "avg_logprob": float(s["avg_logprob"]),
                                  "no_speech_prob": float(s["no_speech_prob"]),
                                  "compression_ratio": float(s["compression_ratio"]),
-                                 "whisper_words": words, "chunk": (off, a)})
+                                 "whisper_words": words, "chunk": (off, a), "chunk_index": i + k})
         return segs
 
     # -- alignment -------------------------------------------------------------------------------
