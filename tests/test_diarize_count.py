@@ -14,10 +14,14 @@ from tandem.pipelines.models.pyannote_parts import (
 FRAMES, DIM = 100, 16
 
 
-def _clustering(single=0.36, pair=0.45):
+def _clustering():
+    """The clustering with the shipped defaults (pipelines/core/defaults/10_curate.yaml)."""
+    from tandem.pipelines.core.config import load_config, section
+    d = section(load_config(None), "diarize")
     c = CenteredAgglomerativeClustering(metric="cosine")
-    c.instantiate({"method": "average", "threshold": 1.1, "min_cluster_size": 1,
-                   "single_speaker_distance": single, "local_pair_distance": pair})
+    c.instantiate({"method": d["clustering_method"], "threshold": d["clustering_threshold"],
+                   "min_cluster_size": 1, "single_speaker_distance": d["single_speaker_distance"],
+                   "local_pair_distance": d["local_pair_distance"]})
     return c
 
 
@@ -32,7 +36,7 @@ def _arc(n: int, degrees: float, rng) -> np.ndarray:
 
 def _evidence(paired_chunk: bool, rng):
     """20 chunks with one local speaker each, embeddings on a 66 degree arc (its two ends 0.6
-    apart, the average-linkage last merge well under 0.36); with paired_chunk, chunk 0 holds
+    apart, the average-linkage last merge under the default cut); with paired_chunk, chunk 0 holds
     both arc ends as two local speakers, each alone for half the chunk."""
     n = 20
     arc = _arc(n, 66.0, rng)
@@ -53,8 +57,9 @@ def test_in_chunk_pair_decides_against_a_close_last_merge(paired_chunk, speakers
     rng = np.random.default_rng(0)
     emb, seg = _evidence(paired_chunk, rng)
     ok = ~np.isnan(emb[:, :, 0])
-    assert last_merge(emb[ok]) < 0.36  # the embedding distance alone says one speaker
-    hard, _, _ = _clustering()(emb, segmentations=seg, min_clusters=1, max_clusters=6)
+    c = _clustering()
+    assert last_merge(emb[ok]) < c.single_speaker_distance  # the embedding distance alone says one
+    hard, _, _ = c(emb, segmentations=seg, min_clusters=1, max_clusters=6)
     assert int(hard[ok].max()) + 1 >= speakers
     if speakers == 1:
         assert int(hard[ok].max()) == 0
