@@ -151,18 +151,8 @@ def pack_channel(regions: list[tuple[float, float]], x16, max_s: float, sep_s: f
     [pieces per window]) with pieces (src_start_s, src_end_s, window_start_s); a window's
     offset is its first piece's start, so its window times stay inside its own source span."""
     import numpy as np
-    spans: list[list[float]] = []
-    for s, e in sorted(regions):
-        if e <= s:
-            continue
-        if spans and s - spans[-1][1] <= sep_s:
-            spans[-1][1] = max(spans[-1][1], e)
-        else:
-            spans.append([s, e])
-    pieces = []
-    for s, e in spans:
-        n = max(1, int(np.ceil((e - s) / max_s - 1e-9)))
-        pieces.extend((s + i * (e - s) / n, s + (i + 1) * (e - s) / n) for i in range(n))
+    from tandem.pipelines.curate.transcribe import speech_pieces
+    pieces = speech_pieces(regions, max_s, sep_s)
     windows: list[list[tuple[float, float, float]]] = []
     end = 0.0
     for s, e in pieces:  # in time order, so the text comes back in the order it was said

@@ -67,6 +67,27 @@ class Window:
         return min(max(s + t - w, s), e)
 
 
+def speech_pieces(regions, max_s: float, sep_s: float, pad_s: float = 0.0,
+                  total_s: float = float("inf")) -> list[tuple[float, float]]:
+    """Speech regions padded by `pad_s` (within [0, total_s]), merged where closer than `sep_s`,
+    a span longer than `max_s` split evenly; in time order."""
+    spans: list[list[float]] = []
+    for s, e in sorted(regions):
+        s, e = max(0.0, s - pad_s), min(total_s, e + pad_s)
+        if e <= s:
+            continue
+        if spans and s - spans[-1][1] <= sep_s:
+            spans[-1][1] = max(spans[-1][1], e)
+        else:
+            spans.append([s, e])
+    pieces: list[tuple[float, float]] = []
+    for s, e in spans:
+        n = max(1, int(np.ceil((e - s) / max_s - 1e-9)))
+        step = (e - s) / n
+        pieces.extend((s + i * step, s + (i + 1) * step) for i in range(n))
+    return pieces
+
+
 def pack_windows(groups: list[tuple[int | None, list[tuple[float, float]]]], max_s: float, pad_s: float,
                  sep_s: float, total_s: float) -> list[Window]:
     """Windows of at most `max_s` from speech regions, one group (a speaker, a channel) per window.
@@ -78,20 +99,7 @@ def pack_windows(groups: list[tuple[int | None, list[tuple[float, float]]]], max
     """
     out: list[Window] = []
     for g, (channel, regions) in enumerate(groups):
-        spans: list[list[float]] = []
-        for s, e in sorted(regions):
-            s, e = max(0.0, s - pad_s), min(total_s, e + pad_s)
-            if e <= s:
-                continue
-            if spans and s - spans[-1][1] <= sep_s:
-                spans[-1][1] = max(spans[-1][1], e)
-            else:
-                spans.append([s, e])
-        pieces: list[tuple[float, float]] = []
-        for s, e in spans:
-            n = max(1, int(np.ceil((e - s) / max_s - 1e-9)))
-            step = (e - s) / n
-            pieces.extend((s + i * step, s + (i + 1) * step) for i in range(n))
+        pieces = speech_pieces(regions, max_s, sep_s, pad_s, total_s)
         # first fit: a piece goes to the first window with room, so windows are nearly full
         wins: list[list[tuple[float, float, float]]] = []
         ends: list[float] = []
