@@ -4,7 +4,7 @@ distance between two local speakers of one segmentation chunk (diarize.local_pai
 one-voice and multi-speaker files.
 
     .venv/bin/python tools/build_eval_set.py --out /tmp/eval_s1 --seed 1 --no-sample
-    .venv/bin/python bench/speaker_count.py eval_data /tmp/eval_s1 [...]
+    .venv/bin/python bench/speaker_count.py eval_data /tmp/eval_s1 [...] [--set diarize.KEY=VALUE]
 
 Multi-speaker files are the eval sets' recordings; one-voice files are each reference speaker's
 turns of them with every stretch another speaker talks in cut out (up to 120 s). Prints the
@@ -40,11 +40,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sets", nargs="+", type=Path, help="eval set directories (tools/build_eval_set.py --out)")
     ap.add_argument("--max-one-s", type=float, default=120.0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     args = ap.parse_args()
 
     import soundfile as sf
     import soxr
-    from tandem.pipelines.core.config import load_config, typed_section
+    from tandem.pipelines.core.config import load_config, parse_overrides, typed_section
     from tandem.pipelines.models import pyannote_parts
     from tandem.pipelines.models.diarization import DIAR_SR, DiarizeParams, Diarizer
     from tandem.pipelines.models.registry import cache_dir
@@ -58,7 +59,7 @@ def main() -> None:
         return cluster(self, embeddings, **kw)
 
     pyannote_parts.CenteredAgglomerativeClustering.cluster = spy
-    cfg = load_config(None)
+    cfg = load_config(None, parse_overrides(args.set))
     p = typed_section(DiarizeParams, cfg, "diarize", cache_dir=str(cache_dir(cfg)))
     diarizer = Diarizer.load(p)
     dist: dict[str, list[tuple[float, float]]] = {"one": [], "multi": []}

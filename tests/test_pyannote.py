@@ -154,3 +154,27 @@ def test_local_pipeline_on_cuda(local_pipeline):
     # same model, other kernels: boundaries may move by a frame, the speech covered must not
     cover = [sum(t["end_s"] - t["start_s"] for t in x) for x in (cpu, turns)]
     assert np.isclose(cover[0], cover[1], rtol=0.05)
+
+
+def test_embedding_frame_cap_reads_the_middle_frames():
+    """diarize.embed_max_s: an embedding reads only the middle `max_frames` of its active frames,
+    exactly what the LSTM gives on those frames alone; items under the cap are unchanged."""
+    torch.manual_seed(0)
+    emb = ResemblyzerEmbedding().eval()
+    x = 0.1 * torch.randn(2, 1, 5 * 16000)
+    t = torch.arange(16000 * 3 // 2) / 16000
+    x[0, 0, -len(t):] = 0.8 * torch.sin(2 * torch.pi * 1000 * t)  # the last 1.5 s, outside the middle 2 s
+    w = torch.ones(2, 293)
+    w[1, 100:] = 0  # the second item speaks 1.7 s only, under the cap
+    with torch.no_grad():
+        full = emb(x, w)
+        emb.max_frames = 200
+        capped = emb(x, w)
+        mel = emb.mel(x[:1, 0]).transpose(1, 2)
+        a = (mel.shape[1] - 200) // 2
+        _, (h, _) = emb.lstm(mel[:, a:a + 200])
+        ref = emb.relu(emb.linear(h[-1]))
+    ref = ref / ref.norm(dim=1, keepdim=True)
+    assert torch.allclose(capped[0], ref[0], atol=1e-5)
+    assert not torch.allclose(capped[0], full[0], atol=1e-3)
+    assert torch.allclose(capped[1], full[1], atol=1e-6)

@@ -40,6 +40,7 @@ class DiarizeParams:
     block_s: float
     link_threshold: float
     step_s: float
+    embed_max_s: float
     onset: float
     min_duration_off: float
     exclude_overlap: bool
@@ -58,6 +59,8 @@ class DiarizeParams:
         if not 1 <= self.min_speakers <= self.max_speakers:
             raise ValueError(f"diarize: need 1 <= min_speakers <= max_speakers, got "
                              f"{self.min_speakers}, {self.max_speakers}")
+        if self.embed_max_s < 0:
+            raise ValueError(f"diarize.embed_max_s must be >= 0 (0: no cap), got {self.embed_max_s}")
 
 
 def _missing(p: DiarizeParams, why: str):
@@ -102,6 +105,7 @@ def build_embedded(p: DiarizeParams):
     no_telemetry()
     seg = str(whisperx_segmentation_path())
     emb = ResemblyzerEmbedding.pretrained(resemblyzer_path())
+    emb.max_frames = round(p.embed_max_s * 100)  # the encoder's mel frames are 10 ms
     pipe = EmbeddedSpeakerDiarization(
         segmentation=seg, segmentation_step=p.step_s / 5.0,  # the bundled model's windows are 5 s
         embedding=emb, embedding_exclude_overlap=p.exclude_overlap, plda=neutral_plda(emb.dimension))

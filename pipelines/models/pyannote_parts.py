@@ -52,6 +52,7 @@ class ResemblyzerEmbedding(Model):
         self.lstm = torch.nn.LSTM(n_mels, hidden_size, num_layers, batch_first=True)
         self.linear = torch.nn.Linear(hidden_size, embedding_size)
         self.relu = torch.nn.ReLU()
+        self.max_frames = 0  # cap on the frames one embedding reads (0: all); set by the diarizer
         # a chunk-level representation model, as pyannote's own embedding checkpoints declare
         self.specifications = Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK,
                                              duration=5.0)
@@ -73,8 +74,9 @@ class ResemblyzerEmbedding(Model):
     def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, 1, samples) [+ (batch, frames) activity weights] -> (batch, 256) unit vectors.
 
-        Only mel frames where the weight exceeds 0.5 feed the LSTM (one packed, batched pass); an
-        item with no such frame gets NaN, which pyannote's clustering filters out as invalid.
+        Only mel frames where the weight exceeds 0.5 feed the LSTM (one packed, batched pass), at
+        most `max_frames` of them (the middle ones); an item with no such frame gets NaN, which
+        pyannote's clustering filters out as invalid.
         """
         mel = self.mel(waveforms[:, 0].float()).transpose(1, 2)  # (B, T, n_mels)
         B, T, _ = mel.shape
@@ -83,6 +85,10 @@ class ResemblyzerEmbedding(Model):
         else:
             w = torch.nn.functional.interpolate(weights.float()[:, None], size=T, mode="nearest")[:, 0]
             keep = w > 0.5
+        if self.max_frames:  # the middle max_frames of each item's kept frames (cost is linear in frames)
+            rank = torch.cumsum(keep, 1) - 1
+            excess = (keep.sum(1, keepdim=True) - self.max_frames).clamp(min=0)
+            keep &= (rank >= excess // 2) & (rank < excess // 2 + self.max_frames)
         lengths = keep.sum(1)
         out = torch.full((B, self.dimension), float("nan"), device=mel.device)
         ok = torch.nonzero(lengths > 0)[:, 0]
