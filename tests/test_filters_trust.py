@@ -58,6 +58,14 @@ def test_untrustworthy_transcripts_rejected(cfg, kw, reason):
     assert not d.keep and d.reason == reason, (d.reason, d.detail)
 
 
+def test_spoken_web_address_is_not_a_hallucination(cfg):
+    said = "for more information visit www.asterisk.org or call us tomorrow morning"
+    assert decide(cfg, text=(said, ""), words=words(10), segments=[seg()]).keep
+    credit = "Subtitles by the Amara.org community"
+    d = decide(cfg, text=(credit, ""), words=words(10), segments=[seg()])
+    assert not d.keep and d.reason == "hallucination_phrase"
+
+
 def test_bad_word_times_rejected(cfg):
     ws = words(10)
     ws[3]["start_s"], ws[3]["end_s"] = 0.1, 0.2  # out of order
