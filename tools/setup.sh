@@ -21,9 +21,14 @@ fi
 stamp=.venv/.tandem-installed
 want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "tandem setup: installing Python dependencies into .venv (first time: a few minutes, ~8 GB)"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+  echo "tandem setup: installing Python dependencies into .venv (first time: a few minutes, 9 GB)"
+  free_kb="$(df -Pk . | awk 'NR==2 {print $4}')"
+  if [ "${free_kb:-0}" -lt $((10 * 1024 * 1024)) ]; then
+    echo "tandem setup: warning: $((free_kb / 1024)) MiB free on $(pwd); the install needs about 10 GiB" >&2
+  fi
+  # no wheel cache: it would hold a second copy of the ~4 GB of CUDA wheels torch pulls in
+  .venv/bin/python -m pip install -q --no-cache-dir --upgrade pip
+  .venv/bin/python -m pip install -q --no-cache-dir -c constraints.txt -e '.[dev]'
   .venv/bin/python -m pip check
   echo "$want" > "$stamp"
 fi
