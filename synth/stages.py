@@ -75,11 +75,12 @@ class SynthesizeStage(Stage):
         from tandem.synth.tts.base import check_tts
         check_tts(self.params.tts, self.params.models, list(self.params.languages))
         if self.params.tts["backend"] == "piper":
-            from tandem.synth.tts.piper import piper_voices
-            if len(piper_voices(self.params.tts["piper"]["voices"])) < 2:
+            from tandem.synth.tts.piper import piper_voices, warped_names
+            piper = self.params.tts["piper"]
+            if len(warped_names(piper_voices(piper["voices"]), piper.get("warps"))) < 2:
                 import warnings
-                warnings.warn("synth.tts.piper.voices has one voice: every speaker of a dialogue will sound the "
-                              "same (they differ only in rate); list more Piper voices for distinct speakers",
+                warnings.warn("synth.tts.piper has one voice (one model, warps [1.0]): every speaker of a dialogue "
+                              "will sound the same (they differ only in rate); list more Piper voices or warps",
                               stacklevel=2)
 
     # speaking ahead (run_items): a second engine speaks the next dialogue while this one is mixed
@@ -147,10 +148,10 @@ class SynthesizeStage(Stage):
         return [Turn(t["speaker"], [self._say(tts, s, lang, voices[t["speaker"]]) for s in split_sentences(t["text"])])
                 for t in script["turns"]]
 
-    def _session(self, tts):
-        """An entered session of `tts` (a dialogue's audio depends on that dialogue alone)."""
+    def _session(self, tts, seed: int):
+        """An entered session of `tts` (a dialogue's audio depends on that dialogue and `seed` alone)."""
         session = getattr(tts, "session", None)
-        cm = session() if session else contextlib.nullcontext()
+        cm = session(seed) if session else contextlib.nullcontext()
         cm.__enter__()
         return cm
 
@@ -164,8 +165,9 @@ class SynthesizeStage(Stage):
         tts = self._spare if busy is self.tts else self.tts
 
         def speak():  # any error here is the next item's: it speaks again in its own call and reports it
-            voices = self._cast(nxt["script"], int(nxt["seed"]))[2]
-            cm = self._session(tts)
+            seed = candidate_seed(int(nxt["seed"]), 0)
+            voices = self._cast(nxt["script"], seed)[2]
+            cm = self._session(tts, seed)
             try:
                 return cm, self._speak_turns(tts, nxt["script"], voices)
             except BaseException:
@@ -242,7 +244,7 @@ class SynthesizeStage(Stage):
         got = self._take_ahead(item) if k == 0 else None
         if got is None:
             tts = self._free_tts()
-            cm = self._session(tts)
+            cm = self._session(tts, seed)
         else:
             tts, cm, turns = got
         try:

@@ -26,8 +26,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   if [ "${free_kb:-0}" -lt $((10 * 1024 * 1024)) ]; then
     echo "tandem setup: warning: $((free_kb / 1024)) MiB free on $(pwd); the install needs about 10 GiB" >&2
   fi
-  # no wheel cache: it would hold a second copy of the ~4 GB of CUDA wheels torch pulls in
+  # No wheel cache (a second copy of torch's ~4 GB of CUDA wheels), and torch first: pip holds
+  # every downloaded wheel until its whole install ends, so one step would need both at once.
   .venv/bin/python -m pip install -q --no-cache-dir --upgrade pip
+  .venv/bin/python -m pip install -q --no-cache-dir -c constraints.txt torch torchaudio
   .venv/bin/python -m pip install -q --no-cache-dir -c constraints.txt -e '.[dev]'
   .venv/bin/python -m pip check
   echo "$want" > "$stamp"

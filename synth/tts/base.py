@@ -25,6 +25,10 @@ class TTS(Protocol):
                    rate: int | None = None) -> tuple[np.ndarray, int, list[dict]]:
         ...
 
+    def session(self, seed: int = 0):
+        """Context manager (one per dialogue): the calls inside are reproducible to the byte for `seed`."""
+        ...
+
 
 class WordTimer:
     """Word times for an engine that gives none: a wav2vec2 CTC forced aligner when synth.tts.align_model
@@ -74,7 +78,8 @@ def make_tts(tts: dict, sample_rate: int, models: dict, threads: int = 2, asr_pa
     if backend == "piper":
         from tandem.synth.tts.piper import PiperTTS
         p = tts["piper"]
-        return PiperTTS(sample_rate, voices=p["voices"], languages=tuple(p["languages"]), timer=timer)
+        return PiperTTS(sample_rate, voices=p["voices"], languages=tuple(p["languages"]), timer=timer,
+                        warps=p.get("warps"))
     if backend == "pocket":
         from tandem.synth.tts.pocket import PocketTTS
         p = tts["pocket"]

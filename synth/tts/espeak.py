@@ -209,8 +209,9 @@ class EspeakTTS:
         self._server: _Worker | None = None
         self._worker: _Worker | None = None
 
-    def session(self):
-        """Context manager: the calls inside it are reproducible to the byte (see _Worker)."""
+    def session(self, seed: int = 0):
+        """Context manager: the calls inside it are reproducible to the byte (see _Worker); espeak
+        draws nothing at random, so `seed` is unused."""
         import contextlib
 
         @contextlib.contextmanager

@@ -108,8 +108,8 @@ class PocketTTS:
         langs = sorted(self.models)
         self.word_times = self.timer.method(langs[0]) if langs else "forced-alignment"
 
-    def session(self):
-        """Every call is seeded on its own; nothing to reset between dialogues."""
+    def session(self, seed: int = 0):
+        """Every call is seeded on its own (from language, clip and text); nothing to reset."""
         import contextlib
         return contextlib.nullcontext(self)
 
