@@ -98,10 +98,10 @@ def main() -> int:
         limits = section(cfg, "filters")["trust"]["max_roundtrip_cer"]
         rt = RoundTripStage.from_config(cfg)
         rt.ensure_setup()
-        n = args.cer_per_language * len(LANGS)
-        per: dict[str, list[tuple[float, float, float]]] = {lang: [] for lang in LANGS}
+        n = args.cer_per_language * len(langs)
+        per: dict[str, list[tuple[float, float, float]]] = {lang: [] for lang in langs}
         t_asr, asr_audio = 0.0, 0.0
-        cer_items = list(make_items(None, n, args.seed + 1, LANGS, cfg, h, "/unused"))
+        cer_items = list(make_items(None, n, args.seed + 1, langs, cfg, h, "/unused"))
         for i in range(0, n, args.rt_batch):  # as Ray batches reach the stages
             done = syn.run_items([dict(it) for it in cer_items[i:i + args.rt_batch]])
             t0 = time.perf_counter()
