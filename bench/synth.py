@@ -10,7 +10,9 @@ dialogue while this one is mixed) and for the bare TTS calls alone on the same s
 instance of the same backend, word times included), measured in the same run, and the throughput
 ratio; then the CPU seconds of both (this process plus the TTS worker processes: what the stage
 costs, steadier than wall time on a shared machine); then the round-trip CER (max and mean of the
-two channels) per language and how many dialogues the filters.trust limit would reject. --backend piper runs English only.
+two channels) per language, how many dialogues the filters.trust limit would reject, and the CER of
+each transcript against the next dialogue's script (audio saying the wrong text: a limit below its
+minimum rejects all of those). --backend piper runs English only.
 """
 
 from __future__ import annotations
@@ -95,11 +97,13 @@ def main() -> int:
 
     if args.cer_per_language > 0:
         from tandem.pipelines.core.config import section
+        from tandem.synth.roundtrip import cer
         limits = section(cfg, "filters")["trust"]["max_roundtrip_cer"]
         rt = RoundTripStage.from_config(cfg)
         rt.ensure_setup()
         n = args.cer_per_language * len(langs)
         per: dict[str, list[tuple[float, float, float]]] = {lang: [] for lang in langs}
+        said: dict[str, list[tuple[dict, dict]]] = {lang: [] for lang in langs}  # (transcripts, scripts)
         t_asr, asr_audio = 0.0, 0.0
         cer_items = list(make_items(None, n, args.seed + 1, langs, cfg, h, "/unused"))
         for i in range(0, n, args.rt_batch):  # as Ray batches reach the stages
@@ -114,12 +118,14 @@ def main() -> int:
                 ex = it["examples"][0]
                 m = ex["metrics"]
                 per[ex["language"]].append((ex["roundtrip_cer"], m["roundtrip_cer_mean"], m["roundtrip_cer_ch0"]))
+                said[ex["language"]].append(({ch: " ".join(s["text"] for s in ex["segments"] if s["channel"] == ch)
+                                              for ch in (0, 1)}, {ch: ex[f"text_ch{ch}"] or "" for ch in (0, 1)}))
                 asr_audio += ex["duration_s"]
         print(f"\nround trip (Whisper base, language given, synth.roundtrip.batch_size {rt.asr_params.batch_size}, "
               f"{args.rt_batch} dialogues per call, {rt.device}) over {n} dialogues, {asr_audio:.0f} s: "
               f"{t_asr:.0f} s wall in the round trip")
         print("lang  n   CER max-of-channels (median / p90)   over filters.trust limit   CER mean (median)   "
-              "CER ch0 (median)")
+              "CER ch0 (median)   wrong script (min / median)")
         for lang, v in per.items():
             if not v:
                 continue
@@ -127,10 +133,16 @@ def main() -> int:
             p90 = mx[min(len(mx) - 1, int(0.9 * len(mx)))]
             lim = float(limits.get(lang, limits["default"]))
             over = sum(x > lim for x in mx)
+            # each transcript against the next dialogue's script: audio saying the wrong text,
+            # which a limit must reject; a limit under this minimum passes none of them
+            sv = said[lang]
+            wrong = sorted(max(cer(sv[(j + 1) % len(sv)][1][ch], sv[j][0][ch]) for ch in (0, 1))
+                           for j in range(len(sv))) if len(sv) > 1 else [float("nan")]
             print(f"{lang:4} {len(v):2}   {statistics.median(mx):.3f} / {p90:.3f}"
                   f"                    {over:3}/{len(mx)} > {lim:g}"
                   f"                {statistics.median(x[1] for x in v):.3f}"
-                  f"               {statistics.median(x[2] for x in v):.3f}")
+                  f"               {statistics.median(x[2] for x in v):.3f}"
+                  f"              {wrong[0]:.3f} / {statistics.median(wrong):.3f}")
     return 0
 
 
