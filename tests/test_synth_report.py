@@ -45,7 +45,9 @@ def test_durations_read_as_hms_and_language_thresholds(report):
     assert hms(3725.4) == "1:02:05" and hms(None) == "n/a"
     # the round-trip CER threshold differs by language: each language present gets its own line
     thr = s["thresholds"]["roundtrip_cer"]
-    assert thr["synthetic"] == 0.35 and thr["synthetic fr"] == 0.5 and thr["synthetic de"] == 0.5
+    lim = load_config()["filters"]["trust"]["max_roundtrip_cer"]
+    assert lim["fr"] != lim["default"] and lim["de"] != lim["default"]
+    assert thr["synthetic"] == lim["default"] and thr["synthetic fr"] == lim["fr"] and thr["synthetic de"] == lim["de"]
     assert "synthetic en" not in thr  # same as the default
 
 
