@@ -12,7 +12,6 @@ a dialogue get distinct names, and their speaker-embedding distances are those o
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import threading
 from pathlib import Path
@@ -57,8 +56,9 @@ def check_piper(voices: list[str] | None) -> None:
 _ORT_SEED_LOCK = threading.Lock()
 
 
-def stable_seed(seed: int, name: str) -> int:
-    return int(hashlib.sha256(f"{int(seed)}\x1f{name}".encode()).hexdigest()[:8], 16)
+def _model_seed(seed: int, model: str) -> int:
+    from tandem.pipelines.core.contracts import stable_hash
+    return int(stable_hash(int(seed), Path(model).name, n=8), 16)
 
 
 def _seeded_session(model: str | bytes, seed: int):
@@ -185,7 +185,7 @@ class PiperTTS:
         self.engine_times = all(g is not None for g in with_durations.values())
         self._graphs = {m: _optimized(g or m) for m, g in with_durations.items()}
         for m, pv in self._loaded.items():  # outside a session(): reproducible for seed 0
-            pv.session = _seeded_session(self._graphs[m], stable_seed(0, Path(m).name))
+            pv.session = _seeded_session(self._graphs[m], _model_seed(0, m))
         self.fallbacks = 0  # calls whose word times came from the WordTimer instead of the engine
         fallback = self.timer.method(self.languages[0]) if self.languages else "whisper-match"
         self.word_times = "engine" if self.engine_times else fallback
@@ -202,7 +202,7 @@ class PiperTTS:
         @contextlib.contextmanager
         def cm():
             for model, pv in self._loaded.items():
-                pv.session = _seeded_session(self._graphs[model], stable_seed(seed, Path(model).name))
+                pv.session = _seeded_session(self._graphs[model], _model_seed(seed, model))
             yield self
         return cm()
 
