@@ -64,12 +64,25 @@ def run_synth(scripts: str | None, out_dir: str | Path, cfg: dict, *, count: int
 
 
 def report_retries(res: dict) -> int:
-    """Exit status of a job command: 3 when items failed transiently and were left for a rerun."""
+    """Exit status of a job command: 3 when items failed (transiently, or by an error in a stage)
+    and were left uncommitted for a rerun; each is listed, errors first."""
     retry = res.get("retry") or []
     if not retry:
         return 0
-    print(f"\n{len(retry)} item(s) failed for transient reasons and were not committed; "
-          "rerun the same command to retry them:", file=sys.stderr)
-    for r in retry[:20]:
-        print(f"  {r.get('uri')}: {r.get('stage')}: {r.get('detail')}", file=sys.stderr)
+    errors = [r for r in retry if r.get("kind") == "error"]
+    transient = [r for r in retry if r.get("kind") != "error"]
+    if errors:
+        # a stage raised something that is not a named input fault: a bug, never the data's fault
+        print(f"\n{len(errors)} item(s) failed with an error inside a stage (not a fault of the input) and "
+              "were not committed; fix the stage, then rerun the same command to retry them:", file=sys.stderr)
+        for r in errors[:20]:
+            print(f"  {r.get('uri')}: {r.get('stage')}: {r.get('detail')}", file=sys.stderr)
+            trace = (r.get("trace") or "").strip().splitlines()
+            for line in trace[-3:-1]:
+                print(f"      {line.strip()}", file=sys.stderr)
+    if transient:
+        print(f"\n{len(transient)} item(s) failed for transient reasons and were not committed; "
+              "rerun the same command to retry them:", file=sys.stderr)
+        for r in transient[:20]:
+            print(f"  {r.get('uri')}: {r.get('stage')}: {r.get('detail')}", file=sys.stderr)
     return 3

@@ -3,7 +3,7 @@ rejection naming the stage; an item that keeps killing its worker is quarantined
 fails the job before any item runs."""
 
 import pytest
-from tandem.pipelines.core.stage import ModelMissing, Stage, TransientError, is_transient
+from tandem.pipelines.core.stage import InputError, ModelMissing, Stage, TransientError, is_transient
 from tandem.pipelines.store.commit import manifests
 from tandem.ray_jobs.runner import run_job
 
@@ -49,10 +49,18 @@ def test_persistent_transient_failure_is_left_for_a_rerun_not_rejected(tmp_path)
 
 
 def test_bad_input_is_a_rejection_naming_the_stage(tmp_path):
-    it = Flaky([ValueError("cannot parse header")])(_item(tmp_path))
+    it = Flaky([InputError("cannot parse header", reason="decode_error")])(_item(tmp_path))
     assert it["status"] == "rejected"
     (r,) = it["rejections"]
-    assert r["stage"] == "flaky" and r["reason"] == "stage_error" and "cannot parse header" in r["detail"]
+    assert r["stage"] == "flaky" and r["reason"] == "decode_error" and "cannot parse header" in r["detail"]
+
+
+def test_a_bug_in_a_stage_is_left_for_a_rerun_not_rejected(tmp_path):
+    st = Flaky([ValueError("cannot parse header")])
+    it = st(_item(tmp_path))
+    assert it["status"] == "retry" and not it["rejections"] and st.calls == 1  # not retried in place
+    assert it["retry"]["kind"] == "error" and "cannot parse header" in it["retry"]["detail"]
+    assert "ValueError" in it["retry"]["trace"]
 
 
 def test_classification():

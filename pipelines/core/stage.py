@@ -6,8 +6,11 @@ its models on the driver in `check()` so a missing model fails the job at start,
 eagerly in `setup()` once per worker.
 
 Items are plain dicts (the work item of one source or one dialogue). A stage reads and writes
-named keys; an item that a previous stage rejected passes through untouched. An exception inside
-`process` becomes a rejection naming the stage and the reason, and the job goes on.
+named keys; an item that a previous stage rejected passes through untouched. An `InputError`
+raised inside `process` (the input's own fault: undecodable, empty, no speech ...) becomes a
+rejection naming the stage and its reason; any other exception is a failure of the stage (a bug,
+or the infrastructure): the item is handed on as `retry`, never committed, and the next run
+retries it. A bug is never recorded as the data's fault.
 The same class runs in a unit test (`stage.run_items([...])`) and as a Ray Data actor pool.
 """
 
@@ -23,6 +26,18 @@ from tandem.pipelines.core.contracts import rejection_row
 
 # A model stage's worker may die on an item this many times before the item is quarantined.
 QUARANTINE_AFTER = 3
+
+
+class InputError(ValueError):
+    """The input itself cannot be used (undecodable, empty, too short, no speech, off-language ...):
+    the only exception a stage turns into a rejection. `reason` is the rejection's reason code."""
+
+    def __init__(self, message: str, reason: str = "bad_input"):
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self):  # keeps `reason` across pickling (Ray moves exceptions between processes)
+        return (type(self), (str(self), self.reason))
 
 
 class TransientError(RuntimeError):
@@ -177,19 +192,25 @@ class Stage:
         for attempt in range(self.transient_retries + 1):
             try:
                 return self.process(item)
-            except Exception as e:  # noqa: BLE001 - a bad input must not stop the job
+            except InputError as e:  # the input's fault, and only then: a rejection
+                return reject(item, stage=self.name, reason=e.reason, detail=str(e))
+            except Exception as e:  # noqa: BLE001 - a failing stage must not stop the job
                 c.errors += 1
                 detail = f"{type(e).__name__}: {e}"
-                if not is_transient(e):
-                    return reject(item, stage=self.name, reason="stage_error", detail=detail,
-                                  trace=traceback.format_exc(limit=3))
-                if attempt < self.transient_retries:
+                transient = is_transient(e)
+                if transient and attempt < self.transient_retries:
                     c.extra["transient_retries"] = c.extra.get("transient_retries", 0) + 1
                     _free_memory()
                     continue
-                # not the data's fault: left uncommitted so the next run retries it
+                # not the data's fault (a bug, or the infrastructure): left uncommitted, so the
+                # next run retries it; a bug is not retried in place, it would fail the same way
                 item["status"] = "retry"
-                item["retry"] = {"stage": self.name, "reason": type(e).__name__, "detail": detail}
+                item["retry"] = {"stage": self.name, "reason": type(e).__name__, "detail": detail,
+                                 "kind": "transient" if transient else "error"}
+                if not transient:
+                    c.extra["stage_errors"] = c.extra.get("stage_errors", 0) + 1
+                    item["retry"]["trace"] = traceback.format_exc(limit=-3)
+                return item
         return item
 
     def run_items(self, items: list[dict]) -> list[dict]:

@@ -15,6 +15,10 @@ from pathlib import Path
 import numpy as np
 from tandem.pipelines.core.config import typed_section
 from tandem.pipelines.core.stage import Resources, Stage, reject
+from tandem.pipelines.io.audio import AudioError
+
+# BS.1770 loudness (pyloudnorm) is defined for up to five channels
+MAX_CHANNELS = 5
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,10 @@ class _Measure:
 
     def add(self, b: np.ndarray) -> None:
         import pyloudnorm
+        bad = b.size - int(np.isfinite(b).sum())
+        if bad:  # NaN/inf samples: max() and the hash would silently misread them
+            raise AudioError(f"{bad} of the {b.size} samples in {len(b)} frames at {self.frames / self.sr:.2f} s "
+                             "are NaN or infinite", reason="invalid_samples")
         self.hash.update((np.clip(b, -1, 1) * 32767).astype("<i2").tobytes())
         self.frames += len(b)
         self.peak = max(self.peak, float(np.abs(b).max(initial=0.0)))
@@ -110,12 +118,14 @@ class IngestStage(Stage):
 
     def process(self, item: dict) -> dict:
         import soundfile as sf
-        from tandem.pipelines.io.audio import AudioError, iter_blocks, probe
+        from tandem.pipelines.io.audio import iter_blocks, probe
         uri = item["uri"]
         p = Path(uri)
         ic = self.params
         if not p.exists():
             return reject(item, stage="ingest", reason="missing", detail=f"{uri}: file not found")
+        if not p.is_file():  # a directory, a FIFO (reading it would block), a device
+            return reject(item, stage="ingest", reason="not_a_file", detail=f"{uri}: not a regular file")
         size = p.stat().st_size
         item["bytes"] = size
         if size == 0:
@@ -123,20 +133,23 @@ class IngestStage(Stage):
         try:
             info = probe(p)
         except AudioError as e:
-            return reject(item, stage="ingest", reason="decode_error", detail=str(e))
+            return reject(item, stage="ingest", reason=e.reason, detail=str(e))
         item.update(format=str(info["format"]), orig_sample_rate=int(info["sample_rate"]),
                     orig_channels=int(info["channels"]))
         ch = int(info["channels"])
         if ch < 1 or info["sample_rate"] <= 0:
             return reject(item, stage="ingest", reason="decode_error", detail=f"{uri}: no audio channels")
+        if ch > MAX_CHANNELS:
+            return reject(item, stage="ingest", reason="unsupported_channels",
+                          detail=f"{uri}: {ch} audio channels; tandem ingests 1 to {MAX_CHANNELS} "
+                                 "(mono, a two-party call, up to 5.0 surround): downmix it first")
         m = _Measure(self.sr, ch, ic)
         try:
             for b in iter_blocks(p, self.sr, block_s=ic.block_s):
                 m.add(b)
-        except AudioError as e:
-            return reject(item, stage="ingest", reason="decode_error", detail=str(e))
-        except Exception as e:  # noqa: BLE001 (any codec error mid-stream is a decode error)
-            return reject(item, stage="ingest", reason="decode_error", detail=f"{uri}: {type(e).__name__}: {e}")
+        except AudioError as e:  # iter_blocks names the file; the measure does not
+            detail = str(e) if str(e).startswith(str(p)) else f"{uri}: {e}"
+            return reject(item, stage="ingest", reason=e.reason, detail=detail)
         dur = m.frames / self.sr
         item["duration_s"] = dur
         if m.frames == 0:

@@ -4,23 +4,47 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from tandem.pipelines.core.stage import InputError
 
 SF_FORMATS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif"}
 AUDIO_EXTENSIONS = SF_FORMATS | {".mp3", ".m4a", ".aac", ".mp4", ".webm", ".wma"}
+# FFmpeg demuxers tandem lets decode an input (FFmpeg detects formats by content, whatever the
+# extension: without this list a text file named .wav is read as an HLS playlist or a concat list
+# and FFmpeg opens the files it names). Audio containers only; nothing that refers to other files.
+FFMPEG_FORMATS = ("wav", "flac", "ogg", "mp3", "mov", "aac", "matroska", "asf", "aiff", "w64", "caf", "au")
+# audio codecs accepted inside those containers (name prefixes, as ffprobe names them)
+FFMPEG_CODECS = ("pcm_", "flac", "mp3", "mp2", "aac", "opus", "vorbis", "alac", "wmav", "adpcm_")
+# plain local files only (no network, no concat:/subfile:/pipe: protocols), the listed demuxers only
+FFMPEG_CONFINE = ("-protocol_whitelist", "file", "-format_whitelist", ",".join(FFMPEG_FORMATS))
+_REFUSED = re.compile(r"\[([\w,]+) @ 0x[0-9a-f]+\] Format not on whitelist")
 
 
-class AudioError(ValueError):
-    """Bad input audio; the message names the file and the reason."""
+class AudioError(InputError):
+    """Bad input audio; the message names the file and the reason (`reason`: the rejection's code)."""
+
+    def __init__(self, message: str, reason: str = "decode_error"):
+        super().__init__(message, reason)
+
+
+def _ff_input(p: Path) -> str:
+    # the file: prefix keeps a name such as "concat:a|b" or "http:x" a plain path
+    return f"file:{p}"
 
 
 def probe(path: str | Path) -> dict:
-    """Sample rate, channels, frames, format, without decoding (soundfile first, ffprobe after)."""
+    """Sample rate, channels, frames, format, without decoding (soundfile first, ffprobe after).
+
+    libsndfile reads audio formats only; what it refuses is probed by ffprobe confined to plain
+    files and the demuxers of FFMPEG_FORMATS: anything else (a playlist, a concat list, a video
+    or image demuxer) is an AudioError with reason `unsupported_format` naming the detected format."""
     p = Path(path)
     try:
         info = sf.info(str(p))
@@ -31,18 +55,29 @@ def probe(path: str | Path) -> dict:
     if shutil.which("ffprobe") is None:
         raise AudioError(f"{p}: cannot decode with soundfile ({sf_err}) and ffprobe is not installed")
     r = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-         "stream=sample_rate,channels,duration:format=format_name,duration", "-of", "json", str(p)],
+        ["ffprobe", "-v", "error", *FFMPEG_CONFINE, "-select_streams", "a:0", "-show_entries",
+         "stream=codec_name,codec_type,sample_rate,channels,duration:format=format_name,duration",
+         "-of", "json", _ff_input(p)],
         capture_output=True, text=True, check=False)
-    import json
+    refused = _REFUSED.search(r.stderr or "")
+    if refused:
+        raise AudioError(f"{p}: detected format {refused.group(1)!r} is not an audio container tandem decodes "
+                         f"(accepted: {', '.join(FFMPEG_FORMATS)})", reason="unsupported_format")
     try:
         meta = json.loads(r.stdout or "{}")
         st = meta["streams"][0]
+        fmt = meta.get("format", {}).get("format_name", p.suffix.lstrip("."))
+        codec = str(st.get("codec_name") or "")
+        if not codec.startswith(FFMPEG_CODECS):
+            raise AudioError(f"{p}: audio codec {codec or 'unknown'!r} in format {fmt!r} is not one tandem "
+                             f"decodes (accepted: {', '.join(FFMPEG_CODECS)})", reason="unsupported_format")
         dur = float(st.get("duration") or meta.get("format", {}).get("duration") or 0.0)
         sr = int(st["sample_rate"])
         return {"sample_rate": sr, "channels": int(st["channels"]), "frames": int(dur * sr),
-                "format": meta.get("format", {}).get("format_name", p.suffix.lstrip(".")), "duration_s": dur}
-    except (KeyError, IndexError, ValueError):
+                "format": fmt, "duration_s": dur, "codec": codec}
+    except (KeyError, IndexError, ValueError) as e:
+        if isinstance(e, AudioError):
+            raise
         msg = (r.stderr or "").strip().splitlines()
         raise AudioError(f"{p}: not a decodable audio file ({msg[-1] if msg else 'no audio stream'})") from None
 
@@ -50,8 +85,8 @@ def probe(path: str | Path) -> dict:
 def iter_blocks(path: str | Path, sample_rate: int, block_s: float = 30.0, channels: int | None = None):
     """Yield float32 [frames, channels] blocks resampled to `sample_rate`, never the whole file.
 
-    soundfile streams wav/flac/ogg/opus; anything else is piped through ffmpeg as raw float PCM.
-    """
+    soundfile streams wav/flac/ogg/opus; anything else is piped through ffmpeg (confined like
+    `probe`) as raw float PCM. A failure mid-stream is an AudioError naming the file."""
     p = Path(path)
     info = probe(p)
     ch = channels or info["channels"]
@@ -66,7 +101,10 @@ def iter_blocks(path: str | Path, sample_rate: int, block_s: float = 30.0, chann
                 if f.samplerate != sample_rate else None
             n = max(1, int(block_s * f.samplerate))
             while True:
-                x = f.read(n, dtype="float32", always_2d=True)
+                try:
+                    x = f.read(n, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as e:  # a truncated or corrupt stream
+                    raise AudioError(f"{p}: cannot decode: {e}") from None
                 last = len(x) < n
                 if rs is not None:
                     x = rs.resample_chunk(x, last=last)
@@ -76,8 +114,8 @@ def iter_blocks(path: str | Path, sample_rate: int, block_s: float = 30.0, chann
                     return
     if shutil.which("ffmpeg") is None:
         raise AudioError(f"{p}: format needs ffmpeg, which is not installed (apt-get install ffmpeg)")
-    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(p), "-f", "f32le", "-acodec", "pcm_f32le",
-           "-ac", str(ch), "-ar", str(sample_rate), "pipe:1"]
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", *FFMPEG_CONFINE, "-i", _ff_input(p), "-map", "0:a:0",
+           "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(ch), "-ar", str(sample_rate), "pipe:1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     nbytes = int(block_s * sample_rate) * ch * 4
     try:
