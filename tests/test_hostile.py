@@ -6,9 +6,15 @@ garbage lock files, duplicate and malformed manifests, tampered shards, stacked 
 
 from __future__ import annotations
 
+import json
+import os
+import time
+
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tandem.pipelines.core.config import config_hash, load_config
 from tandem.pipelines.core.stage import InputError, Stage
 from tandem.pipelines.curate.chain import make_items as curate_items
@@ -134,3 +140,76 @@ def test_case11_eight_channels_say_what_is_unsupported(cfg, tmp_path):
     sf.write(p, _speech_like(channels=8), SR)
     r = _rejection(_ingest(cfg, p, tmp_path / "out"))
     assert r["reason"] == "unsupported_channels" and "8 audio channels" in r["detail"]
+
+
+# ---- case 6: a lock that heals ----------------------------------------------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                     max_leaves=6)
+_lock_fields = st.fixed_dictionaries({}, optional={
+    "pid": st.one_of(st.integers(), st.text(max_size=4), st.none()),
+    "renewed_at": st.one_of(st.floats(), st.text(max_size=4), st.none()),
+    "lease_s": st.one_of(st.floats(), st.text(max_size=4)), "token": st.one_of(st.text(max_size=4), st.none()),
+    "host": st.text(max_size=4)})
+garbage_locks = st.one_of(
+    st.binary(max_size=40),
+    _json.map(lambda v: json.dumps(v).encode()),
+    _lock_fields.filter(lambda d: not {"pid", "renewed_at", "lease_s", "token"} <= set(d)
+                        or not isinstance(d.get("token"), str) or not isinstance(d.get("pid"), int)
+                        or not all(isinstance(d.get(k), float) for k in ("renewed_at", "lease_s")))
+    .map(lambda d: json.dumps(d).encode()))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=garbage_locks)
+def test_case6_garbage_lock_files_heal_after_the_lease(tmp_path, body):
+    from tandem.pipelines.store.lock import LOCK, LockHeld, OutputLock, read_lock
+    out = tmp_path / f"out-{time.monotonic_ns()}"
+    out.mkdir()
+    lock = out / LOCK
+    lock.write_bytes(body)
+    # fresh: a job may be starting; the error names the file and how to clear it
+    if "garbage" in (read_lock(out) or {}):
+        with pytest.raises(LockHeld, match=f"delete {lock}"):
+            OutputLock(out, run_id="r", lease_s=60).acquire()
+    # two hours old: expired, taken over
+    old = time.time() - 7200
+    os.utime(lock, (old, old))
+    held = OutputLock(out, run_id="r", lease_s=60).acquire()
+    try:
+        assert read_lock(out)["token"] == held.token
+        held.check()
+    finally:
+        held.release()
+    assert not lock.exists()
+
+
+def test_case6_lock_creation_is_atomic(tmp_path, monkeypatch):
+    # a reader racing the creator sees the whole record or no file, never a torn one
+    from tandem.pipelines.store import lock as L
+    seen = []
+    real_link = os.link
+
+    def link(src, dst):
+        seen.append(L.read_lock(tmp_path))  # just before the lock appears
+        real_link(src, dst)
+        seen.append(L.read_lock(tmp_path))
+    monkeypatch.setattr(L.os, "link", link)
+    held = L.OutputLock(tmp_path, run_id="r").acquire()
+    held.release()
+    assert seen[0] is None and seen[1]["token"] == held.token
+
+
+# ---- case 10: a --set value YAML refuses is one line ------------------------------------------
+
+@pytest.mark.parametrize("override", [
+    'asr.beam_size=!!python/object/apply:os.system ["echo pwned"]',
+    "asr.beam_size=[unclosed", "asr..beam_size=1",
+])
+def test_case10_bad_set_is_one_line(tmp_path, capsys, override):
+    from tandem.ray_jobs.cli import main
+    rc = main(["curate", str(tmp_path), str(tmp_path / "out"), "--set", override])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("tandem curate: error: --set"), err
+    assert not (tmp_path / "out").exists()

@@ -88,11 +88,20 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if "=" not in kv:
             raise ValueError(f"--set {kv!r}: expected KEY=VALUE")
         key, val = kv.split("=", 1)
-        d = over
         parts = key.split(".")
+        if not all(parts):
+            raise ValueError(f"--set {kv!r}: the key must be dotted names such as asr.beam_size")
+        try:
+            value = yaml.safe_load(val)
+        except yaml.YAMLError as e:  # a tag such as !!python/object is refused by safe_load: one line, no trace
+            why = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise ValueError(f"--set {kv!r}: the value is not plain YAML ({why})") from None
+        d = over
         for part in parts[:-1]:
             d = d.setdefault(part, {})
-        d[parts[-1]] = yaml.safe_load(val)
+            if not isinstance(d, dict):
+                raise ValueError(f"--set {kv!r}: {part} was set to a value above, not a section")
+        d[parts[-1]] = value
     return over
 
 

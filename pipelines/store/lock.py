@@ -6,14 +6,19 @@ once when the holder was a process on this host that no longer exists. A writer 
 still holds the lock before each commit point, so a holder whose lease was taken over (it was
 paused longer than the lease) stops instead of writing beside the new one.
 
-Creating the lock file is exclusive (O_EXCL). A takeover first renames the expired file away and
-checks that what it renamed is the expired lease it read, so two jobs racing for one expired lock
-cannot both win.
+Creating the lock file is atomic and exclusive (the whole record is written to a temp file, then
+hard-linked to its name, which fails if one exists), and renewing replaces it by rename, so a
+reader never sees a partial lock of a live job. A lock file that is unreadable, empty or not a
+lock record (what a crash or a hand edit leaves) is judged by its age: older than the lease, it is
+expired and taken over; within the lease, the error names the file and how to clear it.
+A takeover first renames the expired file away and checks that what it renamed is the expired
+lease it read, so two jobs racing for one expired lock cannot both win.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import threading
@@ -35,13 +40,37 @@ class LockLost(OSError):
     """This job's lease ran out and another job took the output over."""
 
 
-def read_lock(out_dir: str | Path) -> dict | None:
+def _parse(text: str) -> dict:
+    """A lock record, or {"garbage": why} when the text is not one (torn, empty, hand-edited)."""
     try:
-        return json.loads((Path(out_dir) / LOCK).read_text())
+        rec = json.loads(text)
+    except ValueError:
+        return {"garbage": "empty" if not text.strip() else "not JSON"}
+    if not isinstance(rec, dict):
+        return {"garbage": f"a JSON {type(rec).__name__}, not an object"}
+    try:
+        ok = (isinstance(rec.get("token"), str) and isinstance(rec.get("pid"), int)
+              and not isinstance(rec.get("pid"), bool)
+              and all(math.isfinite(float(rec[k])) for k in ("renewed_at", "lease_s")))
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    return rec if ok else {"garbage": "missing or malformed fields (token, pid, renewed_at, lease_s)"}
+
+
+def read_lock(out_dir: str | Path) -> dict | None:
+    """The holder's record; None when there is no lock file; {"garbage": why, "mtime": ...} when
+    the file is not a lock record."""
+    path = Path(out_dir) / LOCK
+    try:
+        with open(path, "rb") as f:
+            text = f.read(1 << 16).decode("utf-8", errors="replace")
+            mtime = os.fstat(f.fileno()).st_mtime
     except FileNotFoundError:
         return None
-    except ValueError:
-        return {}  # being replaced right now, or torn by a crash: treat as held until it expires
+    rec = _parse(text)
+    if "garbage" in rec:
+        rec["mtime"] = mtime
+    return rec
 
 
 def _pid_alive(pid: int) -> bool:
@@ -55,6 +84,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def describe(holder: dict) -> str:
+    if "garbage" in holder:
+        return f"unreadable lock ({holder['garbage']}, written {time.time() - holder['mtime']:.0f} s ago)"
     left = float(holder.get("renewed_at", 0)) + float(holder.get("lease_s", 0)) - time.time()
     state = f"expires in {left:.0f} s" if left > 0 else "expired"
     return (f"job {holder.get('job') or '?'} run {holder.get('run_id') or '?'} (pid {holder.get('pid')} on "
@@ -82,22 +113,27 @@ class OutputLock:
                 "renewed_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
 
     def _create(self) -> bool:
+        tmp = self.out / f".{LOCK}.new-{self.token[:8]}-{uuid.uuid4().hex[:6]}"
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as f:
-            json.dump(self._record(), f)
-            f.flush()
-            os.fsync(f.fileno())
+            with open(tmp, "w") as f:
+                json.dump(self._record(), f)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, self.path)  # atomic and exclusive: the lock appears whole or not at all
+            except FileExistsError:
+                return False
+        finally:
+            tmp.unlink(missing_ok=True)
         return True
 
     def _expired(self, holder: dict) -> bool:
-        if not holder:
-            return False
-        if holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", -1))):
+        if "garbage" in holder:
+            # whoever left it is not renewing it: expired once older than a lease
+            return time.time() > float(holder["mtime"]) + self.lease_s
+        if holder.get("host") == socket.gethostname() and not _pid_alive(int(holder["pid"])):
             return True  # a crashed job on this host: no need to wait for its lease
-        return time.time() > float(holder.get("renewed_at", 0)) + float(holder.get("lease_s", 0))
+        return time.time() > float(holder["renewed_at"]) + float(holder["lease_s"])
 
     def _take_over(self, holder: dict) -> None:
         stale = self.out / f".{LOCK}.stale-{uuid.uuid4().hex[:8]}"
@@ -105,10 +141,7 @@ class OutputLock:
             os.rename(self.path, stale)
         except FileNotFoundError:
             return  # someone else moved it; try to create ours
-        try:
-            moved = json.loads(stale.read_text())
-        except ValueError:
-            moved = {}
+        moved = _parse(stale.read_text(errors="replace"))
         if moved.get("token") != holder.get("token"):
             # we moved a lock taken meanwhile by another job: put it back unless one is there again
             try:
@@ -127,6 +160,11 @@ class OutputLock:
             holder = read_lock(self.out)
             if holder is None:
                 continue
+            if "garbage" in holder and not self._expired(holder):
+                raise LockHeld(f"{self.path}: the lock file is unreadable ({holder['garbage']}) and was written "
+                               f"{time.time() - holder['mtime']:.0f} s ago, within the {self.lease_s:g} s lease. "
+                               f"A crash leaves this; it expires by itself after the lease. If no job writes "
+                               f"{self.out}, delete {self.path} to clear it now.")
             if not self._expired(holder):
                 raise LockHeld(f"{self.out} is being written by another {describe(holder)}; one job at a time "
                                f"writes an output. Wait for it, or use another output directory. If that job "
@@ -150,13 +188,13 @@ class OutputLock:
         holder = read_lock(self.out)
         if holder is not None and holder.get("token") == self.token:
             write_json_atomic(self._record(), self.path)
-        elif holder != {}:
+        elif holder is None or "garbage" not in holder:  # an unreadable file: check() decides
             self.lost = describe(holder) if holder else "nobody (the lock file is gone)"
 
     def check(self) -> None:
         """Raise LockLost unless this job still holds the output (called before each commit point)."""
         holder = read_lock(self.out)
-        if self.lost or not holder or holder.get("token") != self.token:
+        if self.lost or holder is None or holder.get("token") != self.token:
             who = self.lost or (describe(holder) if holder else "nobody (the lock file is gone)")
             raise LockLost(f"{self.out}: this job (run {self.run_id}) lost its lock to {who}; its lease ran out "
                            "while it was paused. Nothing more is committed; rerun to finish the work.")
