@@ -100,7 +100,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         for part in parts[:-1]:
             d = d.setdefault(part, {})
             if not isinstance(d, dict):
-                raise ValueError(f"--set {kv!r}: {part} was set to a value above, not a section")
+                raise ValueError(f"--set {kv!r}: {part} was set to a value above, not a section")  # noqa: TRY004 - a usage error
         d[parts[-1]] = value
     return over
 
