@@ -213,3 +213,71 @@ def test_case10_bad_set_is_one_line(tmp_path, capsys, override):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("tandem curate: error: --set"), err
     assert not (tmp_path / "out").exists()
+
+
+# ---- cases 3 and 4: manifests -------------------------------------------------------------------
+
+def test_case3_one_input_named_many_ways_is_claimed_once(cfg, tmp_path):
+    from tandem.pipelines.io.inputs import list_inputs
+    from tandem.pipelines.store.index import CommitIndex
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    sf.write(d / "a.wav", _speech_like(), SR)
+    (d / "link.wav").symlink_to(d / "a.wav")
+    man = d / "m.jsonl"
+    names = ["a.wav", "./a.wav", "sub/../a.wav", str(d / "a.wav"), "link.wav", "a.wav"]
+    man.write_text("".join(json.dumps({"uri": n}) + "\n" for n in names))
+    uris = list(list_inputs(str(man)))
+    assert uris == [str((d / "a.wav").resolve())] * len(names)
+    keys = [it["work_key"] for it in curate_items(uris, cfg, config_hash(cfg), str(tmp_path / "out"))]
+    assert CommitIndex(tmp_path / "out").claim(keys, "block-0") == [True] + [False] * (len(names) - 1)
+
+
+_line_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=12)
+_manifest_line = st.one_of(
+    st.builds(lambda n: json.dumps({"uri": f"{n}.wav"}), st.integers(0, 9)),
+    _line_text,
+    _json.map(json.dumps),
+    st.builds(lambda v: json.dumps({"uri": v}), _json),
+    st.just(json.dumps({"uri": ""})), st.just(json.dumps({"uri": "  "})), st.just("{\"uri\": \"a.wav\""))
+
+
+def _first_bad_line(lines: list[str]) -> int | None:
+    """The oracle: 1-based number of the first line that is not blank and not {"uri": <non-empty str>}."""
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return i
+        if not (isinstance(obj, dict) and isinstance(obj.get("uri"), str) and obj["uri"].strip()
+                and "\0" not in obj["uri"]):
+            return i
+    return None
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(_manifest_line, max_size=8))
+def test_case4_every_bad_manifest_line_is_named(tmp_path, lines):
+    from tandem.pipelines.io.inputs import InputListing
+    man = tmp_path / f"m-{time.monotonic_ns()}.jsonl"
+    man.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    bad = _first_bad_line(lines)
+    if bad is None:
+        listing = InputListing(str(man), list)
+        assert len(list(listing)) == sum(1 for line in lines if line.strip())
+    else:
+        with pytest.raises(ValueError, match=f"^manifest {man}, line {bad}: "):
+            InputListing(str(man), list)
+
+
+def test_case4_bad_manifest_line_is_one_line_from_the_cli(tmp_path, capsys):
+    from tandem.ray_jobs.cli import main
+    sf.write(tmp_path / "a.wav", _speech_like(), SR)
+    man = tmp_path / "m.jsonl"
+    man.write_text('{"uri": "a.wav"}\n{"uri": ""}\n{"uri": "a.wav"\n')
+    rc = main(["curate", str(man), str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == f"tandem curate: error: manifest {man}, line 2: 'uri' is empty"
+    assert not (tmp_path / "out").exists()

@@ -2,9 +2,11 @@
 
 `list_inputs(spec)` yields them one by one in this process (local runs, tests). `InputListing`
 wraps a spec and an item factory: iterated, it is the same; on Ray (`to_dataset`) the listing is
-read by Ray Data itself, in blocks, by the workers (a directory walked by a task, manifests with
-`read_json`/`read_parquet`), and the item factory runs per block there too, so the driver never
-holds the input list.
+read in blocks by the workers (a directory walked, a manifest streamed, by one listing task), and
+the item factory runs per block there too, so the driver never holds the input list. A manifest
+is checked on the driver first, streamed: a bad line is an error naming the manifest and the
+line, before anything runs. Its uris are resolved paths, so one input named two ways is one
+work item (claimed once).
 """
 
 from __future__ import annotations
@@ -33,26 +35,9 @@ def list_inputs(spec: str) -> Iterator[str]:
                 if Path(name).suffix.lower() in AUDIO_EXTENSIONS:
                     yield str(Path(root) / name)
         return
-    if p.is_file() and p.suffix.lower() == ".jsonl":
-        with open(p) as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    uri = json.loads(line)["uri"]
-                except (ValueError, KeyError, TypeError):
-                    raise ValueError(f"manifest {p}, line {i}: expected a JSON object with a 'uri' field") from None
-                yield _resolve(uri, p.parent)
-        return
-    if p.is_file() and p.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-        pf = pq.ParquetFile(p)
-        if "uri" not in pf.schema_arrow.names:
-            raise ValueError(f"manifest {p}: no 'uri' column (columns: {pf.schema_arrow.names})")
-        for batch in pf.iter_batches(columns=["uri"], batch_size=4096):
-            for uri in batch.column(0).to_pylist():
-                if uri:
-                    yield _resolve(uri, p.parent)
+    if p.is_file() and p.suffix.lower() in (".jsonl", ".parquet"):
+        for _, uri in manifest_uris(p):
+            yield uri
         return
     if p.is_file():
         yield str(p)
@@ -67,18 +52,67 @@ def list_inputs(spec: str) -> Iterator[str]:
 
 
 def _resolve(uri: str, base: Path) -> str:
-    if "://" in uri or os.path.isabs(uri):
-        return uri
-    return str(base / uri)
+    """A manifest's uri as a resolved path (relative to the manifest's folder), so `a.wav`,
+    `./a.wav`, `sub/../a.wav` and a symlink to it name one input, claimed once."""
+    if "://" in uri:
+        return uri  # not a local path: ingest rejects it as missing
+    try:
+        return str((base / uri).resolve())
+    except (OSError, RuntimeError):  # a symlink loop: kept as named, ingest rejects it
+        return os.path.abspath(base / uri)
 
 
-def _check_spec(spec: str) -> str:
-    """What kind of input `spec` names; a missing one fails on the driver, before Ray starts."""
+def manifest_uris(p: Path) -> Iterator[tuple[int, str]]:
+    """(line, resolved uri) of a .jsonl manifest, or (row, uri) of a .parquet one, streamed. A bad
+    entry (not JSON, not an object, no `uri`, not a string, empty) is a ValueError naming the
+    manifest and the line or row."""
+    base = p.parent
+    if p.suffix.lower() == ".jsonl":
+        with open(p, encoding="utf-8", errors="replace") as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError as e:
+                    raise ValueError(f"manifest {p}, line {i}: not JSON ({e.args[0] if e.args else e})") from None
+                if not isinstance(obj, dict) or "uri" not in obj:
+                    raise ValueError(f"manifest {p}, line {i}: expected a JSON object with a 'uri' field")
+                yield i, _checked_uri(obj["uri"], base, f"manifest {p}, line {i}")
+        return
+    import pyarrow.parquet as pq
+    pf = pq.ParquetFile(p)
+    if "uri" not in pf.schema_arrow.names:
+        raise ValueError(f"manifest {p}: no 'uri' column (columns: {pf.schema_arrow.names})")
+    row = 0
+    for batch in pf.iter_batches(columns=["uri"], batch_size=4096):
+        for uri in batch.column(0).to_pylist():
+            row += 1
+            yield row, _checked_uri(uri, base, f"manifest {p}, row {row}")
+
+
+def _checked_uri(uri: object, base: Path, where: str) -> str:
+    if not isinstance(uri, str):
+        raise ValueError(f"{where}: 'uri' must be a string, got {type(uri).__name__} {uri!r:.60}")  # noqa: TRY004
+    if not uri.strip():
+        raise ValueError(f"{where}: 'uri' is empty")
+    if "\0" in uri:
+        raise ValueError(f"{where}: 'uri' holds a NUL character")
+    return _resolve(uri, base)
+
+
+def _check_spec(spec: str, validate: bool = True) -> str:
+    """What kind of input `spec` names; a missing one fails on the driver, before Ray starts, and
+    so does a manifest with a bad line (`validate`: read through once, streamed)."""
     p = Path(spec)
     if p.is_dir():
         return "dir"
     if p.is_file():
-        return {".jsonl": "jsonl", ".parquet": "parquet"}.get(p.suffix.lower(), "file")
+        kind = {".jsonl": "jsonl", ".parquet": "parquet"}.get(p.suffix.lower(), "file")
+        if validate and kind != "file":
+            for _ in manifest_uris(p):
+                pass
+        return kind
     if glob.has_magic(spec):
         if next(glob.iglob(spec, recursive=True), None) is None:
             raise FileNotFoundError(f"input {spec!r}: the pattern matches no file")
@@ -89,7 +123,7 @@ def _check_spec(spec: str) -> str:
 def _walk(batch: dict, spec: str, kind: str) -> Iterator[dict]:
     """A listing task: yields the spec's files LIST_BATCH at a time (generator: streams)."""
     import numpy as np
-    it = list_inputs(spec) if kind in ("dir", "glob") else iter(())
+    it = list_inputs(spec)
     chunk: list[str] = []
     for uri in it:
         chunk.append(uri)
@@ -98,19 +132,6 @@ def _walk(batch: dict, spec: str, kind: str) -> Iterator[dict]:
             chunk = []
     if chunk:
         yield {"uri": np.array(chunk, dtype=object)}
-
-
-def _resolve_block(batch: dict, base: str, spec: str) -> dict:
-    import numpy as np
-    if "uri" not in batch:
-        raise ValueError(f"manifest {spec}: no 'uri' column or field (has: {sorted(batch)})")
-    out = []
-    for u in batch["uri"]:
-        if u is None or not isinstance(u, str):
-            raise ValueError(f"manifest {spec}: a row without a 'uri' string ({u!r})")
-        if u:
-            out.append(_resolve(u, Path(base)))
-    return {"uri": np.array(out, dtype=object)}
 
 
 def small_blocks(ds, rows: int):
@@ -128,22 +149,15 @@ def small_blocks(ds, rows: int):
 def uri_dataset(spec: str):
     """A Ray dataset of {uri} rows, read in blocks by the workers."""
     import ray
-    kind = _check_spec(spec)
+    kind = _check_spec(spec, validate=False)  # InputListing validated it on the driver
     light = {"num_cpus": 0.01, "batch_format": "numpy"}
-    # read tasks ask 1 CPU by default, which a node full of stage actors never frees (a stall)
-    read = {"ray_remote_args": {"num_cpus": 0.01}}
-    if kind == "parquet":
-        ds = ray.data.read_parquet(spec, columns=["uri"], **read)
-    elif kind == "jsonl":
-        ds = ray.data.read_json(spec, lines=True, **read)
-    elif kind == "file":
+    if kind == "file":
         return ray.data.from_items([{"uri": str(Path(spec))}])
-    else:
-        ds = ray.data.from_items([{"spec": spec}])  # no read task: the walk below is the only one
-        return small_blocks(ds.map_batches(_walk, fn_kwargs={"spec": spec, "kind": kind}, batch_size=None,
-                                           **light), LIST_BATCH)
-    return small_blocks(ds.map_batches(_resolve_block, fn_kwargs={"base": str(Path(spec).parent), "spec": spec},
-                                       batch_size=LIST_BATCH, **light), LIST_BATCH)
+    # one listing task streams the walk or the manifest (checked line by line, uris resolved):
+    # Ray's own readers would skip that validation and fail with tracebacks naming no line
+    ds = ray.data.from_items([{"spec": spec}])
+    return small_blocks(ds.map_batches(_walk, fn_kwargs={"spec": spec, "kind": kind}, batch_size=None,
+                                       **light), LIST_BATCH)
 
 
 def _items_block(batch: dict, make_items: Callable[[Iterable[str]], Iterator[dict]]) -> dict:
