@@ -1,7 +1,9 @@
 """Words to speakers, and two-channel training examples from one curated source.
 
 The main speaker goes to channel 0, everyone else to channel 1, silence elsewhere (Moshi's recipe
-for diarized audio); two-channel sources keep their channels. Long recordings are cut at silences
+for diarized audio); two-channel sources keep their channels. Overlap turns (`overlap: True`, where
+the diarizer hears a second speaker) put that stretch of the mono mix on both channels; words keep
+the speaker of the exclusive turns and are flagged `overlap`. Long recordings are cut at silences
 into examples of at most `examples.max_duration_s`, never inside a word.
 """
 
@@ -36,16 +38,21 @@ class ExampleParams:
 
 def assign_words(segments: list[dict], turns: list[dict], two_channel: bool,
                  speech_ch: list | None = None) -> list[dict]:
-    """Flatten segment words and give each the speaker whose turn it overlaps most.
+    """Flatten segment words and give each the speaker whose exclusive turn it overlaps most.
 
-    A word with no overlapping turn goes to the nearest turn. `overlap` marks words that also
-    overlap another speaker's turn (or, for two-channel sources, the other channel's speech).
+    A word with no overlapping turn goes to the nearest one. Overlap turns never take a word (in
+    overlapped speech the exclusive speaker is the dominant voice, the one ASR transcribes), so each
+    speaker's words stay on their own channel. `overlap` marks words that also overlap another
+    speaker's turn, overlap turns included (for two-channel sources, the other channel's speech).
     """
     words = []
     if not turns:
         return words
-    ts = np.array([[t["start_s"], t["end_s"]] for t in turns], float)
-    spk = [t["speaker"] for t in turns]
+    excl = [t for t in turns if not t.get("overlap")] or turns
+    ts = np.array([[t["start_s"], t["end_s"]] for t in excl], float)
+    spk = [t["speaker"] for t in excl]
+    alls = np.array([[t["start_s"], t["end_s"]] for t in turns], float)
+    allspk = [t["speaker"] for t in turns]
     other = None
     if two_channel and speech_ch is not None:
         other = [np.asarray(speech_ch[1], float).reshape(-1, 2), np.asarray(speech_ch[0], float).reshape(-1, 2)]
@@ -65,16 +72,17 @@ def assign_words(segments: list[dict], turns: list[dict], two_channel: bool,
             else:
                 dist = np.maximum(ts[:, 0] - e, s - ts[:, 1])
                 best = spk[int(np.argmin(dist))]
-            ov = any(inter[i] > 0 and spk[i] != best for i in range(len(spk)))
+            both = np.minimum(alls[:, 1], e) - np.maximum(alls[:, 0], s)
+            ov = any(both[i] > 0 and allspk[i] != best for i in range(len(allspk)))
             words.append({**w, "speaker": best, "overlap": bool(ov), "seg": id(seg)})
     words.sort(key=lambda w: w["start_s"])
     return words
 
 
 def pick_main(turns: list[dict], policy: str, seed: int) -> str:
-    """The channel-0 speaker: the one with most speech, or a seeded random choice."""
+    """The channel-0 speaker: the one with most speech (exclusive turns), or a seeded random choice."""
     tot: dict[str, float] = {}
-    for t in turns:
+    for t in [t for t in turns if not t.get("overlap")] or turns:
         tot[t["speaker"]] = tot.get(t["speaker"], 0.0) + t["end_s"] - t["start_s"]
     names = sorted(tot)
     if policy == "random":
@@ -230,6 +238,7 @@ class AssembleStage(Stage):
                                  "end_s": round(s1 - t0, 3),
                                  "text": g["text"] if whole else " ".join(w["word"] for w in gw),
                                  "language": g["language"], "language_prob": float(g["language_prob"]),
+                                 "audio_languages": g.get("audio_languages"),
                                  "avg_logprob": float(g["avg_logprob"]), "no_speech_prob": float(g["no_speech_prob"]),
                                  "compression_ratio": float(g["compression_ratio"])})
                     langs[g["language"]] = langs.get(g["language"], 0.0) + (s1 - s0)

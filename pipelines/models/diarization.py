@@ -11,6 +11,10 @@ per-(chunk, local speaker) embeddings, clustering, reconstruction), fed in-memor
 
 A recording longer than `block_s` is diarized block by block (memory bounded by one block);
 blocks' speakers are linked by the cosine distance of their centroid embeddings.
+
+Turns are exclusive (one speaker per instant: the window pass, or pyannote's exclusive view) plus,
+with `keep_overlap`, overlap turns (`overlap: True`) where the segmentation model hears a second
+speaker (pipelines/models/overlap.py); the two-channel split puts those stretches on both channels.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ class DiarizeParams:
     local_pair_distance: float
     reassign_window_s: float
     reassign_hop_s: float
+    keep_overlap: bool
+    min_overlap_s: float
     cache_dir: str | None = None
 
     def __post_init__(self):
@@ -119,6 +125,10 @@ def build_embedded(p: DiarizeParams):
     return pipe
 
 
+def _turns(ann) -> list[tuple[float, float, str]]:
+    return [(float(s.start), float(s.end), str(lab)) for s, _, lab in ann.itertracks(yield_label=True)]
+
+
 def read_block(path: str, start_s: float, dur_s: float) -> np.ndarray:
     """[start, start+dur) of a file as 16 kHz mono float32, read by seeking."""
     import soundfile as sf
@@ -164,8 +174,11 @@ class Diarizer:
         return {"min_speakers": self.p.min_speakers, "max_speakers": self.p.max_speakers}
 
     def diarize_waveform(self, wav: np.ndarray, uri: str = "audio", offset_s: float = 0.0):
-        """Turns [(start_s, end_s, local label)] and {local label: centroid} of one block."""
+        """Turns [(start_s, end_s, local label, overlap)] and {local label: centroid} of one block:
+        the exclusive turns, then (keep_overlap) the overlap turns of the full view."""
         import torch
+
+        from tandem.pipelines.models.overlap import clip_turns, exclusive_of, overlap_turns
         f = {"waveform": torch.from_numpy(np.ascontiguousarray(wav, np.float32))[None],
              "sample_rate": DIAR_SR, "uri": uri}
         out = self.pipeline(f, **self._speaker_kw())
@@ -173,9 +186,16 @@ class Diarizer:
         labels = ann.labels()
         emb = getattr(out, "speaker_embeddings", None)
         cents = {lab: np.asarray(emb[i], np.float64) for i, lab in enumerate(labels)} if emb is not None else {}
-        turns = [(float(s.start), float(s.end), str(lab)) for s, _, lab in ann.itertracks(yield_label=True)]
-        turns = self.reassign(turns, wav)
-        return [(offset_s + s, offset_s + e, lab) for s, e, lab in turns], cents
+        dur = len(wav) / DIAR_SR
+        full = clip_turns(_turns(ann), dur)  # pyannote's padded last chunk can run past the end
+        if getattr(self.pipeline, "encoder", None) is not None and self.p.reassign_window_s > 0:
+            excl = self.reassign(full, wav)  # one label per frame
+        else:
+            ex = getattr(out, "exclusive_speaker_diarization", None)
+            excl = clip_turns(_turns(ex), dur) if ex is not None else exclusive_of(full, dur)
+        ov = overlap_turns(excl, full, dur, self.p.min_overlap_s) if self.p.keep_overlap else []
+        return ([(offset_s + s, offset_s + e, lab, False) for s, e, lab in excl]
+                + [(offset_s + s, offset_s + e, lab, True) for s, e, lab in ov]), cents
 
     def reassign(self, turns: list[tuple[float, float, str]], wav: np.ndarray) -> list[tuple[float, float, str]]:
         """Second pass over the speech found (embedded backend): each window of reassign_window_s
@@ -239,7 +259,7 @@ class Diarizer:
         new = np.where(ok, sim.argmax(axis=1), own)
         votes = np.zeros((n + 1, len(labels)))
         for (a, b), k in zip(wins, new):
-            votes[int(a / fr), k] += 1
+            votes[min(n, int(a / fr)), k] += 1
             votes[min(n, int(np.ceil(b / fr))), k] -= 1
         votes = np.cumsum(votes, axis=0)[:n]
         lab = np.where(votes.sum(axis=1) > 0, votes.argmax(axis=1), cur)
@@ -261,13 +281,14 @@ class Diarizer:
         return sorted((s, e, k) for s, e, k in merged)
 
     def __call__(self, path: str, speech: list[list[float]] | None = None, seed: int = 0) -> list[dict]:
-        """Speaker turns of a file: [{start_s, end_s, speaker}], speakers named by first appearance.
+        """Speaker turns of a file: [{start_s, end_s, speaker, overlap}], speakers named by first
+        appearance; overlap turns lie inside another speaker's exclusive turns.
         `speech` (VAD regions) and `seed` are unused: the pipeline finds speech itself and is
         deterministic."""
         total = file_duration(path)
         block = float(self.p.block_s)
         nblocks = max(1, int(np.ceil(total / block - 1e-9)))
-        turns: list[tuple[float, float, str]] = []
+        turns: list[tuple[float, float, str, bool]] = []
         glob: list[np.ndarray] = []  # running centroid of each global speaker
         weight: list[float] = []
         for b in range(nblocks):
@@ -277,21 +298,24 @@ class Diarizer:
                 continue
             bt, cents = self.diarize_waveform(wav, Path(path).stem, t0)
             mapping = self._link(bt, cents, glob, weight, b)
-            turns += [(s, e, mapping[lab]) for s, e, lab in bt]
+            turns += [(s, e, mapping[lab], ov) for s, e, lab, ov in bt]
         turns.sort()
         names: dict[str, str] = {}
         out = []
-        for s, e, g in turns:
+        for s, e, g, ov in turns:
             names.setdefault(g, f"SPEAKER_{len(names):02d}")
-            out.append({"start_s": round(s, 3), "end_s": round(e, 3), "speaker": names[g]})
+            out.append({"start_s": round(s, 3), "end_s": round(e, 3), "speaker": names[g], "overlap": ov})
         return out
 
     def _link(self, bt, cents, glob, weight, b) -> dict[str, str]:
         """Local speakers of a block -> global ids: the nearest global centroid when its cosine
         distance is under link_threshold (each global id taken once per block), else a new one."""
-        talk: dict[str, float] = {}
-        for s, e, lab in bt:
-            talk[lab] = talk.get(lab, 0.0) + e - s
+        own: dict[str, float] = {}
+        both: dict[str, float] = {}
+        for s, e, lab, ov in bt:
+            (both if ov else own)[lab] = (both if ov else own).get(lab, 0.0) + e - s
+        # a speaker's own speech weighs; overlap only for a label heard nowhere else
+        talk = {lab: own.get(lab) or both[lab] for lab in {**both, **own}}
         mapping: dict[str, str] = {}
         taken: set[int] = set()
         for lab in sorted(talk, key=lambda k: -talk[k]):

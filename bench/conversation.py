@@ -1,0 +1,208 @@
+"""Real conversation through the two-channel split: DER, overlap kept, channel purity.
+
+    nice .venv/bin/python bench/conversation.py [--old] [--turns-only] [--variant K=V[,K=V]] [--json F]
+
+Inputs: the real two-party calls of ../shared/eval-conv/ (stereo, one party per channel) and
+pyannote's sample call (sample.rttm). Each call is mixed to mono and run through the curation
+chain in-process (`curation_stages`: ingest, vad, diarize, transcribe, assemble; what `tandem
+curate` runs before the filters), and the assembled examples' two-channel FLAC audio is decoded
+and placed at its span: that is what the user gets. `--turns-only` stops after diarize and builds
+the channels from the turns as assembly masks them (main speaker by exclusive speech; no words):
+fast, for tuning.
+
+Reference: per channel, silero VAD (the curation VAD's settings) on that channel; the sample's RTTM.
+Per file, on a 10 ms grid, collar 0:
+- DER: pyannote.metrics over the diarization turns (overlap turns included), collar 0.
+- overlap kept: share of reference overlap time (both reference speakers active) where both output
+  channels carry audio.
+- purity: share of each reference speaker's solo speech carried on exactly its own channel (the one
+  most of it lands on alone), over its solo speech carried at all, time-weighted over speakers.
+- carried: share of reference solo speech on any output channel.
+`--old` adds the exclusive split of before (diarize.keep_overlap=false) as a second variant.
+Tuning files (thresholds chosen there): sample, SNG0072; reporting: SNG0480, MUL1011.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CONV = ROOT.parent / "shared" / "eval-conv"
+GRID = 0.01
+FILES = [("sample", "tuning"), ("SNG0072", "tuning"), ("SNG0480", "reporting"), ("MUL1011", "reporting")]
+
+
+def load_inputs(work: Path, vad) -> list[dict]:
+    """Mono mixes written to `work` with their reference turns {start_s, end_s, speaker}."""
+    import soundfile as sf
+
+    from tandem.pipelines.io.rttm import read_rttm
+    from tandem.testing.audio import sample_paths
+    out = []
+    for fid, part in FILES:
+        if fid == "sample":
+            p = sample_paths()
+            out.append({"id": fid, "part": part, "mono": str(p["wav"]), "ref": read_rttm(p["rttm"])})
+            continue
+        src = next(p for p in CONV.glob(f"{fid}.*") if p.suffix != ".json")
+        x, sr = sf.read(str(src), dtype="float32", always_2d=True)
+        stereo = work / f"{fid}_stereo.wav"
+        sf.write(str(stereo), x, sr)
+        ref = [{"start_s": s, "end_s": e, "speaker": f"CH{c}"}
+               for c in (0, 1) for s, e in vad.file_regions(str(stereo), channel=c)]
+        mono = work / f"{fid}.wav"
+        sf.write(str(mono), x.mean(axis=1), sr, subtype="PCM_16")
+        out.append({"id": fid, "part": part, "mono": str(mono), "ref": ref,
+                    "duration_s": len(x) / sr})
+    return out
+
+
+def grid(turns: list[tuple[float, float]], n: int) -> np.ndarray:
+    m = np.zeros(n, bool)
+    for s, e in turns:
+        a, b = max(0, int(round(s / GRID))), min(n, int(round(e / GRID)))
+        m[a:b] = True
+    return m
+
+
+def channels_from_examples(examples: list[dict], n: int) -> np.ndarray:
+    """(2, n) bool: where each output channel carries audio (energy above a tenth of the louder
+    channel's; masked-out audio is exact zeros)."""
+    import soundfile as sf
+    ch = np.zeros((2, n), bool)
+    for ex in examples:
+        x, sr = sf.read(io.BytesIO(ex["audio"]), dtype="float32", always_2d=True)
+        t0 = float(ex["source_spans"][0]["start_s"])
+        hop = int(round(GRID * sr))
+        k = len(x) // hop
+        e = (x[:k * hop].reshape(k, hop, 2) ** 2).mean(axis=1)
+        top = e.max(axis=1, keepdims=True)
+        on = (e > 0.1 * top) & (top > 1e-12)
+        a = int(round(t0 / GRID))
+        b = min(n, a + k)
+        ch[:, a:b] |= on[:b - a].T
+    return ch
+
+
+def channels_from_turns(turns: list[dict], n: int, seed: int) -> np.ndarray:
+    from tandem.pipelines.curate.assemble import pick_main
+    main = pick_main(turns, "most_speech", seed)
+    return np.stack([grid([(t["start_s"], t["end_s"]) for t in turns if (t["speaker"] == main) == (c == 0)], n)
+                     for c in (0, 1)])
+
+
+def scores(ref: list[dict], turns: list[dict], ch: np.ndarray, n: int) -> dict:
+    from pyannote.core import Annotation, Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+    a, b = Annotation(), Annotation()
+    for t in ref:
+        a[Segment(t["start_s"], t["end_s"])] = t["speaker"]
+    for i, t in enumerate(turns):
+        b[Segment(t["start_s"], t["end_s"]), i] = t["speaker"]
+    der = DiarizationErrorRate(collar=0.0)(a, b)
+    spk = sorted({t["speaker"] for t in ref})
+    m = {k: grid([(t["start_s"], t["end_s"]) for t in ref if t["speaker"] == k], n) for k in spk}
+    both = np.sum([m[k] for k in spk], axis=0) >= 2
+    kept = float((both & ch[0] & ch[1]).sum() / max(1, both.sum()))
+    pure = carried = solo_all = 0
+    for k in spk:
+        solo = m[k] & ~both
+        on = [int((solo & ch[c] & ~ch[1 - c]).sum()) for c in (0, 1)]
+        pure += max(on)
+        carried += int((solo & (ch[0] | ch[1])).sum())
+        solo_all += int(solo.sum())
+    hyp_ov = np.zeros(n, bool)
+    for t in turns:
+        if t.get("overlap"):
+            hyp_ov |= grid([(t["start_s"], t["end_s"])], n)
+    return {"der": round(float(der), 3), "overlap_kept": round(kept, 3),
+            "purity": round(pure / max(1, carried), 3), "carried": round(carried / max(1, solo_all), 3),
+            "ref_overlap_s": round(both.sum() * GRID, 1), "hyp_overlap_s": round(hyp_ov.sum() * GRID, 1),
+            "speakers": len({t["speaker"] for t in turns})}
+
+
+def run(inputs: list[dict], cfg: dict, turns_only: bool, log=print) -> list[dict]:
+    import soundfile as sf
+
+    from tandem.pipelines.core.config import config_hash
+    from tandem.pipelines.curate.chain import curation_stages, make_items
+    stages = curation_stages(cfg)
+    if turns_only:
+        stages = [s for s in stages if s.name in ("ingest", "vad", "diarize")]
+    h = config_hash(cfg)
+    res = []
+    with tempfile.TemporaryDirectory() as out:
+        for f in inputs:
+            t0 = time.perf_counter()
+            item = next(make_items([f["mono"]], cfg, h, out))
+            for st in stages:
+                item = st(item)
+            n = int(np.ceil(sf.info(f["mono"]).duration / GRID))
+            r = {"id": f["id"], "part": f["part"], "status": item.get("status"),
+                 "seconds": round(time.perf_counter() - t0, 1)}
+            if "turns" not in item:
+                r["error"] = "; ".join(x.get("detail", "")[:300] for x in item.get("rejections") or [])
+            else:
+                turns = item["turns"]
+                ch = (channels_from_turns(turns, n, int(item["seed"])) if turns_only
+                      else channels_from_examples(item.get("examples") or [], n))
+                r.update(scores(f["ref"], turns, ch, n))
+                r["examples"] = len(item.get("examples") or [])
+            log(json.dumps(r))
+            res.append(r)
+    return res
+
+
+def table(variants: list[str], per: list[list[dict]]) -> str:
+    cols = ("der", "overlap_kept", "purity", "carried", "ref_overlap_s", "hyp_overlap_s", "speakers")
+    lines = ["| variant | file | part | " + " | ".join(cols) + " |", "|---" * (len(cols) + 3) + "|"]
+    for v, rs in zip(variants, per):
+        for r in rs:
+            lines.append(f"| {v} | {r['id']} | {r['part']} | " + " | ".join(str(r.get(c, r.get("error", "")))
+                                                                              for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]")
+    ap.add_argument("--old", action="store_true", help="also the exclusive split (diarize.keep_overlap=false)")
+    ap.add_argument("--turns-only", action="store_true", help="stop after diarize (fast, for tuning)")
+    ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args(argv)
+    import torch
+
+    from tandem.pipelines.core.config import load_config, parse_overrides, section
+    from tandem.pipelines.models.vad import SileroVad
+    torch.set_num_threads(1)
+    variants = [a.set] + [a.set + v.split(",") for v in a.variant]
+    if a.old:
+        variants.append(a.set + ["diarize.keep_overlap=false"])
+    with tempfile.TemporaryDirectory() as work:
+        vad = SileroVad.from_config(section(load_config(a.config), "vad"), threads=1)
+        inputs = [f for f in load_inputs(Path(work), vad) if not a.only or f["id"] in a.only]
+        per = []
+        for v in variants:
+            print("variant:", v or "default", file=sys.stderr)
+            per.append(run(inputs, load_config(a.config, parse_overrides(v)), a.turns_only,
+                           log=lambda s: print(s, file=sys.stderr)))
+    names = [",".join(v) or "default" for v in variants]
+    print(table(names, per))
+    if a.json:
+        a.json.write_text(json.dumps({"variants": names, "results": per}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

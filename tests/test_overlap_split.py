@@ -1,0 +1,146 @@
+"""Overlapped speech through diarization and the two-channel split, and the recording's end.
+
+The diarizer keeps one speaker per instant and adds overlap turns where pyannote's multi-label
+segmentation hears a second speaker (pipelines/models/overlap.py); assembly puts those stretches on
+both channels. Real speech: pyannote's sample call (two overlaps in its RTTM) and a mixture of its
+two speakers' solo turns laid over each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import soundfile as sf
+from tandem.pipelines.core.config import load_config, typed_section
+from tandem.pipelines.models.diarization import DIAR_SR, DiarizeParams, Diarizer
+from tandem.pipelines.models.overlap import clip_turns, exclusive_of, overlap_turns
+
+from tandem.testing.audio import read_rttm, sample_paths
+
+
+def _params(**kw) -> DiarizeParams:
+    return typed_section(DiarizeParams, {"diarize": kw}, "diarize", cache_dir=None)
+
+
+@pytest.fixture(scope="module")
+def diar():
+    import torch
+    torch.set_num_threads(1)  # the LSTM encoder stalls when threads share busy cores
+    return Diarizer.load(_params())
+
+
+@pytest.fixture(scope="module")
+def sample():
+    x, sr = sf.read(str(sample_paths()["wav"]), dtype="float32")
+    assert sr == DIAR_SR
+    return x
+
+
+def _cover(turns, spans) -> float:
+    """Seconds of `spans` covered by `turns` ((s, e) pairs; turns may overlap each other)."""
+    g = np.zeros(int(40 / 0.01), bool)
+    h = np.zeros_like(g)
+    for s, e in spans:
+        g[int(s / 0.01):int(e / 0.01)] = True
+    for s, e in turns:
+        h[int(s / 0.01):int(e / 0.01)] = True
+    return float((g & h).sum() * 0.01)
+
+
+# --- frame logic --------------------------------------------------------------------------------
+
+def test_overlap_turns_add_the_second_speaker_only_where_two_are_active():
+    full = [(0.0, 5.0, "A"), (3.0, 4.0, "B"), (6.0, 8.0, "B")]
+    excl = [(0.0, 5.0, "A"), (6.0, 8.0, "B")]
+    assert overlap_turns(excl, full, 8.0) == [(3.0, 4.0, "B")]
+    # the exclusive pass may give the stretch to B: then A is the overlapping one there
+    excl_b = [(0.0, 3.0, "A"), (3.0, 4.0, "B"), (4.0, 5.0, "A"), (6.0, 8.0, "B")]
+    assert overlap_turns(excl_b, full, 8.0) == [(3.0, 4.0, "A")]
+    assert overlap_turns(excl, full, 8.0, min_s=1.5) == []
+    assert overlap_turns(excl, [(0.0, 5.0, "A")], 8.0) == []  # one speaker: nothing to add
+
+
+def test_exclusive_of_a_full_view():
+    full = [(0.0, 5.0, "A"), (3.0, 4.0, "B"), (4.5, 8.0, "B")]
+    ex = exclusive_of(full, 8.0)
+    assert ex == [(0.0, 5.0, "A"), (5.0, 8.0, "B")]
+    assert overlap_turns(ex, full, 8.0) == [(3.0, 4.0, "B"), (4.5, 5.0, "B")]
+
+
+def test_clip_turns_to_the_recording():
+    assert clip_turns([(-0.1, 1.0, "A"), (2.0, 3.4, "B"), (3.3, 4.0, "A")], 3.3) == [(0.0, 1.0, "A"), (2.0, 3.3, "B")]
+
+
+# --- the recording's end ------------------------------------------------------------------------
+
+class _PastTheEnd:
+    """A pipeline whose reconstruction runs 1.5 s past the audio, as pyannote's zero-padded last
+    chunk can (the meeting excerpts' IndexError: index 3037, size 3002)."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def to(self, device):
+        return self
+
+    def __call__(self, file, **kw):
+        from pyannote.core import Annotation, Segment
+        dur = file["waveform"].shape[1] / file["sample_rate"]
+        a = Annotation()
+        a[Segment(0.0, dur / 2)] = "A"
+        a[Segment(dur / 2 - 1.0, dur + 1.5)] = "B"
+        return a
+
+
+class _BandEncoder:
+    """Stand-in speaker encoder: the window's energy below and above 500 Hz."""
+
+    def __init__(self):
+        import torch
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def parameters(self):
+        return iter([self.w])
+
+    def __call__(self, waveforms, weights):
+        import torch
+        spec = torch.fft.rfft(waveforms[:, 0]).abs()
+        f = torch.fft.rfftfreq(waveforms.shape[-1], 1 / DIAR_SR)
+        e = torch.stack([spec[:, f < 500].sum(1), spec[:, f >= 500].sum(1)], 1)
+        return e / e.norm(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("n", [30 * DIAR_SR + 160, 30 * DIAR_SR + 1, 12345 * 7])
+def test_turns_past_the_end_are_clipped_not_an_index_error(n):
+    t = np.arange(n) / DIAR_SR
+    wav = np.where(t < t[-1] / 2, np.sin(2 * np.pi * 200 * t), np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    d = Diarizer(_PastTheEnd(_BandEncoder()), _params())
+    turns, _ = d.diarize_waveform(wav)
+    dur = n / DIAR_SR
+    assert turns and all(0.0 <= s < e <= dur + 1e-9 for s, e, _, _ in turns), turns
+    assert max(e for _, e, _, _ in turns) == pytest.approx(dur, abs=0.011)  # speech to the last sample kept
+
+
+@pytest.mark.parametrize("end_s", [25.3371, 29.00044, 20.0000625, 30.0])
+def test_real_call_cut_inside_speech(diar, sample, tmp_path, end_s):
+    """pyannote's call cut inside a turn (speech runs to the last sample), at lengths that are no
+    multiple of the 10 ms frame or the 1 s step, and whole (30.0: the file's exact end)."""
+    n = int(round(end_s * DIAR_SR))
+    p = tmp_path / "cut.wav"
+    sf.write(str(p), sample[:n], DIAR_SR, subtype="PCM_16")
+    turns = diar(str(p))
+    assert turns and all(0.0 <= t["start_s"] < t["end_s"] <= n / DIAR_SR + 1e-3 for t in turns), turns
+    assert max(t["end_s"] for t in turns) > n / DIAR_SR - 0.5
+
+
+def test_last_block_of_odd_length(diar, sample, tmp_path):
+    """Blocks of 7 s over 27.3 s + 3 samples: the last block is 6.3 s and 3 samples long."""
+    n = int(27.3 * DIAR_SR) + 3
+    p = tmp_path / "odd.wav"
+    sf.write(str(p), sample[:n], DIAR_SR, subtype="PCM_16")
+    d = Diarizer(diar.pipeline, dataclasses.replace(diar.p, block_s=7.0))
+    turns = d(str(p))
+    assert turns and max(t["end_s"] for t in turns) <= n / DIAR_SR + 1e-3
+    assert max(t["end_s"] for t in turns) > 26.0
