@@ -254,11 +254,21 @@ def refresh_meta(out_dir: str | Path) -> None:
         _finish(con, out_dir)
 
 
-def query(out_dir: str | Path, sql: str, params: list | None = None):
-    """Run SQL on the catalog read-only; returns (column names, rows)."""
+def query(out_dir: str | Path, sql: str, params: list | None = None, *, confined: bool = False):
+    """Run SQL on the catalog read-only; returns (column names, rows). `confined` (SQL a user typed
+    or a file holds): one SELECT, on a connection that cannot reach files (catalogs.confined)."""
     con = connect(out_dir, read_only=True)
     try:
-        cur = con.execute(sql, params or [])
+        if confined:
+            from tandem.catalogs.confined import confine, one_select
+            sql = one_select(sql, f"{catalog_path(out_dir)}: query")
+            confine(con)
+        try:
+            cur = con.execute(sql, params or [])
+        except duckdb.Error as e:
+            if not confined:
+                raise
+            raise ValueError(f"{catalog_path(out_dir)}: query {sql.strip()!r} failed: {' '.join(str(e).split())}") from None
         cols = [d[0] for d in cur.description] if cur.description else []
         return cols, cur.fetchall()
     finally:

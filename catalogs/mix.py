@@ -33,12 +33,13 @@ def mixture_path(out_dir: str | Path, name: str) -> Path:
 
 
 def check_sql(out_dir: str | Path, sql: str) -> int:
-    """Run the selection on the catalog (read-only); returns how many accepted examples it selects."""
+    """Run the selection on the catalog (one SELECT, confined); returns how many accepted examples it selects."""
     import duckdb
+    from tandem.catalogs.confined import connect_confined, one_select
     db = Path(out_dir) / "catalog.duckdb"
-    con = duckdb.connect(str(db), read_only=True)
+    q = one_select(sql, f"{db}: mixture component", MixtureError)
+    con = connect_confined(db)
     try:
-        q = sql.rstrip().rstrip(";")
         cols = [d[0] for d in con.execute(f"SELECT * FROM ({q}) AS q LIMIT 0").description]
         if "example_id" not in cols:
             raise MixtureError(f"{db}: query must return an example_id column, it returns {cols}")
@@ -75,6 +76,8 @@ def add_mixture(out_dir: str | Path, name: str, sql: str, weight: float = 1.0, *
         raise MixtureError(f"{out_dir}: no such output directory")
     if not sql or not sql.strip():
         raise MixtureError(f"mixture {name!r}: empty sql")
+    from tandem.catalogs.confined import one_select
+    one_select(sql, f"mixture {name!r}", MixtureError)  # with or without a catalog to run it on
     weight = float(weight)
     if not math.isfinite(weight) or weight <= 0:
         raise MixtureError(f"mixture {name!r}: weight must be a positive number, got {weight}")

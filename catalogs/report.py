@@ -27,7 +27,7 @@ def _connect(out: Path):
     con = duckdb.connect()
     cat = out / "catalog.duckdb"
     if cat.exists():
-        con.execute(f"ATTACH '{cat}' AS cat (READ_ONLY)")
+        con.execute("ATTACH ? AS cat (READ_ONLY)", [str(cat)])  # the driver quotes the path
         cols = ", ".join(f'"{c}"' for c in EXAMPLE_COLS)
         con.execute(f"CREATE VIEW examples AS SELECT {cols}, status FROM cat.examples")
         con.execute("CREATE VIEW rejections AS SELECT * FROM cat.rejections")
@@ -39,20 +39,20 @@ def _connect(out: Path):
     def files(kind):
         return [str(p) for p in committed_files(out, kind)]
 
-    parts = []
+    # files go to DuckDB through its relational API, never spliced into SQL text (a quote in a path)
     cols = ", ".join(f'"{c}"' for c in EXAMPLE_COLS)
-    for kind, status in (("shards", "accepted"), ("rejected", "rejected")):
-        if files(kind):
-            parts.append(f"SELECT {cols}, '{status}' AS status FROM read_parquet({files(kind)!r})")
     con.register("_empty_ex", EXAMPLE_SCHEMA.empty_table())
-    parts.append(f"SELECT {cols}, NULL::VARCHAR AS status FROM _empty_ex")
-    con.execute("CREATE VIEW examples AS " + " UNION ALL ".join(parts))
+    rel = con.sql(f"SELECT {cols}, NULL::VARCHAR AS status FROM _empty_ex")
+    for kind, status in (("rejected", "rejected"), ("shards", "accepted")):
+        if files(kind):
+            rel = con.read_parquet(files(kind)).select(f"{cols}, '{status}' AS status").union(rel)
+    rel.create_view("examples")
     for name, schema in (("rejections", REJECTION_SCHEMA), ("sources", SOURCE_SCHEMA)):
         con.register(f"_empty_{name}", schema.empty_table())
-        q = f"SELECT * FROM _empty_{name}"
+        rel = con.table(f"_empty_{name}")
         if files(name):
-            q = f"SELECT * FROM read_parquet({files(name)!r}) UNION ALL " + q
-        con.execute(f"CREATE VIEW {name} AS {q}")
+            rel = con.read_parquet(files(name)).union(rel)
+        rel.create_view(name)
     if not files("shards") and not files("rejected") and not files("rejections"):
         raise FileNotFoundError(f"{out}: no catalog and no committed shards: nothing to report on")
     return con, "parquet"

@@ -68,7 +68,7 @@ def run(args) -> int:
         print(f"built {path}: {e} examples, {r} rejections, {s} sources, {sh} shard files")
         return 0
     if args.action == "query":
-        cols, rows = catalog.query(args.out, args.sql)
+        cols, rows = catalog.query(args.out, args.sql, confined=True)
         print_rows(cols, rows, args.format)
         return 0
     if args.action == "summary":

@@ -281,3 +281,80 @@ def test_case4_bad_manifest_line_is_one_line_from_the_cli(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err == f"tandem curate: error: manifest {man}, line 2: 'uri' is empty"
     assert not (tmp_path / "out").exists()
+
+
+# ---- case 8: confined SQL -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_out(tmp_path_factory):
+    from tandem.testing import loader as lt
+    out = tmp_path_factory.mktemp("sql") / "o'ut"  # a quote in the path: SQL text must never hold it
+    lt.make_output_dir(out, 8, languages=("en", "fr"), durations=(0.5,), per_item=2, items_per_commit=2)
+    return out
+
+
+def _stacked(target) -> list[str]:
+    """SQL that must never run as written: the first five are not one SELECT; the last two are one
+    SELECT that reaches outside the catalog."""
+    return [
+        # closes the wrapping subquery and stacks a COPY (the attack of issue 20)
+        (f"SELECT example_id FROM examples) AS q); COPY (SELECT 'x') TO '{target}'; "
+         "SELECT * FROM ((SELECT example_id FROM examples"),
+        f"COPY (SELECT 'x') TO '{target}'",
+        f"SELECT example_id FROM examples; COPY (SELECT 'x') TO '{target}'",
+        "SET enable_external_access = true",
+        "ATTACH '/tmp/elsewhere.duckdb' AS x",
+        "SELECT example_id FROM examples WHERE example_id IN (SELECT content FROM read_text('/etc/hostname'))",
+        f"SELECT example_id FROM read_csv('{target.parent}/*.csv')",
+    ]
+
+
+def test_case8_mixture_and_sql_selections_are_confined(small_out, tmp_path):
+    from tandem.catalogs import mix
+    from tandem.pipelines.train import LoaderError, MixtureDataset, ShardDataset
+    target = tmp_path / "written.txt"
+    (target.parent / "ids.csv").write_text("example_id\nx\n")
+    for i, sql in enumerate(_stacked(target)):
+        with pytest.raises(mix.MixtureError):
+            mix.add_mixture(small_out, "m", sql, validate=True)
+        if i < 5:  # parsed even when not run
+            with pytest.raises(mix.MixtureError, match="statement|parse"):
+                mix.add_mixture(small_out, "m", sql, validate=False)
+        with pytest.raises(LoaderError):
+            list(ShardDataset.from_sql(small_out, sql))
+        # a mixture file written by hand (or by an attacker) is checked before any query runs
+        (small_out / "mixtures").mkdir(exist_ok=True)
+        (small_out / "mixtures" / "evil.json").write_text(json.dumps(
+            {"name": "evil", "components": [{"name": "c0", "sql": sql, "weight": 1.0}]}))
+        with pytest.raises(LoaderError):
+            next(iter(MixtureDataset(small_out, "evil")))
+        assert not target.exists(), sql
+    with pytest.raises(LoaderError, match="mixture name"):
+        MixtureDataset(small_out, "../../evil")
+    # a plain selection still works
+    assert len(list(ShardDataset.from_sql(small_out, "SELECT example_id FROM examples WHERE language = 'fr';"))) > 0
+
+
+def test_case8_catalog_query_from_the_cli_is_confined(small_out, tmp_path, capsys):
+    from tandem.ray_jobs.cli import main
+    target = tmp_path / "written.txt"
+    for sql in _stacked(target):
+        assert main(["catalog", "query", str(small_out), sql]) == 2, sql
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+        assert not target.exists()
+    assert main(["catalog", "query", str(small_out), "SELECT count(*) FROM examples"]) == 0
+
+
+def test_case8_report_reads_shards_with_any_path(small_out, tmp_path):
+    # without a catalog the report reads the shards: their paths go to DuckDB as values, not SQL text
+    import shutil
+
+    from tandem.catalogs.report import _connect
+    out = tmp_path / "it's"
+    shutil.copytree(small_out, out)
+    (out / "catalog.duckdb").unlink()
+    from tandem.catalogs import catalog
+    _, want = catalog.query(small_out, "SELECT status, count(*) FROM examples GROUP BY ALL ORDER BY ALL")
+    con, how = _connect(out)
+    assert how == "parquet" and want
+    assert con.execute("SELECT status, count(*) FROM examples GROUP BY ALL ORDER BY ALL").fetchall() == want

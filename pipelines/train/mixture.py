@@ -17,7 +17,12 @@ from tandem.pipelines.train.units import LoaderError, _int_hash, _resolve_slot
 
 def load_mixture(out_dir: str | Path, name: str) -> dict:
     """The mixture definition OUT/mixtures/<name>.json (see catalogs.mix)."""
-    p = Path(out_dir) / "mixtures" / f"{name}.json"
+    from tandem.catalogs.confined import one_select
+    from tandem.catalogs.mix import MixtureError, mixture_path
+    try:
+        p = mixture_path(out_dir, name)  # a name, not a path: "../x" is refused
+    except MixtureError as e:
+        raise LoaderError(str(e)) from None
     if not p.exists():
         raise LoaderError(f"{p}: no mixture named {name!r} (add one with `tandem catalog mix`)")
     try:
@@ -28,6 +33,7 @@ def load_mixture(out_dir: str | Path, name: str) -> dict:
         for c in comps:
             if float(c["weight"]) <= 0 or not str(c["sql"]).strip():
                 raise ValueError(f"component {c.get('name')}: weight must be > 0 and sql non-empty")
+            one_select(c["sql"], f"component {c.get('name')}")  # one SELECT, before any is run
     except (ValueError, KeyError, TypeError) as e:
         raise LoaderError(f"{p}: not a valid mixture ({e})") from None
     return m

@@ -187,15 +187,17 @@ def _catalog_selection(out_dir: str | Path, sql: str, include_rejected: bool) ->
     db = out_dir / "catalog.duckdb"
     if not db.exists():
         raise LoaderError(f"{db}: no catalog (build it with `tandem catalog build {out_dir}`)")
+    from tandem.catalogs.confined import connect_confined, one_select
     status = "" if include_rejected else " AND e.status = 'accepted'"
-    con = duckdb.connect(str(db), read_only=True)
+    sel_sql = one_select(sql, f"{db}: selection", LoaderError)
+    con = connect_confined(db)
     try:
         cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
                                            "WHERE table_name = 'examples'").fetchall()}
         row = "shard_row" if "shard_row" in cols else "row_number() OVER (PARTITION BY shard ORDER BY rowid) - 1"
         q = (f"WITH located AS (SELECT shard, example_id, status, {row} AS shard_row FROM examples) "
              f"SELECT e.shard, e.shard_row, e.example_id FROM located e WHERE e.example_id IN "
-             f"(SELECT q.example_id FROM ({sql.rstrip().rstrip(';')}) AS q){status}")
+             f"(SELECT q.example_id FROM ({sel_sql}) AS q){status}")
         try:
             rows = con.execute(q).fetchall()
         except duckdb.Error as e:
