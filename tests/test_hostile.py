@@ -358,3 +358,55 @@ def test_case8_report_reads_shards_with_any_path(small_out, tmp_path):
     con, how = _connect(out)
     assert how == "parquet" and want
     assert con.execute("SELECT status, count(*) FROM examples GROUP BY ALL ORDER BY ALL").fetchall() == want
+
+
+# ---- case 9: ids and files checked ------------------------------------------------------------
+
+def _tamper(shard, new_id="../../x"):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    t = pq.read_table(shard)
+    ids = t.column("example_id").to_pylist()
+    ids[0] = new_id
+    pq.write_table(t.set_column(t.schema.get_field_index("example_id"), "example_id", pa.array(ids)), shard)
+
+
+def test_case9_a_tampered_shard_is_an_error_naming_it(small_out, tmp_path, capsys):
+    import shutil
+
+    from tandem.pipelines.store.commit import committed_files
+    from tandem.pipelines.train import LoaderError, ShardDataset
+    from tandem.pipelines.train.export import export_moshi
+    from tandem.ray_jobs.cli import main
+    out = tmp_path / "out"
+    shutil.copytree(small_out, out)
+    shard = committed_files(out, "shards")[0]
+    _tamper(shard)
+    dest = tmp_path / "a" / "b" / "dest"
+    with pytest.raises(LoaderError, match=f"{shard}: checksum .* does not match its commit manifest"):
+        export_moshi(out, dest)
+    with pytest.raises(LoaderError, match="commit manifest"):
+        list(ShardDataset(out, shuffle=False))
+    assert main(["export", "moshi", str(out), str(dest)]) == 2
+    assert str(shard) in capsys.readouterr().err
+    assert not list(tmp_path.rglob("x.*"))
+
+
+def test_case9_ids_must_match_their_pattern_before_naming_files(small_out, tmp_path):
+    # a plain folder of shards has no manifest to check against: the id pattern is the guard
+    import shutil
+
+    from tandem.pipelines.store.commit import committed_files
+    from tandem.pipelines.train.export import export_moshi, export_rttm
+    plain = tmp_path / "plain"
+    (plain / "shards").mkdir(parents=True)
+    for f in committed_files(small_out, "shards"):
+        shutil.copy(f, plain / "shards" / f.name)
+    _tamper(next((plain / "shards").glob("*.parquet")))
+    dest = tmp_path / "a" / "b" / "dest"
+    for export in (export_moshi, export_rttm):
+        with pytest.raises(ValueError, match="'../../x' is not a tandem id"):
+            export(plain, dest)
+    assert not list(tmp_path.rglob("x.*"))
+    with pytest.raises(ValueError, match="outside the export directory"):
+        export_moshi(small_out, dest, index="../index.jsonl")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,10 +25,29 @@ from tandem.pipelines.io.rttm import write_rttm
 SPEAKER_LABELS = ("SPEAKER_MAIN", "SPEAKER_OTHER")
 
 
+# example ids as tandem writes them (stable_hash: lowercase hex); nothing else becomes a file name
+EXAMPLE_ID_RE = re.compile(r"^[0-9a-f]{8,64}$")
+
+
 def _rows(out_dir: str | Path, sql: str | None, columns: list[str]) -> Iterator[tuple[str, dict]]:
+    """(shard, row) of the selected examples; shards checked against their commit manifests and
+    every example id against EXAMPLE_ID_RE before an export names a file after it."""
     from tandem.pipelines.train.units import iter_rows, select_units
     for unit, row in iter_rows(select_units(out_dir, sql), columns):
+        eid = row.get("example_id")
+        if not isinstance(eid, str) or not EXAMPLE_ID_RE.match(eid):
+            raise ValueError(f"{unit.path}: example id {eid!r:.80} is not a tandem id (lowercase hex); "
+                             "refusing to name a file after it")
         yield unit.path, row
+
+
+def under(dest: Path, *parts: str) -> Path:
+    """dest/parts..., which must stay inside `dest` (a name with '..' or '/' is an error)."""
+    root = dest.resolve()
+    p = (root.joinpath(*parts)).resolve()
+    if p != root and root not in p.parents:
+        raise ValueError(f"{'/'.join(parts)!r} would be written outside the export directory {dest}")
+    return p
 
 
 def alignments(words: list[dict]) -> list[list]:
@@ -42,7 +62,9 @@ def export_moshi(out_dir: str | Path, dest: str | Path, *, sql: str | None = Non
     """Write the moshi-finetune layout under `dest`; returns counts. Streams one row group at a time."""
     import soundfile as sf
     dest = Path(dest)
-    (dest / audio_dir).mkdir(parents=True, exist_ok=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    index_path = under(dest, index)
+    under(dest, audio_dir).mkdir(parents=True, exist_ok=True)
     lines, seconds = [], 0.0
     for shard, row in _rows(out_dir, sql, ["example_id", "audio", "words", "sample_rate"]):
         eid = row["example_id"]
@@ -59,7 +81,7 @@ def export_moshi(out_dir: str | Path, dest: str | Path, *, sql: str | None = Non
             sr = sample_rate
         buf = io.BytesIO()
         sf.write(buf, data, sr, format="WAV", subtype="PCM_16")
-        wav = dest / audio_dir / f"{eid}.wav"
+        wav = under(dest, audio_dir, f"{eid}.wav")
         write_atomic(wav, buf.getvalue())
         write_atomic(wav.with_suffix(".json"),
                       json.dumps({"alignments": alignments(row["words"])}, ensure_ascii=False).encode())
@@ -67,7 +89,7 @@ def export_moshi(out_dir: str | Path, dest: str | Path, *, sql: str | None = Non
         seconds += dur
         path = str(wav.resolve()) if absolute_paths else f"{audio_dir}/{eid}.wav"
         lines.append(json.dumps({"path": path, "duration": dur}))
-    write_atomic(dest / index, ("\n".join(lines) + ("\n" if lines else "")).encode())
+    write_atomic(index_path, ("\n".join(lines) + ("\n" if lines else "")).encode())
     return {"examples": len(lines), "seconds": seconds, "index": str(dest / index)}
 
 
@@ -96,7 +118,7 @@ def export_rttm(out_dir: str | Path, dest: str | Path, *, sql: str | None = None
     for _, row in _rows(out_dir, sql, ["example_id", "words"]):
         eid = row["example_id"]
         turns = speaker_turns(row["words"], merge_gap)
-        write_rttm(dest / f"{eid}.rttm", eid, [{"start_s": a, "end_s": b, "speaker": s} for a, b, s in turns])
+        write_rttm(under(dest, f"{eid}.rttm"), eid, [{"start_s": a, "end_s": b, "speaker": s} for a, b, s in turns])
         n += 1
         turns_total += len(turns)
     return {"examples": n, "turns": turns_total}

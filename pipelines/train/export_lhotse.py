@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from tandem.pipelines.io.files import write_atomic
-from tandem.pipelines.train.export import SPEAKER_LABELS, _rows
+from tandem.pipelines.train.export import SPEAKER_LABELS, _rows, under
 
 
 def _probe(shard: str, row: dict) -> tuple[int, int]:
@@ -80,7 +80,7 @@ def export_lhotse(out_dir: str | Path, dest: str | Path, *, sql: str | None = No
         for shard, row in _rows(out_dir, sql, ["example_id", "language", "audio", "words"]):
             eid = row["example_id"]
             sr, frames = _probe(shard, row)
-            path = dest / "audio" / f"{eid}.flac"
+            path = under(dest, "audio", f"{eid}.flac")
             write_atomic(path, row["audio"])  # the FLAC as stored: lossless, no re-encode
             rec = Recording(id=eid, sources=[AudioSource(type="file", channels=[0, 1], source=str(path.resolve()))],
                             sampling_rate=sr, num_samples=frames, duration=frames / sr, channel_ids=[0, 1])

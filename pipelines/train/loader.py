@@ -33,9 +33,7 @@ from tandem.pipelines.train.units import (
     _int_hash,
     _read_rows,
     _resolve_slot,
-    build_units,
     select_units,
-    shard_paths,
     shuffle_plan,
 )
 
@@ -64,7 +62,7 @@ class ShardDataset(Resumable):
             raise LoaderError(f"crop must be one of {CROPS}, got {crop!r}")
         if max_duration_s is not None and max_duration_s <= 0:
             raise LoaderError(f"max_duration_s must be positive, got {max_duration_s}")
-        self.units = list(units) if units is not None else build_units(shard_paths(source))
+        self.units = list(units) if units is not None else select_units(source)  # with the manifest checksums
         self.rank, self.world_size = rank, world_size
         self.seed, self.epoch = int(seed), int(epoch)
         self.shuffle, self.shuffle_buffer = shuffle, int(shuffle_buffer)

@@ -35,6 +35,7 @@ class Unit:
     rows: tuple[int, ...] | None  # selected row indices inside the row group; None = all
     n: int
     ids: tuple[str, ...] | None = None  # the example ids the catalog placed at `rows` (checked on read)
+    sha256: str | None = None  # the shard's checksum in its commit manifest (checked on first read)
 
 
 # ---- finding shards ----------------------------------------------------------------------------
@@ -73,6 +74,36 @@ def _output_dir_shards(out_dir: Path) -> list[Path]:
     return sorted((out_dir / "shards").glob("*.parquet")) or sorted(out_dir.glob("*.parquet"))
 
 
+def manifest_sums(out_dir: str | Path) -> dict[str, str]:
+    """{shard path: sha256} of an output dir's committed files ({} for a plain folder of Parquet)."""
+    from tandem.pipelines.store.commit import COMMITS, file_records
+    out_dir = Path(out_dir)
+    if not (out_dir / COMMITS).exists():
+        return {}
+    return {str(out_dir / r["path"]): r["sha256"] for r in file_records(out_dir) if r.get("sha256")}
+
+
+_VERIFIED: set[tuple[str, int, int, str]] = set()
+
+
+def verify_shard(path: str, sha256: str | None) -> None:
+    """A committed shard must be the bytes its commit manifest names: once per process and file
+    version (a tampered or corrupt shard is an error naming it, never rows read from it)."""
+    if not sha256:
+        return
+    from tandem.pipelines.io.files import sha256_file
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size, sha256)
+    if key in _VERIFIED:
+        return
+    got = sha256_file(Path(path))
+    if got != sha256:
+        raise LoaderError(f"{path}: checksum {got[:16]} does not match its commit manifest ({sha256[:16]}): the "
+                          "shard was changed after it was committed (tampered or corrupt); `tandem catalog "
+                          "verify` lists every such file")
+    _VERIFIED.add(key)
+
+
 def _open_parquet(path: str):
     import pyarrow.parquet as pq
     try:
@@ -103,8 +134,8 @@ def _cached_parquet(path: str):
     return pf
 
 
-def build_units(paths: Sequence[str | Path]) -> list[Unit]:
-    """One unit per non-empty row group, from the Parquet footers alone."""
+def build_units(paths: Sequence[str | Path], sums: dict[str, str] | None = None) -> list[Unit]:
+    """One unit per non-empty row group, from the Parquet footers alone (`sums`: expected checksums)."""
     units = []
     for p in paths:
         p = str(p)
@@ -112,7 +143,7 @@ def build_units(paths: Sequence[str | Path]) -> list[Unit]:
         for rg in range(pf.num_row_groups):
             n = pf.metadata.row_group(rg).num_rows
             if n:
-                units.append(Unit(p, rg, None, n))
+                units.append(Unit(p, rg, None, n, sha256=(sums or {}).get(p)))
     return units
 
 
@@ -123,8 +154,9 @@ def select_units(source: str | Path | Sequence[str | Path], sql: str | None = No
     A selection is placed by the catalog's (shard, row) location and the shards' footers (row
     group sizes): no row group is scanned to find the rows. Each row's example_id is checked
     when the row group is read for training, so a stale catalog is an error, not wrong data."""
+    sums = manifest_sums(source) if isinstance(source, (str, Path)) and Path(source).is_dir() else {}
     if sql is None:
-        return build_units(shard_paths(source))
+        return build_units(shard_paths(source), sums)
     located = _catalog_selection(source, sql, include_rejected)
     units = []
     for path in sorted(located):
@@ -143,12 +175,14 @@ def select_units(source: str | Path | Sequence[str | Path], sql: str | None = No
                 sel.append(rows[k])
                 k += 1
             if sel:
-                units.append(Unit(path, rg, tuple(r - start for r, _ in sel), len(sel), tuple(e for _, e in sel)))
+                units.append(Unit(path, rg, tuple(r - start for r, _ in sel), len(sel), tuple(e for _, e in sel),
+                                  sums.get(path)))
             start += n
     return units
 
 
 def _read_rows(unit: Unit, columns: list[str] | None) -> list[dict]:
+    verify_shard(unit.path, unit.sha256)
     pf = _cached_parquet(unit.path)
     try:
         # one thread: DataLoader workers are the parallelism, and small row groups pay for threads
