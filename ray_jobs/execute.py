@@ -56,7 +56,7 @@ def _stage_payload(stage: Stage) -> bytes:
         return cloudpickle.dumps(("instance", stage))
     except (TypeError, AttributeError, pickle.PicklingError) as e:
         try:
-            return cloudpickle.dumps(("class", (type(stage), stage.cfg)))
+            return cloudpickle.dumps(("class", (type(stage), stage.cfg, stage.attempt_run)))
         except (TypeError, AttributeError, pickle.PicklingError):
             raise TypeError(f"stage {stage.name} ({type(stage).__qualname__}) cannot be sent to Ray "
                             f"workers: {e}") from None
@@ -70,7 +70,11 @@ def _build_stage(payload: bytes, threads: int | None = None) -> Stage:
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
     how, obj = pickle.loads(payload)
-    return obj if how == "instance" else obj[0](obj[1])
+    if how == "instance":
+        return obj
+    stage = obj[0](obj[1])
+    stage.attempt_run = obj[2]
+    return stage
 
 
 def _apply(stage: Stage, batch: dict) -> dict:

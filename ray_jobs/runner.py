@@ -114,6 +114,8 @@ def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog
               "versions": json.dumps(library_versions(), sort_keys=True), "stages": "[]",
               "argv": json.dumps(list(argv if argv is not None else sys.argv))}
     _write_record(out_dir, record)
+    for s in stages:  # attempt markers of this run tell a worker death from a job that ended
+        s.attempt_run = run_id
     caught_up = catalog.catch_up()
     catalog.publish(force=True)
     table = StageTable([s.name for s in stages])

@@ -410,3 +410,47 @@ def test_case9_ids_must_match_their_pattern_before_naming_files(small_out, tmp_p
     assert not list(tmp_path.rglob("x.*"))
     with pytest.raises(ValueError, match="outside the export directory"):
         export_moshi(small_out, dest, index="../index.jsonl")
+
+
+# ---- case 5: attempts that mean something ---------------------------------------------------------
+
+def test_case5_driver_kills_do_not_quarantine_a_good_input(tmp_path):
+    import subprocess
+    import sys
+    out = tmp_path / "out"
+    # three runs, each killed (SIGKILL of the driver) while ToyWork holds item 1
+    faults = ";".join(f"toy_work:driver:1:{tmp_path / f'kill{k}.marker'}" for k in range(3))
+    env = {**os.environ, "TANDEM_TOY_FAULT": faults}
+    cmd = [sys.executable, "-m", "tandem.testing.toy", str(out), "--items", "3", "--local", "--commit-every", "1"]
+    for k in range(3):
+        r = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == -9 and (tmp_path / f"kill{k}.marker").exists(), r.stderr[-2000:]
+    r = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from tandem.catalogs import catalog
+    _, rej = catalog.query(out, "SELECT reason FROM rejections")
+    assert rej == []
+    _, n = catalog.query(out, "SELECT count(*) FROM examples WHERE status = 'accepted'")
+    assert n == [(3,)]
+
+
+def test_case5_deaths_on_the_input_still_quarantine_with_evidence(tmp_path):
+    from tandem.pipelines.core import attempts
+
+    class Model(Stage):
+        name = "model"
+        uses_model = True
+
+        def process(self, item):
+            return item
+    item = {"uri": "x.wav", "work_key": "wk", "out_dir": str(tmp_path), "status": "ok", "rejections": []}
+    st_ = Model()
+    st_.attempt_run = "run-7"
+    marker = st_._attempt_file(item)
+    for pid in (11, 12, 13):  # three attempts of this run that never returned: their workers died
+        attempts.enter(marker, "run-7")
+        rec = json.loads(marker.read_text())
+        marker.write_text(json.dumps({**rec, "pid": pid}))
+    it = st_(dict(item))
+    assert it["status"] == "rejected" and it["rejections"][0]["reason"] == "quarantined"
+    assert "died 3 times" in it["rejections"][0]["detail"] and "pid 13" in it["rejections"][0]["detail"]

@@ -69,16 +69,32 @@ def test_classification():
 
 
 def test_item_that_keeps_killing_its_worker_is_quarantined(tmp_path):
+    import json
+    import os
+    import socket
     st = Flaky([])
+    st.attempt_run = "run-1"
     marker = st._attempt_file(_item(tmp_path))
     marker.parent.mkdir(parents=True)
-    # two earlier attempts died mid-item (the marker survived them): a third attempt still runs
-    marker.write_text("2")
+    # an attempt of this run that never returned (its worker died), after two earlier deaths
+    dead = {"pid": 4242, "host": socket.gethostname(), "node": None}
+
+    def left_behind(deaths):
+        marker.write_text(json.dumps({"run": "run-1", **dead, "deaths": [dead] * deaths}))
+    left_behind(1)  # two deaths counted: a third attempt still runs
     assert st(_item(tmp_path))["status"] == "ok" and not marker.exists()
-    marker.write_text("3")
-    it = Flaky([])(_item(tmp_path))
+    left_behind(2)
+    it = st(_item(tmp_path))
     assert it["status"] == "rejected" and it["rejections"][0]["reason"] == "quarantined"
-    assert "died 3 times" in it["rejections"][0]["detail"]
+    assert "died 3 times" in it["rejections"][0]["detail"] and "pid 4242" in it["rejections"][0]["detail"]
+    assert not marker.exists()
+    # a running attempt leaves a marker naming its own run and process
+    seen = []
+    st2 = Flaky([])
+    st2.attempt_run = "run-1"
+    st2.process = lambda item: seen.append(json.loads(marker.read_text())) or item
+    st2(_item(tmp_path))
+    assert seen[0]["run"] == "run-1" and seen[0]["pid"] == os.getpid() and seen[0]["deaths"] == []
 
 
 class NeedsModel(Stage):

@@ -22,6 +22,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tandem.pipelines.core import attempts
 from tandem.pipelines.core.contracts import rejection_row
 
 # A model stage's worker may die on an item this many times before the item is quarantined.
@@ -106,6 +107,9 @@ class Stage:
     uses_model: bool = False
     # in-process retries of an item that failed transiently, before it is handed back as `retry`
     transient_retries: int = 2
+    # the run this stage works for (set by the runner): an attempt marker left by another run is a
+    # job that ended (driver killed, cancelled), not a worker that died on the input
+    attempt_run: str | None = None
 
     def __init__(self, cfg: dict | None = None, *, resources: Resources | None = None):
         # `cfg` is the legacy form: stages not yet given typed parameters read it in setup()
@@ -144,8 +148,8 @@ class Stage:
             self._ready = True
 
     def _attempt_file(self, item: dict) -> Path | None:
-        """Marker counting this stage's attempts at an item, kept until the attempt returns: a
-        worker killed mid-item leaves it behind, so repeated kills are seen across retries."""
+        """Marker of this stage's attempt at an item, kept until the attempt returns: a worker
+        killed mid-item leaves it behind, so its deaths on that input are seen (pipelines.core.attempts)."""
         if not (self.uses_model and item.get("out_dir") and item.get("work_key")):
             return None
         return Path(item["out_dir"]) / "_attempts" / f"{item['work_key']}.{self.name}"
@@ -161,15 +165,13 @@ class Stage:
             raise KeyError(f"stage {self.name}: item lacks {missing} (wrong stage order?)")
         t0 = time.perf_counter()
         marker = self._attempt_file(item)
-        tries = int(marker.read_text() or 0) if marker is not None and marker.exists() else 0
-        if tries >= QUARANTINE_AFTER:
+        deaths = attempts.enter(marker, self.attempt_run) if marker is not None else []
+        if len(deaths) >= QUARANTINE_AFTER:
             reject(item, stage=self.name, reason="quarantined",
-                   detail=f"{item.get('uri')}: the {self.name} worker died {tries} times on this input")
+                   detail=f"{item.get('uri')}: the {self.name} worker died {len(deaths)} times on this input "
+                          f"({attempts.describe(deaths)})")
             marker.unlink(missing_ok=True)
         else:
-            if marker is not None:
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text(str(tries + 1))
             item = self._process_with_retries(item)
             if marker is not None:
                 marker.unlink(missing_ok=True)
