@@ -221,6 +221,19 @@ def test_catalog_selection_places_rows_without_scanning(tmp_path, monkeypatch):
     shard = min(committed_files(out, "shards"))
     t = pq.read_table(shard)
     pq.write_table(t.take(list(range(t.num_rows))[::-1]), shard, row_group_size=2)
+    with pytest.raises(LoaderError, match="does not match its commit manifest"):
+        list(ShardDataset.from_sql(out, "SELECT example_id FROM examples WHERE language = 'fr'"))
+    # ... and with its manifest updated too (the catalog alone is stale): the rows are checked
+    import json
+
+    from tandem.pipelines.io.files import sha256_file
+    from tandem.pipelines.store.commit import COMMITS
+    rel = shard.relative_to(out).as_posix()
+    for m in (out / COMMITS).glob("*.json"):
+        d = json.loads(m.read_text())
+        if rel in d["files"]:
+            d["files"][rel]["sha256"] = sha256_file(shard)
+            m.write_text(json.dumps(d))
     with pytest.raises(LoaderError, match="stale catalog"):
         list(ShardDataset.from_sql(out, "SELECT example_id FROM examples WHERE language = 'fr'"))
 
