@@ -1,8 +1,9 @@
-"""Corpus-scale dedup: exact duplicate example audio (hash of decoded 16-bit PCM) and
-near-duplicate transcripts (MinHash LSH over word shingles).
+"""Corpus-scale dedup: exact duplicate example audio (hash of decoded 16-bit PCM), near-duplicate
+audio by how it sounds (Chromaprint fingerprint, filters/fingerprint.py) and near-duplicate
+transcripts (MinHash LSH over word shingles, a second signal: one ASR word can move it).
 
 `signature(example, params)` runs in the workers, next to the audio: it decodes the FLAC once for
-the PCM hash and computes the transcript's MinHash. `SignatureIndex` matches signatures
+the PCM hash and the fingerprint, and computes the transcript's MinHash. `SignatureIndex` matches signatures
 incrementally: a check costs one dict lookup plus one LSH query whatever the history, and holds
 signatures only (never texts or audio). A job commits the signatures of the examples it keeps in
 Parquet beside the shards (SIGNATURE_SCHEMA, kind `dedup`), and the next run loads them back.
@@ -29,20 +30,26 @@ SIGNATURE_SCHEMA = pa.schema([
     ("source_id", pa.string()),
     ("audio_hash", pa.binary(16)),  # None when exact dedup is off or the example has no audio
     ("minhash", pa.list_(pa.uint32())),  # None when the transcript is too short to compare
+    # Chromaprint items of the mix of both channels, quiet items 0 (None: near_audio off, no audio)
+    ("fingerprint", pa.list_(pa.uint32())),
     # the examples this one was found to duplicate (its edges in the duplicate graph); kept so the
     # clusters, and so the keeper of each, can be rebuilt after a crash or by the next run
     ("duplicate_of", pa.list_(pa.string())),
 ])
 
 
-def audio_hash(example: dict) -> str:
-    """Hash of the decoded PCM (two FLAC encodings of the same samples hash the same)."""
-    from tandem.pipelines.io.audio import decode_flac, pcm_hash
+def _decode(example: dict) -> tuple[np.ndarray, int]:
+    from tandem.pipelines.io.audio import decode_flac
     try:
-        audio, _ = decode_flac(example["audio"])
+        return decode_flac(example["audio"])
     except Exception as e:
         raise ValueError(f"example {example.get('example_id')}: audio does not decode as FLAC ({e})") from e
-    return pcm_hash(audio.T)
+
+
+def audio_hash(example: dict) -> str:
+    """Hash of the decoded PCM (two FLAC encodings of the same samples hash the same)."""
+    from tandem.pipelines.io.audio import pcm_hash
+    return pcm_hash(_decode(example)[0].T)
 
 
 def shingles(text: str, k: int) -> set[bytes]:
@@ -57,6 +64,11 @@ class DedupParams(FilterParams):
     section: ClassVar[str] = "dedup"
 
     exact_audio: bool
+    near_audio: bool
+    audio_max_ber: float
+    audio_min_items: int
+    audio_min_votes: int
+    audio_min_cover: float
     near_text: bool
     jaccard: float
     num_perm: int
@@ -78,21 +90,33 @@ def minhash_values(text: str, p: DedupParams) -> np.ndarray | None:
 
 def signature(example: dict, p: DedupParams) -> dict:
     """What the index needs of one example (runs in the worker holding its audio)."""
-    ah = None
-    if p.exact_audio and example.get("audio"):
-        ah = bytes.fromhex(audio_hash(example))[:16]
+    ah = fp = None
+    if (p.exact_audio or p.near_audio) and example.get("audio"):
+        from tandem.filters.fingerprint import fingerprint
+        from tandem.pipelines.io.audio import pcm_hash
+        audio, sr = _decode(example)
+        if p.exact_audio:
+            ah = bytes.fromhex(pcm_hash(audio.T))[:16]
+        if p.near_audio:
+            fp = fingerprint(audio.mean(axis=0), sr).tolist()
     mh = None
     if p.near_text:
         mh = minhash_values(" ".join(t for t in (example.get("text_ch0"), example.get("text_ch1")) if t), p)
     return {"example_id": example.get("example_id") or "", "audio_hash": ah,
-            "minhash": None if mh is None else mh.tolist()}
+            "minhash": None if mh is None else mh.tolist(), "fingerprint": fp}
 
 
-def decision_for(eid: str, same: str | None, near: list[tuple[str, float]], threshold: float) -> Decision:
-    """The dedup rejection of `eid` given its matches (`SignatureIndex.matches`), or ok."""
+def decision_for(eid: str, same: str | None, near: list[tuple[str, float]], threshold: float,
+                 sound: list[tuple[str, float]] = ()) -> Decision:
+    """The dedup rejection of `eid` given its matches (`SignatureIndex.matches`, `.sounds`), or ok."""
     if same is not None:
         return Decision.reject("dedup", "duplicate_audio", f"example {eid}: same decoded audio as example {same}",
                                {"dedup.exact": 1.0})
+    if sound:
+        best, ber = sound[0]
+        return Decision.reject("dedup", "near_duplicate_audio",
+                               f"example {eid}: sounds like example {best} (fingerprint bit error rate "
+                               f"{ber:.3f} at the best alignment)", {"dedup.audio_ber": ber})
     if near:
         best, j = near[0]
         return Decision.reject("dedup", "near_duplicate_text",
@@ -110,14 +134,21 @@ class SignatureIndex:
         self.audio: dict[bytes, str] = {}
         self.lsh = None
         self.sigs: dict[str, object] = {}
+        self.fps = None
+        if p.near_audio:
+            from tandem.filters.fingerprint import FingerprintIndex
+            self.fps = FingerprintIndex(p.audio_max_ber, p.audio_min_items, p.audio_min_votes, p.audio_min_cover)
 
     def _mh(self, values):
         from datasketch import LeanMinHash
         return LeanMinHash(seed=1, hashvalues=np.asarray(values, dtype=np.uint32), scheme=SCHEME)
 
-    def add(self, eid: str, audio_hash: bytes | None, minhash) -> None:
+    def add(self, eid: str, audio_hash: bytes | None, minhash, fingerprint=None) -> None:
+        copy = False
         if audio_hash is not None and self.p.exact_audio:
-            self.audio.setdefault(bytes(audio_hash), eid)
+            copy = self.audio.setdefault(bytes(audio_hash), eid) != eid
+        if self.fps is not None and not copy:  # an exact copy would only repeat its original's
+            self.fps.add(eid, fingerprint)
         if minhash is not None and self.p.near_text and eid not in self.sigs:
             from datasketch import MinHashLSH
             if self.lsh is None:
@@ -148,17 +179,24 @@ class SignatureIndex:
             near.sort(key=lambda hj: (-hj[1], hj[0]))
         return same, near
 
+    def sounds(self, sig: dict) -> list[tuple[str, float]]:
+        """Every indexed example that sounds like `sig` (fingerprint bit error rate <= the
+        threshold), best first; symmetric like `matches`."""
+        if self.fps is None:
+            return []
+        return self.fps.matches(sig["example_id"], sig.get("fingerprint"))
+
     def check(self, sig: dict) -> Decision:
-        return decision_for(sig["example_id"], *self.matches(sig), self.p.jaccard)
+        return decision_for(sig["example_id"], *self.matches(sig), self.p.jaccard, self.sounds(sig))
 
     def check_and_add(self, sig: dict) -> Decision:
         d = self.check(sig)
         if d.keep:
-            self.add(sig["example_id"], sig.get("audio_hash"), sig.get("minhash"))
+            self.add(sig["example_id"], sig.get("audio_hash"), sig.get("minhash"), sig.get("fingerprint"))
         return d
 
     def __len__(self) -> int:
-        return max(len(self.audio), len(self.sigs))
+        return max(len(self.audio), len(self.sigs), 0 if self.fps is None else len(self.fps))
 
 
 class NearDupIndex:
@@ -182,14 +220,14 @@ class NearDupIndex:
             raise ValueError(f"{self.path}: dedup state was built with (jaccard, num_perm, shingle)="
                              f"{state.get('params')}, config says {self.params}; use the same settings or "
                              "delete the state")
-        for eid, ah, mh in state.get("rows", []):
-            self.index.add(eid, ah, mh)
+        for row in state.get("rows", []):  # (id, audio hash, minhash[, fingerprint])
+            self.index.add(*row)
 
     def check_and_add(self, example: dict) -> Decision:
         sig = signature(example, self.p)
         d = self.index.check_and_add(sig)
         if d.keep:
-            self._rows.append((sig["example_id"], sig["audio_hash"], sig["minhash"]))
+            self._rows.append((sig["example_id"], sig["audio_hash"], sig["minhash"], sig["fingerprint"]))
         return d
 
     @property

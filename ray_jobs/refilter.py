@@ -79,12 +79,14 @@ def _judge(out: Path, old_ex: list[tuple[str, Path]], sticky: dict, cfg: dict, f
     """Pass 1: judge the signature of every example the filters keep, in example-id order;
     returns the provisional dedup rejections by example id."""
     p = index.sigs.p
-    stored: dict[str, bytes] = {}  # example id -> committed audio hash (saves decoding its audio)
-    if p.exact_audio:
-        for r in iter_rows(committed_files(out, "dedup") + committed_files(out, "dupes"),
-                           columns=["example_id", "audio_hash"]):
-            if r["audio_hash"] is not None:
-                stored[r["example_id"]] = r["audio_hash"]
+    # example id -> its committed audio hash and fingerprint (saves decoding its audio); all
+    # columns: signature files written before fingerprints existed have none
+    stored: dict[str, dict] = {}
+    if p.exact_audio or p.near_audio:
+        for r in iter_rows(committed_files(out, "dedup") + committed_files(out, "dupes")):
+            if (not p.exact_audio or r["audio_hash"] is not None) and (
+                    not p.near_audio or r.get("fingerprint") is not None):
+                stored[r["example_id"]] = r
     sigs = []
     for _, path in old_ex:
         pf = pq.ParquetFile(str(path))
@@ -97,9 +99,10 @@ def _judge(out: Path, old_ex: list[tuple[str, Path]], sticky: dict, cfg: dict, f
                 if eid in sticky or first_rejection(decide_example(row, cfg, filters)) is not None:
                     continue
                 sig = signature(row, p)  # no audio column: the transcript's MinHash only
-                if p.exact_audio:
+                if p.exact_audio or p.near_audio:
                     if eid in stored:
-                        sig["audio_hash"] = stored[eid]
+                        sig["audio_hash"] = stored[eid]["audio_hash"] if p.exact_audio else None
+                        sig["fingerprint"] = stored[eid].get("fingerprint") if p.near_audio else None
                     else:
                         if audio is None:
                             audio = pf.read_row_group(rg, columns=["audio"]).column("audio").to_pylist()

@@ -50,7 +50,7 @@ def test_every_input_ends_as_expected(demo_out):
     status, rejections, languages = _outcomes(demo_out)
     for first, copy in same:
         # exactly one copy of a content is kept or judged; the other is the duplicate
-        dup = {"near_duplicate_text", "duplicate_source"}
+        dup = {"near_duplicate_audio", "duplicate_source"}
         first_dup = bool(dup & {r for _, r, _ in rejections.get(first, [])})
         copy_dup = bool(dup & {r for _, r, _ in rejections.get(copy, [])})
         assert first_dup != copy_dup, (first, copy, rejections.get(first), rejections.get(copy))
@@ -78,9 +78,10 @@ def test_every_input_ends_as_expected(demo_out):
 
 def test_dedup_keeps_the_canonical_copy(demo_out):
     """Whatever the order workers finished in: the same audio under two names keeps the smallest
-    uri, and near-duplicate examples keep the smallest example id."""
+    uri, and near-duplicate examples (found by how they sound, whatever the ASR heard) keep the
+    smallest example id."""
     _, rows = catalog.query(demo_out, "SELECT uri, reason, example_id FROM rejections "
-                                      "WHERE reason IN ('duplicate_source', 'near_duplicate_text')")
+                                      "WHERE reason IN ('duplicate_source', 'near_duplicate_audio')")
     by_reason: dict[str, list] = {}
     for uri, reason, eid in rows:
         by_reason.setdefault(reason, []).append((Path(uri).name, eid))
@@ -89,7 +90,7 @@ def test_dedup_keeps_the_canonical_copy(demo_out):
         SELECT e.example_id FROM examples e JOIN sources s ON list_contains(e.source_ids, s.source_id)
         WHERE e.status = 'accepted' AND regexp_matches(s.uri, 'conv_en(_copy)?[.]')""")
     kept = [r[0] for r in rows]
-    dups = [eid for name, eid in by_reason["near_duplicate_text"] if name in ("conv_en.wav", "conv_en_copy.flac")]
+    dups = [eid for name, eid in by_reason["near_duplicate_audio"] if name in ("conv_en.wav", "conv_en_copy.flac")]
     assert kept and dups
     assert all(d > min(kept) for d in dups), (kept, dups)
 

@@ -11,10 +11,11 @@ from tandem.pipelines.store.writer import JobWriter
 
 from tandem.testing import filters as T
 
-# "noisy" is "clean" with noise added (the same script): a near-duplicate under the default dedup,
-# which re-filtering applies to every example that passes; these tests are about the thresholds
+# "noisy" is "clean" with noise added (the same script, the same recording): a near-duplicate of
+# text and of sound under the default dedup, which re-filtering applies to every example that
+# passes; these tests are about the thresholds
 BASE = {"filters": {"enabled": ["quality", "trust"], "quality": {"dnsmos": False},
-                    "trust": {"compute_roundtrip": False}, "dedup": {"near_text": False}}}
+                    "trust": {"compute_roundtrip": False}, "dedup": {"near_text": False, "near_audio": False}}}
 
 
 def stricter(snr):

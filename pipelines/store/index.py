@@ -70,11 +70,11 @@ class CommitIndex:
     def _load_sig(self, row: dict, stem: str, rejected: bool) -> None:
         self.where[row["example_id"]] = [stem]
         self._add(row["example_id"], row["audio_hash"], row["minhash"], list(row.get("duplicate_of") or []),
-                  rejected)
+                  rejected, row.get("fingerprint"))
 
-    def _add(self, eid: str, audio_hash, minhash, edges: list[str], rejected: bool) -> None:
+    def _add(self, eid: str, audio_hash, minhash, edges: list[str], rejected: bool, fingerprint=None) -> None:
         """`eid` joins the index and the duplicate graph (a rejected one with its edges)."""
-        self.sigs.add(eid, audio_hash, minhash)
+        self.sigs.add(eid, audio_hash, minhash, fingerprint)
         if audio_hash is not None:
             self.ahash[eid] = bytes(audio_hash)
         if rejected:
@@ -148,12 +148,14 @@ class CommitIndex:
         if seen and eid not in self.dup:
             return None
         same, near = self.sigs.matches(sig)
-        edges = sorted({*([same] if same else []), *(h for h, _ in near)})
+        sound = self.sigs.sounds(sig)
+        edges = sorted({*([same] if same else []), *(h for h, _ in near), *(h for h, _ in sound)})
         if not seen:
-            self._add(eid, sig.get("audio_hash"), sig.get("minhash"), edges, rejected=bool(edges))
+            self._add(eid, sig.get("audio_hash"), sig.get("minhash"), edges, rejected=bool(edges),
+                      fingerprint=sig.get("fingerprint"))
         if not edges:
             return None
-        d = decision_for(eid, same, near, self.sigs.p.jaccard)
+        d = decision_for(eid, same, near, self.sigs.p.jaccard, sound)
         return {"filter": d.filter, "reason": d.reason, "detail": d.detail, "metrics": dict(d.metrics or {}),
                 "duplicate_of": edges}
 
@@ -166,8 +168,10 @@ class CommitIndex:
         """A judged example's signature row (SIGNATURE_SCHEMA less source_id), with its edges
         when it is rejected as a duplicate."""
         mh = self.sigs.sigs.get(eid)
+        fp = None if self.sigs.fps is None else self.sigs.fps.fps.get(eid)
         return {"example_id": eid, "audio_hash": self.ahash.get(eid),
-                "minhash": None if mh is None else mh.hashvalues.tolist(), "duplicate_of": self.dup.get(eid)}
+                "minhash": None if mh is None else mh.hashvalues.tolist(),
+                "fingerprint": None if fp is None else fp.tolist(), "duplicate_of": self.dup.get(eid)}
 
     # settling: the canonical keeper of each cluster -----------------------------------------------
     @staticmethod
@@ -222,8 +226,13 @@ class CommitIndex:
         return plan
 
     def _why(self, eid: str, keeper: str) -> dict:
+        fps = self.sigs.fps.fps if self.sigs.fps is not None else {}
+        ber = self.sigs.fps.pair(fps[keeper], fps[eid]) if eid in fps and keeper in fps else None
         if eid in self.ahash and self.ahash[eid] == self.ahash.get(keeper):
             d = decision_for(eid, keeper, [], self.sigs.p.jaccard)
+            detail = d.detail
+        elif ber is not None and ber <= self.sigs.p.audio_max_ber:
+            d = decision_for(eid, None, [], self.sigs.p.jaccard, [(keeper, ber)])
             detail = d.detail
         else:
             a, b = self.sigs.sigs.get(eid), self.sigs.sigs.get(keeper)

@@ -66,6 +66,9 @@ class JobWriter:
                              dedup=(dedup if isinstance(dedup, DedupParams) else
                                     DedupParams.from_config(cfg) if dedup is not None else None),
                              keep_work=bool((cfg.get("examples") or {}).get("keep_work", False)))
+        if self.spec.dedup is not None and self.spec.dedup.near_audio:
+            from tandem.filters.fingerprint import check_available
+            check_available()  # a missing FFmpeg fails the job at start, never every example
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             probe = self.out / f".write-probe-{uuid.uuid4().hex[:6]}"
