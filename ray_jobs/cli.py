@@ -71,8 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from tandem.pipelines.core.stage import ModelMissing
+    from tandem.ray_jobs.runner import InfraFailure
     try:
         return int(args._run(args) or 0)
+    except InfraFailure as e:  # a full or failing disk: one line, and 3 as for other retryable failures
+        if args.verbose:
+            raise
+        print(f"tandem {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
     except (FileNotFoundError, ValueError, KeyError, PermissionError, OSError, ModelMissing) as e:
         if args.verbose:
             raise

@@ -19,8 +19,10 @@ each work item from one part only, so a retry never duplicates.
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import json
+import os
 import platform
 import secrets
 import sys
@@ -64,6 +66,51 @@ def _write_record(out_dir: Path, record: dict) -> None:
         write_run_record(out_dir, record)
     except OSError as e:
         raise OutputError(f"cannot write the run record under {out_dir}: {e.strerror or e}") from None
+
+
+# ---- infrastructure failures ----------------------------------------------------------------------
+
+# errors of the storage, not of the job or its data: the job ends with one line and exit status 3
+INFRA_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)
+# bytes kept free for closing the run record when the output's disk fills up
+RESERVE_BYTES = 256 * 1024
+
+
+class InfraFailure(OutputError):
+    """The job ended on a failure of the infrastructure (a full or failing disk); what was committed
+    is whole and a rerun continues. The CLI prints the message as one line and exits 3."""
+
+    exit_code = 3
+
+
+def infra_cause(e: BaseException) -> OSError | None:
+    """The storage error behind `e`, also when a Ray task raised it (RayTaskError.cause) or it is
+    chained (__cause__, __context__); None for any other failure."""
+    todo, seen = [e], set()
+    while todo:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, OSError) and x.errno in INFRA_ERRNOS:
+            return x
+        todo += [x.__cause__, x.__context__, getattr(x, "cause", None)]
+    return None
+
+
+def _reserve_path(out_dir: Path, run_id: str) -> Path:
+    return out_dir / "runs" / f".reserve-{run_id}"
+
+
+def _reserve(out_dir: Path, run_id: str) -> None:
+    """Hold a little space for the run record's last write (stale reserves of killed runs go)."""
+    for old in (out_dir / "runs").glob(".reserve-*"):
+        old.unlink(missing_ok=True)
+    try:
+        with open(_reserve_path(out_dir, run_id), "wb") as f:
+            f.write(b"\0" * RESERVE_BYTES)
+    except OSError:
+        _reserve_path(out_dir, run_id).unlink(missing_ok=True)  # no room even for that: best effort
 
 
 # ---- the job ----------------------------------------------------------------------------------------
@@ -114,6 +161,7 @@ def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog
               "versions": json.dumps(library_versions(), sort_keys=True), "stages": "[]",
               "argv": json.dumps(list(argv if argv is not None else sys.argv))}
     _write_record(out_dir, record)
+    _reserve(out_dir, run_id)
     for s in stages:  # attempt markers of this run tell a worker death from a job that ended
         s.attempt_run = run_id
     caught_up = catalog.catch_up()
@@ -134,14 +182,26 @@ def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog
         writer.settle()  # each duplicate cluster keeps its canonical example, whatever the arrival order
         totals = dict(writer.totals)
     except BaseException as e:
+        cause = infra_cause(e)
         record.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
                       finished_at=utc_now(), stages=json.dumps(table.as_list()))
+        why = (cause.strerror or os.strerror(cause.errno)) if cause is not None else ""
+        if cause is not None:
+            record["error"] = f"{why}: {cause.filename or out_dir}"
+        _reserve_path(out_dir, run_id).unlink(missing_ok=True)  # frees room for this last record
         try:
             _write_record(out_dir, record)
-            catalog.publish(force=True)
+            if cause is None:  # on a full disk the copy would fail too; `catalog build` repairs it
+                catalog.publish(force=True)
         except Exception as rec_err:  # noqa: BLE001 - the original error matters more
             print(f"tandem: could not record the failed run: {rec_err}", file=sys.stderr)
+        if cause is not None and not isinstance(e, KeyboardInterrupt):
+            where = f" ({cause.filename})" if getattr(cause, "filename", None) else ""
+            raise InfraFailure(f"{out_dir}: {why}{where}; the job stopped, "
+                               f"what it committed is whole (run {run_id} recorded as failed). Free space or fix "
+                               "the disk, then rerun the same command to continue.") from None
         raise
+    _reserve_path(out_dir, run_id).unlink(missing_ok=True)
     counts = writer.index.stats()
 
     stage_rows = table.as_list()

@@ -6,6 +6,7 @@ garbage lock files, duplicate and malformed manifests, tampered shards, stacked 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -454,3 +455,70 @@ def test_case5_deaths_on_the_input_still_quarantine_with_evidence(tmp_path):
     it = st_(dict(item))
     assert it["status"] == "rejected" and it["rejections"][0]["reason"] == "quarantined"
     assert "died 3 times" in it["rejections"][0]["detail"] and "pid 13" in it["rejections"][0]["detail"]
+
+
+# ---- case 7: a full disk ----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _full_disk(out, monkeypatch, after: int = 4):
+    """A 2 MB tmpfs at `out` (root), else the 4th Parquet write reports ENOSPC."""
+    import errno
+    import subprocess
+    out.mkdir(parents=True, exist_ok=True)
+    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(out)], capture_output=True,
+                        check=False).returncode == 0
+    if not ok:
+        from tandem.pipelines.io import files as shards
+        real, calls = shards.pq.write_table, [0]
+
+        def full(*a, **k):
+            calls[0] += 1
+            if calls[0] >= after:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(*a, **k)
+        monkeypatch.setattr(shards.pq, "write_table", full)
+    try:
+        yield ok
+    finally:
+        if ok:
+            subprocess.run(["umount", "-l", str(out)], check=False)
+
+
+def test_case7_full_disk_is_one_line_exit_3_and_a_failed_run_record(tmp_path, monkeypatch, capsys):
+    from tandem.pipelines.store.commit import verify
+    from tandem.ray_jobs import jobs
+    from tandem.ray_jobs.cli import main
+    cfg = toy_config(local=True)
+    cfg["shards"]["max_items_per_commit"] = 1
+    out = tmp_path / "full"
+
+    def toy_curate(input_spec, out_dir, cfg_, argv=None):  # the CLI's own path, with toy work in it
+        return run_job("toy", make_items(40, cfg, duration_s=2.0), toy_stages(cfg), cfg, out_dir)
+    monkeypatch.setattr(jobs, "run_curate", toy_curate)
+    with _full_disk(out, monkeypatch):
+        rc = main(["curate", str(tmp_path), str(out), "--local"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 3, err
+        assert len(err.splitlines()) == 1 and "No space left on device" in err and "rerun" in err, err
+        (record,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+        assert record["status"] == "failed" and record["finished_at"] and "No space" in record["error"]
+        assert verify(out) == []  # what was committed is whole
+        assert not list((out / "runs").glob(".reserve-*"))
+
+
+def test_case7_a_storage_error_inside_a_ray_task_is_recognised():
+    import errno
+
+    from ray.exceptions import RayTaskError
+    from tandem.ray_jobs.runner import infra_cause
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/out/_staging/p/x.parquet")
+    wrapped = RayTaskError("_write_fn", "Traceback ...", full).as_instanceof_cause()
+    try:
+        try:
+            raise wrapped
+        except OSError as inner:
+            raise RuntimeError("Ray Data: a task failed") from inner
+    except RuntimeError as outer:
+        assert infra_cause(outer) is full
+    assert infra_cause(RayTaskError("f", "tb", KeyError("x")).as_instanceof_cause()) is None
+    assert infra_cause(OSError(errno.ENOENT, "no such file")) is None

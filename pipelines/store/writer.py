@@ -178,8 +178,10 @@ class JobWriter:
             raise
         except OSError as e:
             self._drop(parts, commit_id)
-            raise OutputError(f"cannot write to {self.out}: {e.strerror or e} "
-                              "(nothing of this commit was made visible)") from None
+            err = OutputError(f"cannot write to {self.out}: {e.strerror or e} "
+                              "(nothing of this commit was made visible)")
+            err.errno, err.filename = e.errno, e.filename  # a full disk stays recognisable (exit 3)
+            raise err from None
         roll_forward(self.out, manifest)  # this commit only; older ones were rolled forward on open
         self.index.committed(keys)
         self._seq += 1
