@@ -111,8 +111,12 @@ def test_batch_size_reaches_the_decoder(aligner_dir):
     assert st1.asr.counts["chunks"] >= 4 and st1.asr.counts["batches"] == st1.asr.counts["chunks"]
     st4, segs4 = run_stage(wx_config(aligner_dir, batch_size=4, chunk_max_s=8.0), sample_item())
     assert st4.asr.counts["batches"] == -(-st4.asr.counts["chunks"] // 4)
-    # same chunks, same greedy-free beam decoding: batching does not change the words
-    assert [w["word"] for s in segs1 for w in s["words"]] == [w["word"] for s in segs4 for w in s["words"]]
+    # same chunks, same beam decoding: batching does not change the words, up to what int8 kernels
+    # vary (padded batches run other kernels; one machine decoded a word differently): WER <= 0.05
+    from tandem.pipelines.core.text import wer_counts
+    one, four = (" ".join(w["word"] for s in segs for w in s["words"]) for segs in (segs1, segs4))
+    errors, n = wer_counts(one, four)
+    assert n > 40 and errors / n <= 0.05, (one, four)
 
 
 def test_words_the_aligner_cannot_place_keep_whisper_times(aligner_dir):
