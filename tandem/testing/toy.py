@@ -238,12 +238,16 @@ def main(argv: list[str] | None = None) -> int:
         work["num_cpus"] = args.work_cpus
     if work:
         res["stages"] = {**(res.get("stages") or {}), "toy_work": work}
-    from tandem.ray_jobs.runner import run_job
+    from tandem.ray_jobs.runner import InfraFailure, run_job
     items = make_items(args.items, cfg, start=args.start, duration_s=args.duration, sleep_s=args.sleep,
                        reject_every=args.reject_every)
-    out = run_job("toy", items, toy_stages(cfg), cfg, Path(args.out),
-                  argv=["python", "-m", "tandem.testing.toy", *(argv if argv is not None else sys.argv[1:])],
-                  address=args.address)
+    try:
+        out = run_job("toy", items, toy_stages(cfg), cfg, Path(args.out),
+                      argv=["python", "-m", "tandem.testing.toy", *(argv if argv is not None else sys.argv[1:])],
+                      address=args.address)
+    except InfraFailure as e:  # as the tandem CLI: one line, exit 3
+        print(f"toy: error: {e}", file=sys.stderr)
+        return e.exit_code
     print(json.dumps({k: out[k] for k in ("run_id", "items", "skipped", "examples", "commits")}))
     return 0
 
