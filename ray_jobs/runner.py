@@ -206,6 +206,9 @@ def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog
 
     stage_rows = table.as_list()
     record.update(status="finished", finished_at=utc_now(), stages=json.dumps(stage_rows))
+    # items left uncommitted for the next run, by kind: `error` (a bug in a stage) or `transient`
+    record["uncommitted"] = {k: sum(1 for r in writer.retry if (r.get("kind") or "transient") == k)
+                             for k in ("error", "transient")}
     _write_record(out_dir, record)
     catalog.publish(force=True)
     wall = time.perf_counter() - t0

@@ -79,6 +79,8 @@ def test_case12_a_stage_bug_is_retried_not_committed_as_a_rejection(tmp_path, ca
     assert res["rejections"] == 1  # only the named input fault (toy-2) is a rejection
     assert all("toy://toy-1" not in str(m["work_keys"]) for m in manifests(out))
     assert report_retries(res) == 3
+    (record,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert record["status"] == "finished" and record["uncommitted"] == {"error": 1, "transient": 0}
     err = capsys.readouterr().err
     assert "toy://toy-1: buggy: KeyError" in err and "not a fault of the input" in err
     # the next run (bug fixed) retries it; the input fault stays committed
