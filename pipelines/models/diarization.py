@@ -56,6 +56,7 @@ class DiarizeParams:
     reassign_window_s: float
     reassign_hop_s: float
     keep_overlap: bool
+    overlap_onset: float
     min_overlap_s: float
     cache_dir: str | None = None
 
@@ -162,6 +163,11 @@ class Diarizer:
             pipeline.segmentation_batch_size = params.segmentation_batch_size
         if hasattr(pipeline, "embedding_batch_size"):
             pipeline.embedding_batch_size = params.embedding_batch_size
+        if hasattr(pipeline, "speaker_count"):  # SpeakerDiarization's counting step, ours for both backends
+            import functools
+
+            from tandem.pipelines.models.pyannote_parts import overlap_speaker_count
+            pipeline.speaker_count = functools.partial(overlap_speaker_count, overlap_onset=params.overlap_onset)
 
     @classmethod
     def load(cls, params: DiarizeParams, device: str = "cpu") -> Diarizer:

@@ -238,3 +238,20 @@ class EmbeddedSpeakerDiarization(SpeakerDiarization):
         kwargs["clustering"] = "AgglomerativeClustering"
         super().__init__(**kwargs)
         self.clustering = CenteredAgglomerativeClustering(metric=self._embedding.metric)
+
+
+def overlap_speaker_count(binarized_segmentations, frames, warm_up=(0.1, 0.1), overlap_onset: float = 0.5):
+    """pyannote's `SpeakerDiarizationMixin.speaker_count` (active local speakers summed per chunk,
+    averaged over the chunks that see a frame) with its own rounding above one speaker: a frame
+    holds k + 1 speakers once the average passes k + overlap_onset (pyannote rounds, i.e. 0.5).
+    Speech against silence (below one) is rounded as pyannote does. With 1 s steps five chunks see
+    a frame, so 0.5 asks three of them to hear two voices, 0.3 two, 0.15 one."""
+    from pyannote.audio.core.inference import Inference
+    trimmed = Inference.trim(binarized_segmentations, warm_up=warm_up)
+    count = Inference.aggregate(np.sum(trimmed, axis=-1, keepdims=True), frames, hamming=False,
+                                missing=0.0, skip_average=False)
+    c = count.data
+    k = np.floor(c + 1e-6)
+    above = np.where(c < 1.0, np.rint(c), k + (c - k >= overlap_onset - 1e-6))
+    count.data = above.astype(np.uint8)
+    return count
