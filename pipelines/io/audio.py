@@ -100,11 +100,14 @@ def iter_blocks(path: str | Path, sample_rate: int, block_s: float = 30.0, chann
             rs = soxr.ResampleStream(f.samplerate, sample_rate, f.channels, dtype="float32") \
                 if f.samplerate != sample_rate else None
             n = max(1, int(block_s * f.samplerate))
+            done = 0
             while True:
                 try:
                     x = f.read(n, dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError) as e:  # a truncated or corrupt stream
                     raise AudioError(f"{p}: cannot decode: {e}") from None
+                _check_finite(x, p, done, f.samplerate)  # before resampling, which spreads them
+                done += len(x)
                 last = len(x) < n
                 if rs is not None:
                     x = rs.resample_chunk(x, last=last)
@@ -118,18 +121,31 @@ def iter_blocks(path: str | Path, sample_rate: int, block_s: float = 30.0, chann
            "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(ch), "-ar", str(sample_rate), "pipe:1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     nbytes = int(block_s * sample_rate) * ch * 4
+    done = 0
     try:
         while True:
             buf = proc.stdout.read(nbytes)
             if not buf:
                 break
-            yield np.frombuffer(buf[: len(buf) - len(buf) % (4 * ch)], dtype=np.float32).reshape(-1, ch)
+            x = np.frombuffer(buf[: len(buf) - len(buf) % (4 * ch)], dtype=np.float32).reshape(-1, ch)
+            _check_finite(x, p, done, sample_rate)
+            done += len(x)
+            yield x
     finally:
         proc.stdout.close()
         err = proc.stderr.read().decode(errors="replace").strip()
         rc = proc.wait()
     if rc != 0:
         raise AudioError(f"{p}: ffmpeg failed to decode: {err.splitlines()[-1] if err else rc}")
+
+
+def _check_finite(x: np.ndarray, p: Path, start: int, sr: int) -> None:
+    """NaN or infinite samples are their own reason: max(), hashes and loudness misread them."""
+    ok = np.isfinite(x)
+    if not ok.all():
+        first = int(np.argwhere(~ok)[0][0])
+        raise AudioError(f"{p}: {int((~ok).sum())} NaN or infinite sample(s), the first at "
+                         f"{(start + first) / sr:.3f} s", reason="invalid_samples")
 
 
 def _mix_to(x: np.ndarray, ch: int) -> np.ndarray:
