@@ -22,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from tandem.catalogs import describe
 from tandem.pipelines.core.contracts import (
     EXAMPLE_SCHEMA,
     REJECTION_SCHEMA,
@@ -29,7 +30,7 @@ from tandem.pipelines.core.contracts import (
     SHARD_SCHEMA,
     SOURCE_SCHEMA,
 )
-from tandem.pipelines.store.commit import file_records, manifests
+from tandem.pipelines.store.commit import file_records, manifests, retired_file
 
 CATALOG = "catalog.duckdb"
 WORKING = "_state/catalog.duckdb"
@@ -66,6 +67,8 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
         if not _has(con, name):
             empty = schema.empty_table()  # noqa: F841 (read by DuckDB's replacement scan)
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty")
+    # the rejecting filter's own detection; `language` is the example's one label (see _finish)
+    con.execute("ALTER TABLE rejections ADD COLUMN IF NOT EXISTS detected_language VARCHAR")
     con.execute(f"CREATE TABLE IF NOT EXISTS shards ({_ddl(SHARD_SCHEMA)})")
     con.execute(f"CREATE TABLE IF NOT EXISTS runs ({_ddl(RUN_SCHEMA)})")
     con.execute("CREATE TABLE IF NOT EXISTS commits (commit_id VARCHAR, run_id VARCHAR, job VARCHAR, "
@@ -78,33 +81,31 @@ def _insert_from_parquet(con, table: str, path: str, select: str) -> None:
     con.execute(f"INSERT INTO {table} SELECT {select} FROM read_parquet(?)", [path])
 
 
-def _example_select(kind: str, rel: str) -> str:
-    cols = ", ".join(f'"{c}"' for c in EXAMPLE_COLUMNS)
-    status = "accepted" if kind == "shards" else "rejected"
-    return f"{cols}, '{status}' AS status, '{rel}' AS shard"
-
-
 def _ingest_file(con, out_dir: Path, rel: str) -> None:
     kind = rel.split("/", 1)[0]
     path = str(out_dir / rel)
     if kind in ("shards", "rejected"):
-        _insert_from_parquet(con, "examples", path, _example_select(kind, rel))
+        cols = ", ".join(f'"{c}"' for c in EXAMPLE_COLUMNS)
+        status = "accepted" if kind == "shards" else "rejected"
+        con.execute(f"INSERT INTO examples SELECT {cols}, ?, ? FROM read_parquet(?)", [status, rel, path])
     elif kind == "rejections":
-        _insert_from_parquet(con, "rejections", path, ", ".join(f'"{c}"' for c in REJECTION_SCHEMA.names))
+        cols = ", ".join(f'"{c}"' for c in REJECTION_SCHEMA.names)
+        con.execute(f"INSERT INTO rejections ({cols}, detected_language) SELECT {cols}, language "
+                    "FROM read_parquet(?)", [path])
     elif kind == "sources":
         _insert_from_parquet(con, "sources", path, ", ".join(f'"{c}"' for c in SOURCE_SCHEMA.names))
 
 
-def _drop_file(con, rel: str, out_dir: Path | None = None) -> None:
+def _drop_file(con, rel: str, path: Path | None = None) -> None:
+    """Drop the rows of retired file `rel`; `path`: where it is now (under OUT/_retired/)."""
     kind = rel.split("/", 1)[0]
     if kind in ("shards", "rejected") and _has(con, "examples"):
         con.execute("DELETE FROM examples WHERE shard = ?", [rel])
     # rejection and source rows name no file: a retired file's rows go by their keys (dedup
-    # settling rewrites them); the file stays on disk until `tandem gc`, later than any catch-up
+    # settling rewrites them); the file stays in _retired/ until `tandem gc`, later than any catch-up
     key = {"rejections": "rejection_id", "sources": "work_key"}.get(kind)
-    if key and out_dir is not None and (out_dir / rel).exists() and _has(con, kind):
-        con.execute(f"DELETE FROM {kind} WHERE {key} IN (SELECT {key} FROM read_parquet(?))",
-                    [str(out_dir / rel)])
+    if key and path is not None and _has(con, kind):
+        con.execute(f"DELETE FROM {kind} WHERE {key} IN (SELECT {key} FROM read_parquet(?))", [str(path)])
     con.execute("DELETE FROM shards WHERE path = ?", [rel])
 
 
@@ -116,7 +117,7 @@ def _has(con, table: str) -> bool:
 def _apply_manifest(con, out_dir: Path, m: dict, skip: frozenset | set = frozenset()) -> None:
     """One commit into the tables; files in `skip` (retired by a later commit) are left out."""
     for rel in m.get("retired", []):
-        _drop_file(con, rel, out_dir)
+        _drop_file(con, rel, retired_file(out_dir, m["commit_id"], rel))
     for rel, meta in sorted(m["files"].items()):
         if rel in skip:
             continue
@@ -160,11 +161,16 @@ def _load_mixtures(con, out_dir: Path) -> None:
 
 def _views(con) -> None:
     con.execute("""CREATE OR REPLACE VIEW hours AS
-        SELECT language, kind, status, count(*) AS examples, round(sum(duration_s) / 3600, 4) AS hours
+        SELECT language, kind, status, count(*) AS examples, round(sum(duration_s) / 3600, 4) AS hours,
+               to_seconds(round(sum(duration_s))) AS duration
         FROM examples GROUP BY ALL ORDER BY ALL""")
     con.execute("""CREATE OR REPLACE VIEW rejection_reasons AS
-        SELECT stage, filter, reason, count(*) AS n, round(sum(CASE WHEN isnan(duration_s) THEN 0 ELSE duration_s END) / 3600, 4) AS hours
+        SELECT stage, filter, reason, count(*) AS n,
+               round(sum(CASE WHEN isnan(duration_s) THEN 0 ELSE duration_s END) / 3600, 4) AS hours,
+               to_seconds(round(sum(CASE WHEN isnan(duration_s) THEN 0 ELSE duration_s END))) AS duration
         FROM rejections GROUP BY ALL ORDER BY n DESC""")
+    con.execute("CREATE OR REPLACE VIEW accepted AS SELECT * FROM examples WHERE status = 'accepted'")
+    describe.create(con)
 
 
 def _finish(con, out_dir: Path) -> None:
@@ -172,7 +178,12 @@ def _finish(con, out_dir: Path) -> None:
     _create(con)
     _load_runs(con, out_dir)
     _load_mixtures(con, out_dir)
+    # one language label per example: a rejection naming an example repeats the example's
+    # label; what the rejecting filter detected stays in detected_language
+    con.execute("""UPDATE rejections SET language = e.language FROM examples e
+        WHERE rejections.example_id = e.example_id AND rejections.language IS DISTINCT FROM e.language""")
     _views(con)
+    describe.annotate(con)
     con.execute("CHECKPOINT")
 
 

@@ -1,4 +1,4 @@
-"""`tandem catalog build|query|summary|mix OUT`: the DuckDB catalog of an output directory."""
+"""`tandem catalog build|query|summary|describe|mix OUT`: the DuckDB catalog of an output directory."""
 
 from __future__ import annotations
 
@@ -12,14 +12,21 @@ def add_arguments(p) -> None:
     sub = p.add_subparsers(dest="action", required=True)
     b = sub.add_parser("build", help="rebuild OUT/catalog.duckdb from the committed shards")
     b.add_argument("out")
-    q = sub.add_parser("query", help="run SQL read-only (tables: sources examples rejections shards runs mixtures; "
-                                     "views: hours rejection_reasons)")
+    q = sub.add_parser("query", help="run SQL read-only (tables: sources examples rejections shards runs commits "
+                                     "mixtures metric_docs; views: accepted hours rejection_reasons metric_keys; "
+                                     "`tandem catalog describe OUT` explains every column)")
     q.add_argument("out")
     q.add_argument("sql")
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     s = sub.add_parser("summary", help="hours by language/kind/status, rejections by reason")
     s.add_argument("out")
     s.add_argument("--json", action="store_true")
+    d = sub.add_parser("describe", help="every table and view with its columns, types and meaning; "
+                                        "--metrics: every metric key found, with its meaning")
+    d.add_argument("out")
+    d.add_argument("table", nargs="?", help="only this table or view")
+    d.add_argument("--metrics", action="store_true", help="the metric_keys view instead")
+    d.add_argument("--format", choices=["table", "csv", "json"], default="table")
     from tandem.catalogs import mix
     m = sub.add_parser("mix", help="record a named selection (SQL over examples) with a weight")
     mix.add_arguments(m)
@@ -76,6 +83,18 @@ def run(args) -> int:
             print(json.dumps(catalog.summary(args.out), default=str, indent=1))
         else:
             print_summary(args.out)
+        return 0
+    if args.action == "describe":
+        if args.metrics:
+            cols, rows = catalog.query(args.out, "SELECT * FROM metric_keys")
+        else:
+            from tandem.catalogs.describe import describe
+            con = catalog.connect(args.out)
+            try:
+                cols, rows = ["table", "kind", "column", "type", "description"], describe(con, args.table)
+            finally:
+                con.close()
+        print_rows(cols, rows, args.format)
         return 0
     if args.action == "mix":
         from tandem.catalogs import mix

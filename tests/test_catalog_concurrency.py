@@ -181,7 +181,9 @@ def test_commit_order_is_the_sequence_not_the_clock(tmp_path):
 
 
 def test_retired_files_stay_until_gc_after_the_grace_period(tmp_path):
-    from tandem.pipelines.store.commit import collect_garbage, committed_files, manifests
+    import glob
+
+    from tandem.pipelines.store.commit import collect_garbage, committed_files, locate, manifests, retired_path
     from tandem.ray_jobs.gc import parse_duration
     w = JobWriter(tmp_path, {"shards": {"max_items_per_commit": 10}}, run_id="a", job="t")
     for i in range(2):
@@ -191,14 +193,19 @@ def test_retired_files_stay_until_gc_after_the_grace_period(tmp_path):
     w.add_rows("shards", list(iter_rows(old)))
     w.retire(old)
     w.close()
-    assert old[0].exists() and old[0] not in committed_files(tmp_path, "shards")  # hidden, not deleted
+    rel = old[0].relative_to(tmp_path).as_posix()
+    moved = retired_path(tmp_path, manifests(tmp_path)[-1]["commit_id"], rel)
+    # out of shards/ (the glob is the data), not deleted: a trainer that listed it can still read it
+    assert not old[0].exists() and moved.exists() and old[0] not in committed_files(tmp_path, "shards")
+    assert locate(tmp_path, rel) == moved and len(glob.glob(str(tmp_path / "shards" / "*.parquet"))) == 1
     assert collect_garbage(tmp_path, parse_duration("7d"))["deleted"] == []
-    assert old[0].exists()
+    assert moved.exists()
     later = time.time() + parse_duration("8d")
     dry = collect_garbage(tmp_path, parse_duration("7d"), dry_run=True, now=later)
-    assert dry["deleted"] == [old[0].relative_to(tmp_path).as_posix()] and old[0].exists()
+    assert dry["deleted"] == [rel] and moved.exists()
     res = collect_garbage(tmp_path, parse_duration("7d"), now=later)
-    assert res["deleted"] == dry["deleted"] and not old[0].exists() and res["bytes"] > 0
+    assert res["deleted"] == dry["deleted"] and not moved.exists() and res["bytes"] > 0
+    assert not (tmp_path / "_retired").exists() or not any((tmp_path / "_retired").iterdir())
     assert len(manifests(tmp_path)) == 2 and verify(tmp_path) == []
     build(tmp_path)  # the catalog rebuilds without the deleted file
     _, rows = query(tmp_path, "SELECT count(*) FROM examples")

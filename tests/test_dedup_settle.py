@@ -4,7 +4,7 @@ import pytest
 from tandem.pipelines.core.config import load_config
 from tandem.pipelines.core.contracts import stable_hash
 from tandem.pipelines.io.files import iter_rows
-from tandem.pipelines.store.commit import committed_files, manifests, verify
+from tandem.pipelines.store.commit import committed_files, manifests, retired_path, verify
 from tandem.pipelines.store.writer import JobWriter
 
 from tandem.testing.fixtures import tone_item
@@ -104,9 +104,10 @@ def test_a_run_that_dies_before_settling_is_settled_by_the_next(tmp_path):
     assert st["rejections"] == {_eid(first): "duplicate_audio"}
     detail = next(iter_rows(committed_files(tmp_path, "rejections")))["detail"]
     assert _eid(second) in detail and "smallest example id" in detail
-    # the files it replaced are retired, not deleted (gc deletes them later)
-    retired = manifests(tmp_path)[-1]["retired"]
-    assert retired and all((tmp_path / rel).exists() for rel in retired)
+    # the files it replaced are retired, not deleted (gc deletes them later), and out of the globbed folders
+    last = manifests(tmp_path)[-1]
+    assert last["retired"] and all(not (tmp_path / rel).exists() and retired_path(tmp_path, last["commit_id"], rel).exists()
+                                   for rel in last["retired"])
     assert verify(tmp_path) == []
 
 
@@ -282,8 +283,9 @@ def test_refiltering_gives_the_same_output_whatever_order_it_visits_examples_in(
         assert verify(out) == [] and catalog.live_files_match(out)
         _, rows = catalog.query(out, "SELECT count(*) FROM rejections WHERE example_id IS NOT NULL")
         assert rows == [(5,)]
-        retired = [rel for m in manifests(out) for rel in m["retired"]]
-        assert retired and all((out / rel).exists() for rel in retired)  # left for `tandem gc`
+        retired = [(m["commit_id"], rel) for m in manifests(out) for rel in m["retired"]]
+        assert retired and all(retired_path(out, c, rel).exists() and not (out / rel).exists()
+                               for c, rel in retired)  # left for `tandem gc`, outside the globbed folders
     # settled for good: a later run's index, loaded from the output, finds nothing to move
     w = JobWriter(a, RCFG, run_id="r2", job="t", config_hash="h", dedup=True)
     assert w.index.settle_plan() == [] and w.index.stats()["duplicate_examples"] == 4

@@ -8,6 +8,7 @@ Layout of an output directory OUT:
   dedup/*.parquet       dedup signatures of the kept examples (filters.dedup.SIGNATURE_SCHEMA)
   dupes/*.parquet       signatures of the examples rejected as duplicates, with what they duplicate
   _commits/*.json       one manifest per commit: the commit point
+  _retired/<commit>/    files a commit retired (same relative paths), until `tandem gc`
   _staging/<part>/      files of a part (pipelines.store.part) not yet committed
   runs/<run_id>.json    one record per run
   _lock.json            the job writing this output (pipelines.store.lock)
@@ -18,12 +19,16 @@ _commits (temp, fsync, rename: the commit point), then moves the files into plac
 ordered by their sequence number, given under the output's lock (never by the clock). On open,
 the lock holder rolls forward every manifest whose files are still staged and deletes staging
 dirs that have no manifest, so the public folders only ever hold complete, committed files.
-A file a later commit retires stays on disk (readers streaming it are not cut off) until
-`tandem gc` deletes it after a grace period.
+A file a later commit retires leaves the public folders in that commit's roll-forward, into
+_retired/<commit id>/ (so a glob of shards/*.parquet is exactly the current rows; a reader that
+has the file open keeps reading it on POSIX) and stays there until `tandem gc` deletes it after a
+grace period. Retired files move out before the new files move in: a glob taken during a
+roll-forward may miss rows for a moment, never see a row twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,7 +43,7 @@ KINDS = {"shards": EXAMPLE_SCHEMA, "rejected": EXAMPLE_SCHEMA, "rejections": REJ
          "sources": SOURCE_SCHEMA, "dedup": SIGNATURE_SCHEMA, "dupes": SIGNATURE_SCHEMA}
 COMMITS = "_commits"
 STAGING = "_staging"
-
+RETIRED = "_retired"
 
 
 class OutputError(OSError):
@@ -106,9 +111,44 @@ def _parts(m: dict) -> list[str]:
     return list(m.get("parts") or [m["commit_id"]])
 
 
-def roll_forward(out_dir: Path, m: dict) -> int:
-    """Move one committed manifest's staged files into place (retired files stay for `gc`)."""
+def retired_path(out_dir: str | Path, commit_id: str, rel: str) -> Path:
+    """Where file `rel` lives once commit `commit_id` has retired it (until `gc`)."""
+    return Path(out_dir) / RETIRED / commit_id / rel
+
+
+def retired_file(out_dir: str | Path, commit_id: str, rel: str) -> Path | None:
+    """The retired file on disk: under _retired/, or still in its folder when the retiring
+    commit is not rolled forward yet (or the output predates _retired/); None after `gc`."""
+    for p in (retired_path(out_dir, commit_id, rel), Path(out_dir) / rel):
+        if p.exists():
+            return p
+    return None
+
+
+def locate(out_dir: str | Path, rel: str) -> Path | None:
+    """Where a committed file is now (live or retired), for a reader that listed it earlier."""
+    for m in reversed(manifests(out_dir)):
+        if rel in m.get("retired", []):
+            return retired_file(out_dir, m["commit_id"], rel)
+    p = Path(out_dir) / rel
+    return p if p.exists() else None
+
+
+def roll_forward(out_dir: Path, m: dict, live: set[str] | None = None) -> int:
+    """Move one committed manifest's retired files out of the public folders, then its staged
+    files into place; idempotent (recovery runs it again after a crash). `live`: paths that
+    are live in the committed state, never moved out (a defence: paths are never reused)."""
     rolled = 0
+    for rel in m.get("retired", []):
+        src = out_dir / rel
+        if (live is not None and rel in live) or not src.exists():
+            continue
+        dst = retired_path(out_dir, m["commit_id"], rel)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(src, dst)
+        except FileNotFoundError:  # `gc` deleted it meanwhile (an output from before _retired/)
+            pass
     for rel, meta in m["files"].items():
         src, dst = out_dir / STAGING / (meta.get("part") or m["commit_id"]) / rel, out_dir / rel
         if src.exists():
@@ -130,9 +170,10 @@ def recover(out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     rolled, dropped = 0, 0
     committed_ids = set()
+    live = {r["path"] for r in file_records(out_dir)}
     for m in manifests(out_dir):
         committed_ids.update(_parts(m))
-        rolled += roll_forward(out_dir, m)
+        rolled += roll_forward(out_dir, m, live)
     staging = out_dir / STAGING
     if staging.exists():
         for d in staging.iterdir():
@@ -150,7 +191,8 @@ def _epoch(stamp: str) -> float:
 def collect_garbage(out_dir: str | Path, grace_s: float, *, dry_run: bool = False,
                     now: float | None = None) -> dict:
     """Delete files retired by commits older than `grace_s` seconds (a trainer that listed them
-    before has that long to finish reading); returns what was (or would be) deleted."""
+    before has that long to finish reading); returns what was (or would be) deleted (paths
+    relative to OUT as the manifests name them)."""
     import time
     out_dir = Path(out_dir)
     now = time.time() if now is None else now
@@ -160,8 +202,10 @@ def collect_garbage(out_dir: str | Path, grace_s: float, *, dry_run: bool = Fals
     for m in ms:
         old_enough = now - _epoch(m["created_at"]) >= grace_s
         for rel in m.get("retired", []):
-            p = out_dir / rel
-            if rel in live or not p.exists():
+            if rel in live:
+                continue
+            p = retired_file(out_dir, m["commit_id"], rel)
+            if p is None:
                 continue
             if not old_enough:
                 kept += 1
@@ -170,4 +214,17 @@ def collect_garbage(out_dir: str | Path, grace_s: float, *, dry_run: bool = Fals
             deleted.append(rel)
             if not dry_run:
                 p.unlink(missing_ok=True)
+        if old_enough and not dry_run:
+            _prune(out_dir / RETIRED / m["commit_id"])
     return {"deleted": deleted, "bytes": freed, "waiting": kept, "dry_run": dry_run}
+
+
+def _prune(d: Path) -> None:
+    """Remove the empty folders left under a commit's _retired/ folder."""
+    if not d.is_dir():
+        return
+    for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            sub.rmdir()
+    with contextlib.suppress(OSError):
+        d.rmdir()
