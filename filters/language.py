@@ -1,8 +1,15 @@
 """Spoken language: Whisper's detection on each channel's audio and text LID on the transcript,
 reconciled into one detected language; other languages are rejected with the language heard.
 
+The audio is asked before the text is trusted: Whisper decodes in the language it detects, so
+off-language speech (espeak Dutch heard as de 0.21 / af 0.18 / nn 0.14) comes back as a fluent
+German or English transcript that text LID then agrees with. `lid.heard.<lang>` is each
+language's share of Whisper's top candidates on the audio (duration-weighted over the windows);
+an example whose audio gives the accepted languages too little of it, or whose transcript is in
+a language the audio barely gives, is rejected with the language heard.
+
 Metrics keep the language in the key so they fit the float metrics map and re-filtering can
-re-decide: `lid.audio.ch0.nl = 0.93`, `lid.text.nl = 0.88`, `lid.heard.de = 1`.
+re-decide: `lid.audio.ch0.nl = 0.93`, `lid.text.nl = 0.88`, `lid.heard.af = 0.18`.
 For synthetic data the language is known (espeak's fr/pt voices fool Whisper), so audio LID is
 not decided on there: the script's text LID is checked against the declared language.
 """
@@ -93,6 +100,8 @@ class LanguageParams(FilterParams):
     switch_min_share: float
     script_mismatch_prob: float
     reject_unknown: bool
+    min_heard_accepted: Threshold
+    min_heard_transcript: Threshold
 
     def __post_init__(self):
         for kind in KINDS:
@@ -147,6 +156,7 @@ class LanguageFilter(Filter):
                 m[f"lid.text.ch{ch}.{lang}"] = pr
         m.update(segment_lid(example.get("segments") or []))
         if p.lid_mode(kind) is True and audio is not None:
+            heard: list[tuple[float, list]] = []
             if self.asr is None:
                 raise ValueError(f"example {example.get('example_id')}: filters.language.audio_lid asks for "
                                  "Whisper's detection but no ASR is loaded")
@@ -155,9 +165,11 @@ class LanguageFilter(Filter):
                 x = audio[ch]
                 if (np.abs(x) > 1e-3).sum() / sr < p.min_audio_s:
                     continue
-                lang, pr = self.asr.detect_language(_trim(x, sr), sr)
-                if lang:
-                    m[f"lid.audio.ch{ch}.{lang}"] = float(pr)
+                top = self.asr.detect_languages(_trim(x, sr), sr)
+                if top:
+                    m[f"lid.audio.ch{ch}.{top[0]['language']}"] = float(top[0]["prob"])
+                    heard.append((min(len(x) / sr, 30.0), top))
+            m.update(_heard(heard))
         return m
 
     def reconcile(self, metrics: dict, kind: str | None) -> tuple[str | None, float]:
@@ -208,6 +220,36 @@ class LanguageFilter(Filter):
                     out[lang] = max(out.get(lang, 0.0), float(v))
         return out
 
+    def check_heard(self, metrics: dict, kind: str | None, keep: dict) -> Decision | None:
+        """Reject when the audio does not sound like an accepted language, or does not sound like
+        the language its transcript is in (Whisper decoded, or translated, into another)."""
+        p = self.p
+        heard = _prefixed(metrics, "lid.heard.")
+        if not heard or p.lid_mode(kind) is False:
+            return None
+        accepted = set(p.languages)
+        share = sum(v for k, v in heard.items() if k in accepted)
+        other = {k: v for k, v in heard.items() if k not in accepted}
+        top = max(heard, key=heard.get)
+        named = max(other, key=other.get) if other else top
+        desc = ", ".join(f"{k} {fmt(v)}" for k, v in sorted(heard.items(), key=lambda kv: -kv[1])[:4])
+        min_share = threshold(p.min_heard_accepted, "filters.language.min_heard_accepted", kind)
+        if share < min_share:
+            return Decision.reject(self.name, "language_other",
+                                   f"the audio sounds like {named} (Whisper on the audio: {desc}); the accepted "
+                                   f"languages get {fmt(share)} < {min_share}", keep, named)
+        text = _prefixed(metrics, "lid.text.")
+        if not text or float(metrics.get("lid.text_chars") or 0) < p.min_text_chars:
+            return None
+        tl = max(text, key=text.get)
+        min_t = threshold(p.min_heard_transcript, "filters.language.min_heard_transcript", kind, tl)
+        if heard.get(tl, 0.0) < min_t:
+            lang = top if top != tl else named
+            return Decision.reject(self.name, "language_other" if lang not in accepted else "language_mismatch",
+                                   f"the transcript reads as {tl} but the audio gives {tl} {fmt(heard.get(tl, 0.0))} "
+                                   f"< {min_t} (Whisper on the audio: {desc})", keep, lang)
+        return None
+
     def decide(self, metrics: dict, example: dict) -> Decision:
         p = self.p
         kind = example.get("kind")
@@ -216,6 +258,9 @@ class LanguageFilter(Filter):
         detected, conf = self.reconcile(metrics, kind)
         keep = {k: float(v) for k, v in metrics.items() if k.startswith("lid.")}
         keep["lid.prob"] = conf
+        heard = _prefixed(metrics, "lid.heard.")
+        if heard:  # how much of the audio sounds like an accepted language, for every verdict
+            keep["lid.heard_accepted"] = sum(v for k, v in heard.items() if k in accepted)
         if kind == "synthetic":
             if declared not in accepted:
                 return Decision.reject(self.name, "language_other",
@@ -236,6 +281,9 @@ class LanguageFilter(Filter):
         if detected not in accepted:
             return Decision.reject(self.name, "language_other",
                                    f"heard {detected} (p={fmt(conf)}), accepted {sorted(accepted)}", keep, detected)
+        wrong = self.check_heard(metrics, kind, keep)
+        if wrong is not None:
+            return wrong
         if declared and declared != detected:
             return Decision.reject(self.name, "language_mismatch",
                                    f"heard {detected} (p={fmt(conf)}) but transcribed as {declared}", keep, detected)
@@ -253,7 +301,8 @@ class LanguageFilter(Filter):
 
 def segment_lid(segments: list[dict]) -> dict[str, float]:
     """The languages the transcription found: `lid.seg.<lang>` the highest probability of any
-    segment (a switch shows there), `lid.segvote.<lang>` duration-weighted probability (the vote)."""
+    segment (a switch shows there), `lid.segvote.<lang>` duration-weighted probability (the vote),
+    `lid.heard.<lang>` from the audio's top candidates (segments that carry them)."""
     m: dict[str, float] = {}
     votes: dict[str, float] = {}
     total = 0.0
@@ -271,7 +320,23 @@ def segment_lid(segments: list[dict]) -> dict[str, float]:
         total += d
     for lang, v in votes.items():
         m[f"lid.segvote.{lang}"] = v / total
+    m.update(_heard([(max(float(s.get("end_s") or 0.0) - float(s.get("start_s") or 0.0), 0.01),
+                      s["audio_languages"]) for s in segments if s.get("audio_languages")]))
     return m
+
+
+def _heard(windows: list[tuple[float, list]]) -> dict[str, float]:
+    """`lid.heard.<lang>`: each language's probability among Whisper's top candidates, weighted by
+    the seconds of each window [(seconds, [{language, prob}])] (absent from a window's top: 0)."""
+    total = sum(d for d, _ in windows)
+    out: dict[str, float] = {}
+    if total <= 0:
+        return out
+    for d, top in windows:
+        for c in top:
+            k = f"lid.heard.{c['language']}"
+            out[k] = out.get(k, 0.0) + d * float(c["prob"]) / total
+    return out
 
 
 def _trim(x: np.ndarray, sr: int, max_s: float = 30.0) -> np.ndarray:

@@ -39,6 +39,9 @@ SEGMENT = pa.struct(
         ("text", pa.string()),
         ("language", pa.string()),
         ("language_prob", pa.float32()),
+        # Whisper's top language candidates on the audio of the window this segment was decoded
+        # in (null when the language was given): what the audio sounds like, whatever was decoded
+        ("audio_languages", pa.list_(pa.struct([("language", pa.string()), ("prob", pa.float32())]))),
         ("avg_logprob", pa.float32()),
         ("no_speech_prob", pa.float32()),
         ("compression_ratio", pa.float32()),

@@ -8,8 +8,8 @@ Backends (cfg["asr"]["backend"]):
 
 `load_asr(cfg)` returns an `Asr` whose `transcribe(audio, sr, language)` (one recording) and
 `transcribe_chunks([(offset_s, audio16k)], language)` (many chunks, batched where the backend can) give segments
-{start_s, end_s, text, language, language_prob, avg_logprob, no_speech_prob, compression_ratio,
-words: [{word, start_s, end_s, score}]} (plus `chunk_index` from `transcribe_chunks`). Models are cached per process so the stages of one worker
+{start_s, end_s, text, language, language_prob, audio_languages, avg_logprob, no_speech_prob,
+compression_ratio, words: [{word, start_s, end_s, score}]} (plus `chunk_index` from `transcribe_chunks`). Models are cached per process so the stages of one worker
 share one copy.
 """
 
@@ -26,6 +26,15 @@ ASR_SR = 16000  # Whisper's input rate
 # faster-whisper's defaults for re-decoding a window at a higher temperature
 FALLBACK_COMPRESSION, FALLBACK_LOGPROB = 2.4, -1.0
 _MODELS: dict[tuple, Any] = {}  # (backend, model, device, compute_type) -> loaded model
+# Whisper's language candidates kept per segment (`audio_languages`): the language filter weighs
+# what the audio sounds like before it trusts a transcript decoded in the top language.
+TOP_LANGUAGES = 5
+
+
+def top_languages(cands, k: int = TOP_LANGUAGES) -> list[dict]:
+    """The `k` most probable of Whisper's (language, probability) candidates on one window's audio."""
+    best = sorted(((str(lang), float(p)) for lang, p in cands), key=lambda c: -c[1])[:k]
+    return [{"language": lang, "prob": round(p, 4)} for lang, p in best]
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,14 @@ class Asr:
             return "", 0.0
         lang, prob, _ = self.model.detect_language(a)
         return lang, float(prob)
+
+    def detect_languages(self, audio: np.ndarray, sample_rate: int, k: int = TOP_LANGUAGES) -> list[dict]:
+        """Whisper's `k` most probable languages for the first 30 s of `audio` ([] when empty)."""
+        a = to_16k_mono(audio, sample_rate)
+        if len(a) == 0:
+            return []
+        _, _, probs = self.model.detect_language(a)
+        return top_languages(probs, k)
 
     def transcribe_chunks(self, chunks: list[tuple[float, np.ndarray]], language: str | None = None) -> list[dict]:
         """Segments of 16 kHz chunks [(offset_s, audio)], language detected per chunk unless given;
@@ -189,6 +206,8 @@ class FasterWhisperAsr(Asr):
             out.append({
                 "start_s": float(s.start), "end_s": float(s.end), "text": s.text.strip(),
                 "language": info.language, "language_prob": float(info.language_probability),
+                # None when the language was given (nothing heard)
+                "audio_languages": top_languages(info.all_language_probs) if info.all_language_probs else None,
                 "avg_logprob": float(s.avg_logprob), "no_speech_prob": float(s.no_speech_prob),
                 "compression_ratio": float(s.compression_ratio), "words": words,
             })

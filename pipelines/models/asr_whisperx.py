@@ -5,8 +5,8 @@ to faster-whisper) on the model `whisperx.load_model` loads. WhisperX's own
 `FasterWhisperPipeline.transcribe` batches the same way but returns only text and avg_logprob per
 chunk; this pipeline returns, from the same batched `generate`, the no-speech probability,
 compression ratio and Whisper's own word times, which the trust filters and the fallback for words
-the aligner cannot place need. A subclass keeps the language detected per chunk (the stock one
-detects it to pick each prompt, then drops it).
+the aligner cannot place need. A subclass keeps the language detected per chunk and its top
+candidates (the stock one detects it to pick each prompt, then drops it).
 
 Alignment is `whisperx.align`, called once per Whisper segment so that the sentences it splits a
 segment into all come back to that segment; its words are then paired with Whisper's words by
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tandem.pipelines.models.asr import ASR_SR, Asr, to_16k_mono
+from tandem.pipelines.models.asr import ASR_SR, Asr, to_16k_mono, top_languages
 from tandem.pipelines.models.registry import ModelMissing
 
 # A word the aligner could not place keeps Whisper's cross-attention time; its score is Whisper's
@@ -65,9 +65,9 @@ def _batched_pipeline_cls():
                 for i, cands in enumerate(self.model.model.detect_language(encoder_output)):
                     tok, p = cands[0]
                     prompts[i][idx] = tokenizer.tokenizer.token_to_id(tok)
-                    langs.append((tok[2:-2], float(p)))
-            else:
-                langs = [(self.forced_language or "en", 1.0)] * n
+                    langs.append((tok[2:-2], float(p), top_languages((t[2:-2], q) for t, q in cands)))
+            else:  # language given: nothing was heard, so no audio languages
+                langs = [(self.forced_language or "en", 1.0, None)] * n
             self.last_languages = langs
             results = self.model.model.generate(
                 encoder_output, prompts, beam_size=options.beam_size, patience=options.patience,
@@ -139,7 +139,8 @@ class WhisperXAsr(Asr):
             outs = self.pipe.forward(feats, tok, meta, opts)
             self.counts["batches"] += 1
             self.counts["chunks"] += len(part)
-            for k, ((off, a), (lang, lp), out) in enumerate(zip(part, self.pipe.last_languages, outs, strict=True)):
+            for k, ((off, a), (lang, lp, top), out) in enumerate(zip(part, self.pipe.last_languages, outs,
+                                                                        strict=True)):
                 for s in out:
                     text = s["text"].strip()
                     if not text:
@@ -147,7 +148,8 @@ class WhisperXAsr(Asr):
                     words = [{"word": w["word"].strip(), "start_s": float(w["start"]), "end_s": float(w["end"]),
                               "prob": float(w["probability"])} for w in (s.get("words") or []) if w["word"].strip()]
                     segs.append({"start_s": float(s["start"]), "end_s": float(s["end"]), "text": text,
-                                 "language": lang, "language_prob": lp, "avg_logprob": float(s["avg_logprob"]),
+                                 "language": lang, "language_prob": lp, "audio_languages": top,
+                                 "avg_logprob": float(s["avg_logprob"]),
                                  "no_speech_prob": float(s["no_speech_prob"]),
                                  "compression_ratio": float(s["compression_ratio"]),
                                  "whisper_words": words, "chunk": (off, a), "chunk_index": i + k})
