@@ -30,7 +30,11 @@ def _connect(out: Path):
         con.execute("ATTACH ? AS cat (READ_ONLY)", [str(cat)])  # the driver quotes the path
         cols = ", ".join(f'"{c}"' for c in EXAMPLE_COLS)
         con.execute(f"CREATE VIEW examples AS SELECT {cols}, status FROM cat.examples")
-        con.execute("CREATE VIEW rejections AS SELECT * FROM cat.rejections")
+        try:  # the catalog labels a rejected example by its own language; the report shows what was heard
+            con.execute("CREATE VIEW rejections AS SELECT * REPLACE (coalesce(detected_language, language) "
+                        "AS language) FROM cat.rejections")
+        except duckdb.BinderException:  # a catalog built before detected_language
+            con.execute("CREATE VIEW rejections AS SELECT * FROM cat.rejections")
         con.execute("CREATE VIEW sources AS SELECT * FROM cat.sources")
         return con, "catalog"
     from tandem.pipelines.core.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, SOURCE_SCHEMA
