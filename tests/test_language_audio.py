@@ -137,3 +137,14 @@ def test_audio_languages_stored_in_shards():
     t = contracts.to_table([_ex(T.SENTENCES["nl"][0], [seg])], contracts.EXAMPLE_SCHEMA)
     got = t.column("segments").to_pylist()[0][0]["audio_languages"]
     assert [(g["language"], round(g["prob"], 3)) for g in got] == [("nl", 0.6), ("de", 0.2)]
+
+
+def test_audio_languages_heard_when_the_language_is_given(cfg):
+    # asr.language: en makes Whisper write English over any speech; the candidates still come
+    # from the audio, so the filter sees Polish
+    from tandem.pipelines.models.asr import load_asr, to_16k_mono
+    audio, _, _ = make_conversation(PL[:2], "pl", 24000, 4)
+    asr = load_asr(cfg, threads=1)
+    segs = asr.transcribe_chunks([(0.0, to_16k_mono(audio, 24000))], language="en")
+    assert segs and all(s["language"] == "en" for s in segs)
+    assert all(s["audio_languages"][0]["language"] == "pl" for s in segs), [s["audio_languages"] for s in segs]

@@ -59,14 +59,20 @@ def _batched_pipeline_cls():
                 without_timestamps=options.without_timestamps, hotwords=options.hotwords)
             encoder_output = self.model.encode(features)
             prompts = [prompt.copy() for _ in range(n)]
-            if self.forced_language is None and self.model.model.is_multilingual:
+            if self.model.model.is_multilingual:
+                # detected even when the language is given (one decoder step on the encoder output
+                # already computed): the language filter asks the audio before trusting the text
                 idx = prompt.index(tokenizer.language)
                 langs = []
                 for i, cands in enumerate(self.model.model.detect_language(encoder_output)):
                     tok, p = cands[0]
-                    prompts[i][idx] = tokenizer.tokenizer.token_to_id(tok)
-                    langs.append((tok[2:-2], float(p), top_languages((t[2:-2], q) for t, q in cands)))
-            else:  # language given: nothing was heard, so no audio languages
+                    top = top_languages((t[2:-2], q) for t, q in cands)
+                    if self.forced_language is None:
+                        prompts[i][idx] = tokenizer.tokenizer.token_to_id(tok)
+                        langs.append((tok[2:-2], float(p), top))
+                    else:
+                        langs.append((self.forced_language, 1.0, top))
+            else:
                 langs = [(self.forced_language or "en", 1.0, None)] * n
             self.last_languages = langs
             results = self.model.model.generate(
