@@ -113,14 +113,15 @@ def test_case1_a_playlist_named_wav_is_refused_naming_its_format(cfg, tmp_path, 
     assert f"'{fmt}'" in r["detail"] and str(x) in r["detail"]
 
 
-def test_case1_odd_names_stay_plain_paths(cfg, tmp_path):
-    # a file whose name looks like an FFmpeg protocol is opened as that file, nothing else
+def test_case1_odd_names_stay_plain_paths(cfg, tmp_path, monkeypatch):
+    # a relative name that reads as an FFmpeg protocol ("concat:...") is opened as that file
     d = tmp_path / "concat:a"
     d.mkdir()
-    p = d / "speech.m4a"
     import subprocess
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=f=300:d=2", str(p)], check=True)
-    it = _ingest(cfg, p, tmp_path / "out")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=f=300:d=2", str(d / "speech.m4a")],
+                   check=True)
+    monkeypatch.chdir(tmp_path)
+    it = _ingest(cfg, "concat:a/speech.m4a", tmp_path / "out")
     assert it["status"] == "ok" and it["duration_s"] == pytest.approx(2.0, abs=0.1)
 
 
@@ -348,19 +349,22 @@ def test_case8_catalog_query_from_the_cli_is_confined(small_out, tmp_path, capsy
     assert main(["catalog", "query", str(small_out), "SELECT count(*) FROM examples"]) == 0
 
 
-def test_case8_report_reads_shards_with_any_path(small_out, tmp_path):
-    # without a catalog the report reads the shards: their paths go to DuckDB as values, not SQL text
+def test_case8_report_reads_any_path(small_out, tmp_path):
+    # the report opens the catalog, or without one the shards: paths go to DuckDB as values, not SQL text
     import shutil
 
+    from tandem.catalogs import catalog
     from tandem.catalogs.report import _connect
     out = tmp_path / "it's"
     shutil.copytree(small_out, out)
-    (out / "catalog.duckdb").unlink()
-    from tandem.catalogs import catalog
     _, want = catalog.query(small_out, "SELECT status, count(*) FROM examples GROUP BY ALL ORDER BY ALL")
-    con, how = _connect(out)
-    assert how == "parquet" and want
-    assert con.execute("SELECT status, count(*) FROM examples GROUP BY ALL ORDER BY ALL").fetchall() == want
+    assert want
+    for how_want in ("catalog", "parquet"):
+        con, how = _connect(out)
+        assert how == how_want
+        assert con.execute("SELECT status, count(*) FROM examples GROUP BY ALL ORDER BY ALL").fetchall() == want
+        con.close()
+        (out / "catalog.duckdb").unlink(missing_ok=True)
 
 
 # ---- case 9: ids and files checked ------------------------------------------------------------

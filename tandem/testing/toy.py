@@ -39,15 +39,16 @@ TOY_SAMPLE_RATE = 24000
 
 
 def make_items(n: int, cfg: dict, *, start: int = 0, duration_s: float = 1.0, sleep_s: float = 0.0,
-               reject_every: int = 0, prefix: str = "toy") -> Iterator[dict]:
-    """Work items toy-<start> .. toy-<start+n-1>; lazily made, like a real job's factory."""
+               reject_every: int = 0, prefix: str = "toy", out_dir: str | None = None) -> Iterator[dict]:
+    """Work items toy-<start> .. toy-<start+n-1>; lazily made, like a real job's factory. With
+    `out_dir`, model stages keep attempt markers there, as a real job's items do."""
     h = config_hash(cfg)
     for i in range(start, start + n):
         key = f"{prefix}-{i}"
         yield {"uri": f"toy://{key}", "kind": "synthetic", "work_key": work_key(key, h),
                "seed": int(cfg.get("seed", 0)) + i, "status": "ok", "rejections": [], "timings": {},
                "index": i, "toy_key": key, "duration_s": float(duration_s), "sleep_s": float(sleep_s),
-               "reject_every": int(reject_every)}
+               "reject_every": int(reject_every), **({"out_dir": str(out_dir)} if out_dir else {})}
 
 
 def items_from_uris(uris, cfg: dict, *, duration_s: float = 1.0) -> Iterator[dict]:
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         res["stages"] = {**(res.get("stages") or {}), "toy_work": work}
     from tandem.ray_jobs.runner import InfraFailure, run_job
     items = make_items(args.items, cfg, start=args.start, duration_s=args.duration, sleep_s=args.sleep,
-                       reject_every=args.reject_every)
+                       reject_every=args.reject_every, out_dir=args.out)
     try:
         out = run_job("toy", items, toy_stages(cfg), cfg, Path(args.out),
                       argv=["python", "-m", "tandem.testing.toy", *(argv if argv is not None else sys.argv[1:])],
