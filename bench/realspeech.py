@@ -1,7 +1,11 @@
 """Real-speech evaluation: the curation chain and the filters, default config, on the set built by
 tools/build_eval_set.py (real people's read speech in en/es/fr/it plus pyannote's sample call).
 
-    .venv/bin/python bench/realspeech.py [--eval eval_data] [--build] [--json bench/results/realspeech.json]
+    .venv/bin/python bench/realspeech.py [--eval eval_data] [--build] [--part tune|report] [--json ...]
+
+The set's speakers are split into a tuning and a reporting part (tools/eval_sources.py): choose
+defaults on `--part tune`, report them with `--part report` (voices they never heard); without
+--part every file runs and the table is printed per part.
 
 Per language: DER (pyannote.metrics, collar 0.25 s as pyannote counts it: 0.125 s each side of a
 boundary, overlap scored), WER (words of the transcription against the verbatim turns; words said
@@ -106,7 +110,12 @@ def channel_split(ref: list[dict], turns: list[dict], examples: list[dict], dura
     return out
 
 
-def run(man: dict, eval_dir: Path, cfg: dict, only: set[str] | None = None, log=print) -> list[dict]:
+def in_part(f: dict, part: str | None) -> bool:
+    return part in (None, "all") or f.get("part") == part
+
+
+def run(man: dict, eval_dir: Path, cfg: dict, only: set[str] | None = None, log=print,
+        part: str | None = None) -> list[dict]:
     from tandem.filters.base import first_rejection
     from tandem.filters.stage import FilterStage, decide_example, stored_metrics
     from tandem.pipelines.core.config import config_hash
@@ -118,7 +127,7 @@ def run(man: dict, eval_dir: Path, cfg: dict, only: set[str] | None = None, log=
     results = []
     with tempfile.TemporaryDirectory() as work:
         for f in man["files"]:
-            if only and f["id"] not in only and f["language"] not in only:
+            if (only and f["id"] not in only and f["language"] not in only) or not in_part(f, part):
                 continue
             t0 = time.perf_counter()
             item = next(make_items([str(eval_dir / f["wav"])], cfg, h, work))
@@ -126,7 +135,8 @@ def run(man: dict, eval_dir: Path, cfg: dict, only: set[str] | None = None, log=
                 item = st(item)
             ref = read_rttm(eval_dir / f["rttm"])
             stm = read_stm(eval_dir / f["stm"])
-            r = {"id": f["id"], "language": f["language"], "duration_s": f["duration_s"],
+            r = {"id": f["id"], "part": f.get("part"), "kind": f.get("kind"), "language": f["language"],
+                 "duration_s": f["duration_s"],
                  "n_ref_speakers": len(f["speakers"]), "status": item.get("status"),
                  "seconds": round(time.perf_counter() - t0, 2),
                  "timings": {k: round(v["seconds"], 2) for k, v in (item.get("timings") or {}).items()}}
@@ -158,56 +168,6 @@ def run(man: dict, eval_dir: Path, cfg: dict, only: set[str] | None = None, log=
                 f"spk {r['n_hyp_speakers']}/{r['n_ref_speakers']} accepted {sum(e['accepted'] for e in exs)}/"
                 f"{len(exs)} {[e['first_rejection'] for e in exs if not e['accepted']]} ({r['seconds']} s)")
     return results
-
-
-def run_diarize(man: dict, eval_dir: Path, cfgs: list[dict], only: set[str] | None = None,
-                log=print) -> list[list[dict]]:
-    """Ingest and VAD once per file, then the diarize stage of each config back to back (timings
-    comparable under the same load): per config, per file DER, speaker counts and seconds."""
-    import copy
-
-    from tandem.pipelines.curate.chain import make_items
-    from tandem.pipelines.curate.diarize import DiarizeStage
-    from tandem.pipelines.curate.ingest import IngestStage
-    from tandem.pipelines.curate.vad import VadStage
-    from tandem.pipelines.io.rttm import read_rttm
-    head = [IngestStage.from_config(cfgs[0]), VadStage.from_config(cfgs[0])]
-    diar = [DiarizeStage.from_config(c) for c in cfgs]
-    results: list[list[dict]] = [[] for _ in cfgs]
-    with tempfile.TemporaryDirectory() as work:
-        for f in man["files"]:
-            if only and f["id"] not in only and f["language"] not in only:
-                continue
-            item = next(make_items([str(eval_dir / f["wav"])], cfgs[0], "diar", work))
-            for st in head:
-                item = st(item)
-            ref = read_rttm(eval_dir / f["rttm"])
-            line = f"{eval_dir.name}/{f['id']:10s}"
-            for k, st in enumerate(diar):
-                it = st(copy.deepcopy(item))
-                turns = it.get("turns") or []
-                r = {"id": f"{eval_dir.name}/{f['id']}", "language": f["language"], "duration_s": f["duration_s"],
-                     "n_ref_speakers": len(f["speakers"]), "der": der(ref, turns, f["id"]),
-                     "n_hyp_speakers": len({t["speaker"] for t in turns}),
-                     "seconds": it["timings"]["diarize"]["seconds"]}
-                results[k].append(r)
-                line += f" | DER {r['der']:.3f} spk {r['n_hyp_speakers']}/{r['n_ref_speakers']} {r['seconds']:.1f} s"
-            log(line)
-    return results
-
-
-def diarize_table(results: list[dict]) -> str:
-    by = defaultdict(list)
-    for r in results:
-        by[r["language"]].append(r)
-    lines = ["lang files  audio_s   DER   count_right  diarize_s  RTF"]
-    for lang in sorted(by) + ["all"]:
-        rs = results if lang == "all" else by[lang]
-        secs, aud = sum(r["seconds"] for r in rs), sum(r["duration_s"] for r in rs)
-        lines.append(f"{lang:4s} {len(rs):5d} {aud:8.1f} {np.mean([r['der'] for r in rs]):6.3f} "
-                     f"{sum(r['n_hyp_speakers'] == r['n_ref_speakers'] for r in rs):5d}/{len(rs):<5d} "
-                     f"{secs:9.1f} {secs / aud:6.3f}")
-    return "\n".join(lines)
 
 
 def table(results: list[dict]) -> str:
@@ -338,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--only", default="", help="comma-separated file ids or languages")
+    ap.add_argument("--part", choices=["tune", "report", "all"], default="all",
+                    help="the files of one part of the speaker split (default: all, tables per part)")
     ap.add_argument("--json", type=Path, default=None, help="write per-file and per-example results here")
     ap.add_argument("--calibrate", action="store_true",
                     help="quality metrics of the reference-split files, clean and with added noise (no ASR)")
@@ -357,11 +319,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     only = set(filter(None, a.only.split(","))) or None
     if a.diarize_only:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from realspeech_diarize import diarize_table, run_diarize
         variants = [a.set] + [a.set + v.split(",") for v in a.variant]
         cfgs = [load_config(a.config, parse_overrides(v)) for v in variants]
         per = [[] for _ in cfgs]
         for ev in a.eval:
-            for k, rs in enumerate(run_diarize(ensure_set(ev, a.build), ev, cfgs, only)):
+            for k, rs in enumerate(run_diarize(ensure_set(ev, a.build), ev, cfgs, only, part=a.part)):
                 per[k] += rs
         for v, rs in zip(variants, per):
             print(f"\n{' '.join(v) or 'defaults'}:\n{diarize_table(rs)}")
@@ -385,8 +349,15 @@ def main(argv: list[str] | None = None) -> int:
             a.json.write_text(json.dumps(cal, indent=1, default=str))
         return 0
     t0 = time.perf_counter()
-    results = run(man, a.eval, cfg, only)
-    print(table(results))
+    results = run(man, a.eval, cfg, only, part=a.part)
+    for p in ("tune", "report", None):
+        rs = [r for r in results if r.get("part") == p]
+        if rs and (p is not None or len(rs) < len(results)):
+            print(f"\npart {p or 'unsplit'} ({len(rs)} files: {', '.join(sorted({r.get('kind') or 'read' for r in rs}))})")
+            print(table(rs))
+    if len({r.get("part") for r in results}) > 1:
+        print("\nall parts")
+        print(table(results))
     print(filter_shares(results))
     print(f"not covered: {man.get('not_covered')}; {time.perf_counter() - t0:.0f} s")
     if a.json:

@@ -38,13 +38,15 @@ def bench():
 @pytest.fixture(scope="module")
 def small_set(tmp_path_factory):
     d = tmp_path_factory.mktemp("realspeech")
-    return d, build(d, "--languages", ",".join(LANGS), "--files-per-language", "1", "--duration", "20")
+    return d, build(d, "--languages", ",".join(LANGS), "--files-per-language", "1", "--duration", "20",
+                    "--conv-duration", "30")
 
 
 def test_set_is_real_multi_speaker_speech_with_references(small_set, tmp_path):
     d, man = small_set
     files = {f["id"]: f for f in man["files"]}
-    assert sorted(files) == ["en-01", "en-sample", "es-01", "fr-01", "it-01"]
+    read = sorted(k for k, f in files.items() if f["kind"] in ("read", "call"))
+    assert read == ["en-01", "en-sample", "es-01", "fr-01", "it-01"]
     assert set(man["not_covered"]) == {"de", "pt"}
     for f in man["files"]:
         assert len(set(f["speakers"])) >= 2, f
@@ -94,3 +96,37 @@ def test_real_speech_with_noise_is_rejected(small_set):
     assert [r["keep"] for r in cal["clean"]] == [True, True], cal["clean"]
     assert [r["keep"] for r in cal["snr5"]] == [False, False], cal["snr5"]
     assert all(r["reason"] in ("dnsmos_low", "snr_low") for r in cal["snr5"])
+
+
+def test_speakers_split_into_disjoint_tuning_and_reporting_parts(small_set):
+    _, man = small_set
+    split = man["split"]
+    assert set(split.values()) == {"tune", "report"}
+    # one person is one part (en-US and es-MX Allison), whatever languages are built
+    assert split["allison_en_us"] == split["allison_es_mx"]
+    for f in man["files"]:
+        assert {split[s] for s in f["speakers"]} == {f["part"]}, f["id"]
+    parts = {p: {s for f in man["files"] if f["part"] == p for s in f["speakers"]} for p in ("tune", "report")}
+    assert parts["tune"] and parts["report"] and not parts["tune"] & parts["report"]
+    # the split depends on the speaker ids only: a set of one language splits its people the same
+    sys.path.insert(0, str(ROOT / "tools"))
+    import eval_sources
+    assert eval_sources.split_speakers(eval_sources.SPEAKERS) == split
+
+
+def test_conversations_from_real_voices(small_set):
+    d, man = small_set
+    import soundfile as sf
+    conv = [f for f in man["files"] if f["kind"] == "conversation"]
+    tel = {f["id"]: f for f in man["files"] if f["kind"] == "conversation-telephone"}
+    # every language gets one per part holding two of its people; English has four in each part
+    assert {(f["language"], f["part"]) for f in conv} >= {("en", "tune"), ("en", "report")}
+    assert {f["language"] for f in conv} == set(LANGS)
+    assert any(len(f["speakers"]) == 4 for f in conv)
+    for f in conv:
+        assert 0.10 <= f["overlap_share"] <= 0.20, f
+        assert f["n_overlaps"] >= 3 and f["n_backchannels"] + f["n_interruptions"] >= 1, f
+        t = tel[f["id"] + "-tel"]
+        assert sf.info(str(d / t["wav"])).samplerate == 8000 and t["speakers"] == f["speakers"]
+        assert (d / t["rttm"]).read_text().split()[3:5] == (d / f["rttm"]).read_text().split()[3:5]
+    assert sum(f["n_backchannels"] for f in conv) >= 3 and sum(f["n_interruptions"] for f in conv) >= 1

@@ -15,219 +15,53 @@ es-MX Allison and en-US Allison are the same person, so languages are never mixe
 every file is one language spoken by two to four different people. No German or Portuguese real
 read speech exists in the Debian or PyPI registries: de and pt are not covered.
 
-Each file: turns of one to two prompts, gaps and a few short overlaps (at most two voices at once),
-per-speaker levels, a -70 dBFS noise floor (recordings never hold digital silence), all drawn from
-`--seed`. Writes audio/<id>.wav (mono), ref/<id>.{rttm,stm,json} and manifest.json.
+- pocketsphinx-testdata's four single-utterance speakers (goforward, numbers, something, tidigits).
+
+Speakers are split into a tuning part and a reporting part (tools/eval_sources.py
+`split_speakers`: from the speaker ids alone, recorded in the manifest as `split`); every file's
+people come from one part (its `part`), so defaults chosen on `tune` files are reported on voices
+they never heard (`bench/realspeech.py --part report`).
+
+Read-speech files (`<lang>-NN`): turns of one to two prompts, gaps and a few short overlaps (at
+most two voices at once). Conversations (`<lang>-conv-<part>-NN`, up to four people): overlapped
+turn changes, interruptions and backchannels, 10-20% of the speech overlapped
+(tools/eval_conversation.py), each also as a telephone-band copy (`-tel`: 300-3400 Hz, 8 kHz,
+mu-law). Per-speaker levels, a -70 dBFS noise floor (recordings never hold digital silence), all
+drawn from `--seed`. Writes audio/<id>.wav (mono), ref/<id>.{rttm,stm,json} and manifest.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import random
-import re
-import shutil
-import subprocess
 import sys
-from dataclasses import dataclass
-from importlib import util as iutil
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-PACKAGES = {
-    "en": ["asterisk-core-sounds-en-wav", "asterisk-core-sounds-en", "pocketsphinx-testdata"],
-    "es": ["asterisk-core-sounds-es-wav", "asterisk-core-sounds-es", "asterisk-prompt-es-co"],
-    "fr": ["asterisk-core-sounds-fr-wav", "asterisk-core-sounds-fr", "asterisk-prompt-fr-armelle"],
-    "it": ["asterisk-core-sounds-it-wav", "asterisk-core-sounds-it", "asterisk-prompt-it-menardi-wav"],
-}
-LANGUAGES = tuple(PACKAGES)
-NOT_COVERED = {"de": "no real German read speech in the Debian or PyPI registries",
-               "pt": "no real Portuguese read speech in the Debian or PyPI registries"}
-SOUNDS = "usr/share/asterisk/sounds"
-PSX = "usr/share/pocketsphinx/test/data"
-# speaker id -> (language, directory under the extracted tree, reference text is verbatim)
-ASTERISK = {
-    "en": [("allison_en_us", f"{SOUNDS}/en_US_f_Allison", True)],
-    "es": [("allison_es_mx", f"{SOUNDS}/es_MX_f_Allison", True), ("july_es_co", f"{SOUNDS}/es", False)],
-    "fr": [("june_fr_ca", f"{SOUNDS}/fr_CA_f_June", True), ("armelle_fr", f"{SOUNDS}/fr", False)],
-    "it": [("carlo_it", f"{SOUNDS}/it_IT_m_Carlo", True), ("menardi_it", f"{SOUNDS}/it_IT_f_Menardi", False)],
-}
-NOISE_FLOOR_DBFS = -70.0
-
-
-@dataclass
-class Utt:
-    path: Path | None  # decoded on first use (a speaker has hundreds of prompts, a file uses a few)
-    sr: int
-    text: str | None  # verbatim reference text; None when not known word for word
-    source: str
-    _audio: np.ndarray | None = None
-
-    @property
-    def audio(self) -> np.ndarray:
-        """float32 mono at `sr`, leading/trailing silence trimmed."""
-        if self._audio is None:
-            x, sr = read_audio(self.path)
-            self._audio = trim(x, sr)
-        return self._audio
-
-
-class EvalBuildError(RuntimeError):
-    pass
-
-
-def fetch(packages: list[str], cache: Path) -> Path:
-    """Download and unpack `packages` into cache/root (once); apt-get update if the lists are empty."""
-    root, debs, stamps = cache / "root", cache / "debs", cache / "unpacked"
-    for d in (root, debs, stamps):
-        d.mkdir(parents=True, exist_ok=True)
-    todo = [p for p in packages if not (stamps / p).exists()]
-    if not todo:
-        return root
-    if shutil.which("apt-get") is None:
-        raise EvalBuildError(f"apt-get not found: the evaluation set needs the Debian packages {todo}")
-    cmd = ["apt-get", "download", *todo]
-    r = subprocess.run(cmd, check=False, cwd=debs, capture_output=True, text=True)
-    if r.returncode != 0:
-        u = subprocess.run(["apt-get", "update"], check=False, capture_output=True, text=True)
-        r = subprocess.run(cmd, check=False, cwd=debs, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise EvalBuildError(
-                f"`apt-get download {' '.join(todo)}` failed (apt-get update rc={u.returncode}): "
-                f"{(r.stderr or u.stderr).strip()[-800:]}")
-    for p in todo:
-        found = sorted(debs.glob(f"{p}_*.deb"))
-        if not found:
-            raise EvalBuildError(f"apt-get download gave no .deb for {p} in {debs}")
-        subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(root)], check=True)
-        (stamps / p).write_text(found[-1].name + "\n")
-    return root
-
-
-def trim(x: np.ndarray, sr: int) -> np.ndarray:
-    """Cut leading/trailing silence: 20 ms frames quieter than the loudest by 35 dB (or -50 dBFS)."""
-    hop = max(1, sr // 50)
-    n = len(x) // hop
-    if n == 0:
-        return x
-    db = 10 * np.log10(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
-    on = np.flatnonzero(db > max(db.max() - 35.0, -50.0))
-    if len(on) == 0:
-        return x[:0]
-    pad = hop * 3
-    return x[max(0, on[0] * hop - pad): min(len(x), (on[-1] + 1) * hop + pad)]
-
-
-def raw_duration(path: Path) -> float:
-    if path.suffix == ".gsm":
-        return path.stat().st_size / 33 * 160 / 8000  # GSM 06.10: 33-byte frames of 160 samples
-    return sf.info(str(path)).duration
-
-
-def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    if path.suffix == ".gsm":
-        x, sr = sf.read(str(path), format="RAW", subtype="GSM610", samplerate=8000, channels=1,
-                        dtype="float32")
-    else:
-        x, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        x = x.mean(axis=1)
-    return x, sr
-
-
-def core_texts(root: Path, lang: str) -> dict[str, str]:
-    path = root / f"usr/share/doc/asterisk-core-sounds-{lang}/core-sounds-{lang}.txt.gz"
-    out = {}
-    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith(";") or ":" not in line:
-                continue
-            k, v = line.split(":", 1)
-            out[k.strip()] = v.strip()
-    return out
-
-
-def usable(text: str) -> bool:
-    """Speech prompts only: no [tone] descriptions, no digits (spoken forms vary), 3+ words; no
-    translator's (notes) or a second `key: text` left in the line, no letter lost to a '?' inside
-    a sentence (core-sounds-it.txt has all three; none of them is what the speaker says)."""
-    return ("[" not in text and not re.search(r"\d", text) and "\ufffd" not in text
-            and "(" not in text and ":" not in text and not re.search(r"\s\?\s", text)
-            and len(re.findall(r"\w+", text)) >= 3)
-
-
-def asterisk_speakers(root: Path, lang: str) -> dict[str, list[Utt]]:
-    texts = core_texts(root, lang)
-    out: dict[str, list[Utt]] = {}
-    for spk, rel, verbatim in ASTERISK[lang]:
-        utts = []
-        for p in sorted((root / rel).iterdir()):
-            if not p.is_file() or p.suffix not in (".wav", ".gsm") or not usable(texts.get(p.stem, "")):
-                continue
-            # untrimmed length: prompts carry up to a second of silence around the speech
-            if 1.5 <= raw_duration(p) <= 12.0:
-                sr = 8000 if p.suffix == ".gsm" else sf.info(str(p)).samplerate
-                utts.append(Utt(p, sr, texts[p.stem] if verbatim else None, f"{rel}/{p.name}"))
-        if not utts:
-            raise EvalBuildError(f"no usable prompts for {spk} under {root / rel}")
-        out[spk] = utts
-    return out
-
-
-def sphinx_speakers(root: Path) -> dict[str, list[Utt]]:
-    out: dict[str, list[Utt]] = {}
-    for spk, sub in (("librivox_reader", "librivox"), ("cards_speaker", "cards")):
-        d = root / PSX / sub
-        name = "transcription" if sub == "librivox" else "cards.transcription"
-        utts = []
-        for line in (d / name).read_text().splitlines():
-            m = re.match(r"\s*<s>(.*)</s>\s*\((\S+)\)", line)
-            if not m:
-                continue
-            utts.append(Utt(d / f"{m.group(2)}.wav", 16000, " ".join(m.group(1).split()),
-                            f"{PSX}/{sub}/{m.group(2)}.wav"))
-        out[spk] = utts
-    return out
-
-
-def sample_paths() -> dict[str, Path]:
-    spec = iutil.find_spec("pyannote.audio")
-    if spec is None or not spec.submodule_search_locations:
-        raise EvalBuildError("pyannote.audio is not installed (its sample.wav is part of the set)")
-    d = Path(next(iter(spec.submodule_search_locations))) / "sample"
-    return {k: d / f"sample.{k}" for k in ("wav", "rttm", "stm")}
-
-
-def sample_speakers() -> dict[str, list[Utt]]:
-    """Utterances of sample.stm during which no other speaker talks (per sample.rttm)."""
-    p = sample_paths()
-    x, sr = read_audio(p["wav"])
-    turns = [(float(f[3]), float(f[3]) + float(f[4])) for f in (ln.split() for ln in p["rttm"].read_text().splitlines()) if f]
-    out: dict[str, list[Utt]] = {}
-    for line in p["stm"].read_text().splitlines():
-        f = line.split(None, 5)
-        if len(f) < 6:
-            continue
-        s, e = float(f[3]), float(f[4])
-        others = sum(1 for a, b in turns if a < e and b > s and not (a <= s + 0.3 and b >= e - 0.3))
-        if others:
-            continue
-        out.setdefault(f"pyannote_{f[2].lower()}", []).append(
-            Utt(None, sr, f[5], f"pyannote/sample.wav@{s:.2f}-{e:.2f}", x[int(s * sr): int(e * sr)].copy()))
-    return out
-
-
-def voices(lang: str, cache: Path) -> dict[str, list[Utt]]:
-    root = fetch(PACKAGES[lang], cache)
-    v = asterisk_speakers(root, lang)
-    if lang == "en":
-        v.update(sphinx_speakers(root))
-        v.update(sample_speakers())
-    return v
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_conversation import build_conversation, speech_and_overlap, telephone
+from eval_sources import (  # noqa: F401 - re-exported for bench/fingerprint.py
+    LANGUAGES,
+    NOISE_FLOOR_DBFS,
+    NOT_COVERED,
+    PACKAGES,
+    SOUNDS,
+    SPEAKERS,
+    EvalBuildError,
+    Utt,
+    backchannels,
+    fetch,
+    read_audio,
+    sample_paths,
+    split_speakers,
+    trim,
+    voices,
+)
 
 
 def rms_db(x: np.ndarray) -> float:
@@ -331,40 +165,72 @@ def add_sample(out: Path) -> dict:
             "n_overlaps": n, "overlap_s": round(ov, 3), "origin": "pyannote.audio sample.wav (real phone call)"}
 
 
-def plan(lang: str, k: int, speakers: list[str], rng: random.Random) -> list[str]:
-    """Speakers of file k: the language's core voice plus others, two to four (cycling 2, 3, 4)."""
+def plan(k: int, speakers: list[str], rng: random.Random, sizes: dict[str, int]) -> list[str]:
+    """Speakers of file k: the part's first voice (a language's core voice when there) plus others,
+    two to four (cycling 2, 3, 4); voices of one utterance only join files of three or more (two
+    voices alternate, so one that runs out ends the file)."""
     first, others = speakers[0], speakers[1:]
     n = min(len(speakers), (2, 3, 4)[k % 3])
+    if n == 2 and any(sizes[s] >= 3 for s in others):
+        others = [s for s in others if sizes[s] >= 3]
     return [first] + rng.sample(others, n - 1)
 
 
+def _entry(out: Path, fid: str, audio: np.ndarray, sr: int, segs: list[dict], lang: str, spk: list[str],
+           part: str, kind: str, origin: str) -> dict:
+    sf.write(str(out / "audio" / f"{fid}.wav"), audio, sr, subtype="PCM_16")
+    n, ov = overlaps(segs)
+    speech, ov_t = speech_and_overlap(segs)
+    return {"id": fid, "wav": f"audio/{fid}.wav", **write_refs(out, fid, segs), "language": lang, "part": part,
+            "kind": kind, "duration_s": round(len(audio) / sr, 3), "sample_rate": sr, "speakers": spk,
+            "n_segments": len(segs), "n_overlaps": n, "overlap_s": round(ov, 3),
+            "overlap_share": round(ov_t / max(speech, 1e-9), 3),
+            "n_backchannels": sum(bool(x.get("backchannel")) for x in segs),
+            "n_interruptions": sum(bool(x.get("interrupted")) for x in segs),
+            "verbatim_s": round(sum(x["end"] - x["start"] for x in segs if x["text"]), 3), "origin": origin}
+
+
 def build(out: Path, cache: Path, languages: list[str], files_per_language: int, duration: float,
-          seed: int, p_overlap: float = 0.15, with_sample: bool = True) -> dict:
+          seed: int, p_overlap: float = 0.15, with_sample: bool = True, conversations: int = 1,
+          conv_duration: float = 60.0) -> dict:
     bad = [lang for lang in languages if lang not in PACKAGES]
     if bad:
         raise EvalBuildError(f"languages {bad} not covered ({NOT_COVERED}); available: {list(PACKAGES)}")
     (out / "audio").mkdir(parents=True, exist_ok=True)
+    split = split_speakers(SPEAKERS)
     files = []
     for lang in languages:
         pool = voices(lang, cache)
-        names = list(pool)
+        origin = "built from Debian packages " + ", ".join(PACKAGES[lang])
+        by_part = {p: [s for s in pool if split[s] == p] for p in ("tune", "report")}
+        parts = [p for p in ("tune", "report") if len(by_part[p]) >= 2]
         for k in range(files_per_language):
             fid = f"{lang}-{k + 1:02d}"
             rng = random.Random(f"{seed}:{fid}")
-            spk = plan(lang, k, names, rng)
+            part = parts[k % len(parts)]
+            spk = plan(k // len(parts), by_part[part], rng, {v: len(u) for v, u in pool.items()})
             audio, sr, segs = build_file(fid, lang, spk, pool, duration, rng, p_overlap)
-            sf.write(str(out / "audio" / f"{fid}.wav"), audio, sr, subtype="PCM_16")
-            n, ov = overlaps(segs)
-            files.append({"id": fid, "wav": f"audio/{fid}.wav", **write_refs(out, fid, segs), "language": lang,
-                          "duration_s": round(len(audio) / sr, 3), "sample_rate": sr, "speakers": spk,
-                          "n_segments": len(segs), "n_overlaps": n, "overlap_s": round(ov, 3),
-                          "verbatim_s": round(sum(s["end"] - s["start"] for s in segs if s["text"]), 3),
-                          "origin": "built from Debian packages " + ", ".join(PACKAGES[lang])})
+            files.append(_entry(out, fid, audio, sr, segs, lang, spk, part, "read", origin))
+        bcs = backchannels(fetch(PACKAGES[lang], cache), lang, pool)
+        for part in parts:
+            for k in range(conversations):
+                fid = f"{lang}-conv-{part}-{k + 1:02d}"
+                rng = random.Random(f"{seed}:{fid}")
+                spk = [by_part[part][0]] + rng.sample(by_part[part][1:], min(3, len(by_part[part]) - 1))
+                audio, sr, segs, _ = build_conversation(spk, pool, bcs, conv_duration, rng, NOISE_FLOOR_DBFS)
+                files.append(_entry(out, fid, audio, sr, segs, lang, spk, part, "conversation", origin))
+                tel, tsr = telephone(audio, sr)
+                files.append(_entry(out, f"{fid}-tel", tel, tsr, [dict(x) for x in segs], lang, spk, part,
+                                    "conversation-telephone", origin))
     if with_sample and "en" in languages:
-        files.append(add_sample(out))
+        sample = add_sample(out)
+        ref = json.loads((out / sample["ref"]).read_text())["segments"]
+        speech, ov_t = speech_and_overlap(ref)
+        files.append({**sample, "part": split["pyannote_diane"], "kind": "call",
+                      "overlap_share": round(ov_t / speech, 3)})
     manifest = {"seed": seed, "duration_target_s": duration, "p_overlap": p_overlap,
                 "noise_floor_dbfs": NOISE_FLOOR_DBFS, "languages": languages, "not_covered": NOT_COVERED,
-                "files": files}
+                "split": split, "files": files}
     tmp = out / f"manifest.json.tmp{os.getpid()}"
     tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
     os.replace(tmp, out / "manifest.json")
@@ -382,16 +248,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--p-overlap", type=float, default=0.15)
     ap.add_argument("--no-sample", action="store_true", help="leave pyannote's sample.wav out")
+    ap.add_argument("--conversations", type=int, default=1,
+                    help="conversations per language and part (each also as a telephone-band copy)")
+    ap.add_argument("--conv-duration", type=float, default=60.0)
     a = ap.parse_args(argv)
     try:
         m = build(a.out, a.cache, [x for x in a.languages.split(",") if x], a.files_per_language, a.duration,
-                  a.seed, a.p_overlap, not a.no_sample)
+                  a.seed, a.p_overlap, not a.no_sample, a.conversations, a.conv_duration)
     except EvalBuildError as e:
         print(f"build_eval_set: {e}", file=sys.stderr)
         return 2
     for f in m["files"]:
-        print(f"{f['id']:10s} {f['language']} {f['duration_s']:6.1f}s {f['sample_rate']}Hz "
-              f"overlaps={f['n_overlaps']} speakers={','.join(f['speakers'])}")
+        print(f"{f['id']:22s} {f['part']:6s} {f['language']} {f['duration_s']:6.1f}s {f['sample_rate']}Hz "
+              f"overlaps={f['n_overlaps']} ({f.get('overlap_share', 0):.0%} of speech) "
+              f"backchannels={f.get('n_backchannels', 0)} speakers={','.join(f['speakers'])}")
     print(f"wrote {len(m['files'])} files and {a.out / 'manifest.json'}; not covered: {', '.join(NOT_COVERED)}")
     return 0
 
