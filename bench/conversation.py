@@ -22,7 +22,8 @@ Per file, on a 10 ms grid, collar 0:
 - purity: share of each reference speaker's solo speech carried on exactly its own channel (the one
   most of it lands on alone), over its solo speech carried at all, time-weighted over speakers.
 - carried: share of reference solo speech on any output channel.
-`--old` adds the exclusive split of before (diarize.keep_overlap=false) as a second variant.
+`--old` adds the exclusive split of before (diarize.keep_overlap=false, overlap_onset=0.5) as a
+second variant.
 Tuning files (thresholds chosen there): sample, SNG0072; reporting: SNG0480, MUL1011.
 """
 
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]")
-    ap.add_argument("--old", action="store_true", help="also the exclusive split (diarize.keep_overlap=false)")
+    ap.add_argument("--old", action="store_true", help="also the exclusive split of before")
     ap.add_argument("--turns-only", action="store_true", help="stop after diarize (fast, for tuning)")
     ap.add_argument("--only", nargs="*", default=None, help="file ids (shifted ones included)")
     ap.add_argument("--shift", type=float, nargs="*", default=[1.5, -1.5],
@@ -207,7 +208,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     variants = [a.set] + [a.set + v.split(",") for v in a.variant]
     if a.old:
-        variants.append(a.set + ["diarize.keep_overlap=false"])
+        variants.append(a.set + ["diarize.keep_overlap=false", "diarize.overlap_onset=0.5"])
     with tempfile.TemporaryDirectory() as work:
         vad = SileroVad.from_config(section(load_config(a.config), "vad"), threads=1)
         inputs = [f for f in load_inputs(Path(work), vad, a.shift) if not a.only or f["id"] in a.only]
