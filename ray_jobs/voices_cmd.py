@@ -26,6 +26,10 @@ def run(args) -> int:
     if not files:
         print(f"error: {args.out} has no committed shards (run `tandem curate` into it first)", file=sys.stderr)
         return 2
+    from tandem.pipelines.train.units import manifest_sums, verify_shard
+    sums = manifest_sums(args.out)
+    for f in files:  # a shard changed since its commit is an error naming it, not clips from it
+        verify_shard(str(f), sums.get(str(f)))
     langs = set(args.languages or [])
     rows = (r for r in iter_rows(files, columns=["example_id", "kind", "language", "words", "audio"])
             if r["kind"] == "real" and (not langs or r["language"] in langs))

@@ -43,6 +43,7 @@ def write_voice_bank(rows: Iterable[dict], dest: str | Path, min_s: float = 3.0,
     """Write a clip per speaker of each row; returns {language: [clip paths]}."""
     import soundfile as sf
     import soxr
+    from tandem.pipelines.core.ids import checked_id, checked_language
     from tandem.pipelines.io.audio import decode_flac
     dest = Path(dest)
     out: dict[str, list[str]] = {}
@@ -67,9 +68,10 @@ def write_voice_bank(rows: Iterable[dict], dest: str | Path, min_s: float = 3.0,
             peak = float(np.abs(x).max()) if x.size else 0.0
             if peak <= 1e-4:
                 continue  # a silent channel: its words are wrong, not a voice
-            d = dest / lang
+            # names read from shards: checked before they become a path (a `../` could leave dest)
+            d = dest / checked_language(lang, "voice bank")
             d.mkdir(parents=True, exist_ok=True)
-            p = d / f"{r['example_id']}-{_safe(spk)}.wav"
+            p = d / f"{checked_id(r['example_id'], 'voice bank')}-{_safe(spk)}.wav"
             sf.write(p, x * min(1.0, 0.9 / peak), CLIP_SR, subtype="PCM_16")
             out.setdefault(lang, []).append(str(p))
     return out

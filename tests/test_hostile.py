@@ -528,3 +528,24 @@ def test_case7_a_storage_error_inside_a_ray_task_is_recognised():
         assert infra_cause(outer) is full
     assert infra_cause(RayTaskError("f", "tb", KeyError("x")).as_instanceof_cause()) is None
     assert infra_cause(OSError(errno.ENOENT, "no such file")) is None
+
+
+def test_case9_voice_bank_names_are_checked(small_out, tmp_path, capsys):
+    import shutil
+
+    from tandem.pipelines.io.files import iter_rows
+    from tandem.pipelines.store.commit import committed_files
+    from tandem.ray_jobs.cli import main
+    from tandem.synth.voicebank import write_voice_bank
+    rows = list(iter_rows(committed_files(small_out, "shards"), columns=["example_id", "language", "words", "audio"]))
+    dest = tmp_path / "a" / "b" / "bank"
+    assert write_voice_bank(rows[:1], dest, min_s=0.1, guard_s=0.0, join_s=0.0)  # a clean row makes a clip
+    for bad in ({"example_id": "../../x"}, {"language": "../../x"}):
+        with pytest.raises(ValueError, match="refusing to name"):
+            write_voice_bank([{**rows[0], **bad}], dest, min_s=0.1, guard_s=0.0, join_s=0.0)
+    assert not list(tmp_path.rglob("x*"))
+    out = tmp_path / "out"
+    shutil.copytree(small_out, out)
+    _tamper(committed_files(out, "shards")[0])
+    assert main(["voices", str(out), str(dest)]) == 2
+    assert "does not match its commit manifest" in capsys.readouterr().err

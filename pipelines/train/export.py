@@ -14,30 +14,23 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from tandem.pipelines.core.ids import checked_id
 from tandem.pipelines.io.files import write_atomic
 from tandem.pipelines.io.rttm import write_rttm
 
 SPEAKER_LABELS = ("SPEAKER_MAIN", "SPEAKER_OTHER")
 
 
-# example ids as tandem writes them (stable_hash: lowercase hex); nothing else becomes a file name
-EXAMPLE_ID_RE = re.compile(r"^[0-9a-f]{8,64}$")
-
-
 def _rows(out_dir: str | Path, sql: str | None, columns: list[str]) -> Iterator[tuple[str, dict]]:
     """(shard, row) of the selected examples; shards checked against their commit manifests and
-    every example id against EXAMPLE_ID_RE before an export names a file after it."""
+    every example id against its pattern (core.ids) before an export names a file after it."""
     from tandem.pipelines.train.units import iter_rows, select_units
     for unit, row in iter_rows(select_units(out_dir, sql), columns):
-        eid = row.get("example_id")
-        if not isinstance(eid, str) or not EXAMPLE_ID_RE.match(eid):
-            raise ValueError(f"{unit.path}: example id {eid!r:.80} is not a tandem id (lowercase hex); "
-                             "refusing to name a file after it")
+        checked_id(row.get("example_id"), unit.path)
         yield unit.path, row
 
 
