@@ -145,9 +145,12 @@ def test_hf_datasets_recipe(out, tmp_path):
 def test_lhotse_export_read_back_by_lhotse(out, tmp_path):
     from lhotse import CutSet, MultiCut, RecordingSet, SupervisionSet, load_manifest
     out, rows = out
-    dest = tmp_path / "lhotse"
-    assert cli(["lhotse", str(out), str(dest), "--shard-size", "3"]) == 0
-    cuts = load_manifest(dest / "cuts.jsonl.gz")
+    import shutil
+    made = tmp_path / "lhotse"
+    assert cli(["lhotse", str(out), str(made), "--shard-size", "3"]) == 0
+    dest = tmp_path / "moved" / "lhotse"  # a moved export loads: its audio paths are relative
+    shutil.move(str(made), str(dest))
+    cuts = load_manifest(dest / "cuts.jsonl.gz").with_recording_path_prefix(str(dest))
     assert isinstance(cuts, CutSet) and len(cuts) == len(rows)
     assert len(load_manifest(dest / "recordings.jsonl.gz")) == len(rows)
     assert isinstance(load_manifest(dest / "recordings.jsonl.gz"), RecordingSet)
@@ -160,10 +163,12 @@ def test_lhotse_export_read_back_by_lhotse(out, tmp_path):
         np.testing.assert_allclose(cut.load_audio(), want.T, atol=1e-6)  # channel 0 = main speaker
         got = sorted((a.symbol, round(a.start, 3), round(a.start + a.duration, 3), s.channel, s.speaker)
                      for s in cut.supervisions for a in s.alignment["word"])
-        orig = sorted((w["word"], round(w["start_s"], 3), round(w["end_s"], 3), w["channel"], w["speaker"])
+        src = row["source_ids"][0]  # speakers scoped to their source
+        orig = sorted((w["word"], round(w["start_s"], 3), round(w["end_s"], 3), w["channel"], f"{src}:{w['speaker']}")
                       for w in row["words"])
         assert got == orig
-        assert {(s.channel, s.speaker) for s in cut.supervisions} == {(w["channel"], w["speaker"]) for w in row["words"]}
+        assert {(s.channel, s.speaker) for s in cut.supervisions} == {(w["channel"], f"{src}:{w['speaker']}")
+                                                                      for w in row["words"]}
     # Shar shards for streaming, read back by lhotse, audio decoded from the tar shards
     shar = CutSet.from_shar(in_dir=dest / "shar")
     assert len(list((dest / "shar").glob("recording.*.tar"))) == 3  # 8 cuts, 3 per shard

@@ -2,7 +2,9 @@
 
 lhotse (DEST/):
   audio/<example_id>.flac     the shard's two-channel FLAC bytes, copied as they are (no re-encode)
-  recordings.jsonl.gz         one Recording per example, channels [0, 1] (0 = the main speaker)
+  recordings.jsonl.gz         one Recording per example, channels [0, 1] (0 = the main speaker); its
+                              audio path is relative to DEST, so the export can move: load with
+                              CutSet.from_file(DEST/"cuts.jsonl.gz").with_recording_path_prefix(DEST)
   supervisions.jsonl.gz       one SupervisionSegment per (channel, speaker) of an example, from its
                               first word to its last, text = its words, alignment["word"] = its words
   cuts.jsonl.gz               one MultiCut per example (both channels) with its supervisions
@@ -35,7 +37,9 @@ def _probe(shard: str, row: dict) -> tuple[int, int]:
 
 
 def supervisions(row: dict, duration: float) -> list:
-    """lhotse SupervisionSegments: one per (channel, speaker), with word alignments."""
+    """lhotse SupervisionSegments: one per (channel, speaker), with word alignments; the speaker is
+    scoped to the example's source, `<source_id>:<label>` (labels like SPEAKER_00 or A are per
+    source), so speaker-disjoint splits work across sources."""
     from lhotse import SupervisionSegment
     from lhotse.supervision import AlignmentItem
     groups: dict[tuple[int, str], list[dict]] = {}
@@ -43,6 +47,7 @@ def supervisions(row: dict, duration: float) -> list:
         ch = int(w["channel"])
         groups.setdefault((ch, w["speaker"] or SPEAKER_LABELS[ch]), []).append(w)
     out = []
+    scope = (row.get("source_ids") or [None])[0]
     for (ch, spk), ws in sorted(groups.items()):
         ws = sorted(ws, key=lambda w: (w["start_s"], w["end_s"]))
         start = max(0.0, float(ws[0]["start_s"]))
@@ -53,7 +58,7 @@ def supervisions(row: dict, duration: float) -> list:
         out.append(SupervisionSegment(
             id=f"{row['example_id']}-ch{ch}-{spk}", recording_id=row["example_id"], start=round(start, 4),
             duration=round(max(0.0, end - start), 4), channel=ch, text=" ".join(w["word"] for w in ws),
-            language=row.get("language"), speaker=spk, alignment={"word": items},
+            language=row.get("language"), speaker=f"{scope}:{spk}" if scope else spk, alignment={"word": items},
             custom={"role": SPEAKER_LABELS[ch]}))
     return out
 
@@ -77,12 +82,13 @@ def export_lhotse(out_dir: str | Path, dest: str | Path, *, sql: str | None = No
             (dest / "shar").mkdir(exist_ok=True)
             shar_w = stack.enter_context(SharWriter(str(dest / "shar"), fields={"recording": "flac"},
                                                     shard_size=shard_size))
-        for shard, row in _rows(out_dir, sql, ["example_id", "language", "audio", "words"]):
+        for shard, row in _rows(out_dir, sql, ["example_id", "language", "audio", "words", "source_ids"]):
             eid = row["example_id"]
             sr, frames = _probe(shard, row)
             path = under(dest, "audio", f"{eid}.flac")
             write_atomic(path, row["audio"])  # the FLAC as stored: lossless, no re-encode
-            rec = Recording(id=eid, sources=[AudioSource(type="file", channels=[0, 1], source=str(path.resolve()))],
+            rel = path.relative_to(dest).as_posix()  # relative: a moved export still loads (see module doc)
+            rec = Recording(id=eid, sources=[AudioSource(type="file", channels=[0, 1], source=rel)],
                             sampling_rate=sr, num_samples=frames, duration=frames / sr, channel_ids=[0, 1])
             sups = supervisions(row, rec.duration)
             cut = rec.to_cut()  # a MultiCut over both channels
@@ -91,8 +97,11 @@ def export_lhotse(out_dir: str | Path, dest: str | Path, *, sql: str | None = No
             for s in sups:
                 sup_w.write(s)
             cut_w.write(cut)
-            if shar_w is not None:
-                shar_w.write(cut)
+            if shar_w is not None:  # Shar reads the audio now: from its absolute path
+                full = Recording(id=eid, sources=[AudioSource(type="file", channels=[0, 1], source=str(path.resolve()))],
+                                 sampling_rate=sr, num_samples=frames, duration=frames / sr, channel_ids=[0, 1]).to_cut()
+                full.supervisions = sups
+                shar_w.write(full)
             n += 1
             n_sup += len(sups)
             seconds += rec.duration
