@@ -18,7 +18,9 @@ SAMPLE_ROWS = 200_000
 SAMPLE_SEED = 0
 EXAMPLE_COLS = ["example_id", "kind", "language", "duration_s", "num_speakers", "overlap_ratio", "speech_ratio",
                 "snr_db", "dnsmos_ovrl", "clipping_ratio", "bandwidth_hz", "lid_language", "lid_prob",
-                "roundtrip_cer", "params"]
+                "roundtrip_cer", "params", "words"]
+# accepted real examples whose words the real turn-taking is measured on (reservoir, fixed seed)
+REAL_TT_ROWS = 5_000
 
 
 def _connect(out: Path):
@@ -223,6 +225,7 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
              "Moshi Table 9 definitions on each channel's words: IPU, pause, gap, overlap seconds per minute "
              "against Fisher; floor-transfer offsets (negative: overlapped), pause and overlap lengths, "
              "backchannels per minute of each dialogue. Regenerate with: tandem report OUT.")
+    tt_real = _real_turn_taking(con)
     sources = _rows(con, "SELECT kind, status, count(*) AS n, sum(duration_s) / 3600 AS hours FROM sources "
                          "GROUP BY ALL ORDER BY ALL")
     summary = {
@@ -233,6 +236,7 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
         "hours": hours, "sources": sources, "rejections": rej, "rejected_languages_heard": heard,
         "quality": quality_summary, "thresholds": thr,
         "speakers": spk, "turn_taking": {k: v for k, v in tt.items() if k != "lists"},
+        "turn_taking_real": tt_real,
         "plots": [p[0] for p in plots],
     }
     con.close()
@@ -260,6 +264,14 @@ def _turn_taking(con) -> dict:
              "backchannels_per_min": [60.0 * m.get("backchannels", 0) / m["span_s"] for m in ms]}
     return {"dialogues": len(ms), "per_minute": per_minute(ms), "fisher": FISHER, "lists": lists,
             **{k: _pct(v) for k, v in lists.items()}}
+
+
+def _real_turn_taking(con) -> dict:
+    """Turn-taking of accepted real examples from their words (catalogs/turns.py)."""
+    from tandem.catalogs.turns import real_turn_taking
+    cur = con.execute(f"SELECT words FROM examples WHERE kind = 'real' AND status = 'accepted' AND words IS NOT NULL "
+                      f"USING SAMPLE reservoir({REAL_TT_ROWS} ROWS) REPEATABLE ({SAMPLE_SEED})")
+    return real_turn_taking(ws for batch in iter(lambda: cur.fetchmany(1024), []) for (ws,) in batch)
 
 
 def _plot_turn_taking(plt, tt: dict):
@@ -347,4 +359,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}img{{max-width:10
 <h2>Sources</h2>{_table(s['sources'])}<h2>Rejections</h2>{_table(s['rejections'])}
 <h2>Languages heard in off-language rejections</h2>{_table(s['rejected_languages_heard'])}
 <h2>Turn-taking of synthetic dialogues (s per minute)</h2>{_table(_tt_rows(s.get('turn_taking') or {}))}
+<h2>Turn-taking of curated real conversation (s per minute, {(s.get('turn_taking_real') or {}).get('dialogues', 0)}
+accepted examples; overlap near zero on real calls means overlap is being lost)</h2>
+{_table(_tt_rows(s.get('turn_taking_real') or {}))}
 {figs}</body></html>"""

@@ -30,8 +30,18 @@ def run_curate(input_spec: str, out_dir: str | Path, cfg: dict, argv: list[str] 
     # on Ray the listing is read and turned into items by the workers, block by block
     items = InputListing(input_spec, functools.partial(make_items, cfg=cfg, cfg_hash=h, out_dir=str(out_dir)))
     stages = curation_stages(cfg) + filter_stages(cfg)
-    return run_job("curate", items, stages, cfg, out_dir, argv=argv or sys.argv,
-                   dedup=dedup_index(out_dir, cfg))
+
+    def real_rows(out, run_id):
+        # turn-taking of every accepted real example in OUT (a rerun that skips everything still shows it)
+        from tandem.catalogs.turns import curated_turn_taking
+        return curated_turn_taking(out)
+
+    res = run_job("curate", items, stages, cfg, out_dir, argv=argv or sys.argv,
+                  dedup=dedup_index(out_dir, cfg), summarize=real_rows)
+    if res.get("summary") is not None:
+        from tandem.catalogs.turns import format_real
+        print(format_real(res["summary"]))
+    return res
 
 
 def run_synth(scripts: str | None, out_dir: str | Path, cfg: dict, *, count: int, seed: int | None,
