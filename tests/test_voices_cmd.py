@@ -24,7 +24,7 @@ def _curated_output(out: Path) -> None:
     x, sr = sf.read(str(sample_paths()["wav"]), dtype="float32")
     words = [{"channel": 0, "speaker": t["speaker"], "word": "turn", "start_s": t["start_s"], "end_s": t["end_s"],
               "score": 1.0, "overlap": False} for t in read_rttm(sample_paths()["rttm"])]
-    row = contracts.example_row(example_id="call", kind="real", language="en", duration_s=len(x) / sr,
+    row = contracts.example_row(example_id=contracts.stable_hash("call"), kind="real", language="en", duration_s=len(x) / sr,
                                 sample_rate=sr, num_samples=len(x),
                                 audio=encode_flac(np.stack([x, np.zeros_like(x)]), sr), words=words)
     cfg = {"shards": {"row_group_rows": 4, "max_items_per_commit": 1, "target_bytes": 1 << 40, "compression": "zstd"}}
