@@ -192,6 +192,14 @@ class SynthesizeStage(Stage):
     def _drop_ahead(self) -> None:
         self._take_ahead({})  # no item matches: its session is ended
 
+    _vad = None
+
+    def _channel_vad(self):
+        if self._vad is None:
+            from tandem.synth.audiotiming import ChannelVad
+            self._vad = ChannelVad(threads=1)
+        return self._vad
+
     def _free_tts(self):
         """An engine not busy speaking ahead."""
         return self._spare if self._ahead is not None and self._ahead["tts"] is self.tts else self.tts
@@ -220,6 +228,7 @@ class SynthesizeStage(Stage):
     def _render(self, item: dict, script: dict, seed: int, k: int, sh: str) -> dict:
         """One rendition of `script` under `seed`: the example row (candidate `k` of best-of-N)."""
         from tandem.pipelines.io.audio import encode_flac
+        from tandem.synth.audiotiming import audio_measures, sound_regions
         from tandem.synth.augment import augment_user_channel
         from tandem.synth.mix import overlap_figures, render
         from tandem.synth.phrasebook import BACKCHANNELS
@@ -257,10 +266,15 @@ class SynthesizeStage(Stage):
             cm.__exit__(None, None, None)
         sr = P.sample_rate
         audio = render(tl, sr, P.peak)
+        # turn-taking as heard: VAD on each rendered channel before augmentation adds sound
+        vad = self._channel_vad()
+        regions = vad(audio, sr)
+        sound = [sound_regions(audio[c], sr) for c in (0, 1)]
         aug: dict = {}
         if P.augment["enabled"]:
             audio, aug = augment_user_channel(audio, sr, np.random.default_rng([seed, 3]),
                                               {k: v for k, v in P.augment.items() if k != "enabled"})
+        aug_regions = [regions[0], vad.channel(audio[1], sr)] if aug else regions
         dur = audio.shape[1] / sr
         words = tl.words()
         ov_ratio, sp_ratio, flags = overlap_figures(words, dur)
@@ -272,13 +286,15 @@ class SynthesizeStage(Stage):
         stats = tl.stats()
         tt = measure(rows)
         tt["backchannels"] = stats["backchannels"]
+        heard = audio_measures(rows, regions, aug_regions, aug, sound)
+        heard["turn_taking_audio"]["backchannels"] = stats["backchannels"]
         params = {
             "script_id": sh, "dialogue_id": script["dialogue_id"], "style": script.get("style"),
             "tts": getattr(self.tts, "name", type(self.tts).__name__),
             "word_times": getattr(self.tts, "word_times", "engine"),
             "distinct_voices": len({v.name for v in voices.values()}) == len(voices),
             "voices": {s: voices[s].as_dict() for s in speakers}, "channels": channels,
-            "timeline": stats, "timeline_draws": tl.draws, "augment": aug, "turn_taking": tt,
+            "timeline": stats, "timeline_draws": tl.draws, "augment": aug, "turn_taking": tt, **heard,
             "targets": {k: getattr(tc, k) for k in ("gap_mean_s", "gap_std_s", "interruption_prob",
                                                     "backchannel_prob")},
         }

@@ -31,12 +31,20 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 def activity(words: list[dict], step_s: float = STEP_S, bridge_s: float = BRIDGE_S) -> np.ndarray:
     """bool [2, frames]: each channel's IPUs (its words, silences shorter than `bridge_s` filled)."""
-    end = max((float(w["end_s"]) for w in words), default=0.0)
+    return region_activity([[(w["start_s"], w["end_s"]) for w in words if int(w["channel"]) == ch] for ch in (0, 1)],
+                           step_s, bridge_s)
+
+
+def region_activity(regions: list, step_s: float = STEP_S, bridge_s: float = BRIDGE_S) -> np.ndarray:
+    """bool [2, frames]: IPUs from each channel's (start_s, end_s) spans (words, or VAD speech
+    regions of the rendered audio), silences shorter than `bridge_s` filled."""
+    end = max((float(e) for rs in regions for _, e in rs), default=0.0)
     n = int(np.ceil(end / step_s)) + 1
     act = np.zeros((2, n), dtype=bool)
-    for w in words:
-        a, b = round(float(w["start_s"]) / step_s), round(float(w["end_s"]) / step_s)
-        act[int(w["channel"]), a:max(b, a + 1)] = True
+    for ch, rs in enumerate(regions):
+        for s, e in rs:
+            a, b = round(float(s) / step_s), round(float(e) / step_s)
+            act[ch, a:max(b, a + 1)] = True
     bridge = round(bridge_s / step_s)
     for ch in (0, 1):
         runs = _runs(act[ch])
@@ -47,17 +55,26 @@ def activity(words: list[dict], step_s: float = STEP_S, bridge_s: float = BRIDGE
 
 
 def measure(words: list[dict], step_s: float = STEP_S, bridge_s: float = BRIDGE_S) -> dict:
-    """One dialogue's turn-taking from its words ({channel, start_s, end_s}).
+    """One dialogue's turn-taking from its words ({channel, start_s, end_s}); see measure_activity."""
+    return measure_activity(activity(words, step_s, bridge_s), step_s)
+
+
+def measure_regions(regions: list, step_s: float = STEP_S, bridge_s: float = BRIDGE_S) -> dict:
+    """One dialogue's turn-taking from each channel's speech regions (VAD on the rendered audio)."""
+    return measure_activity(region_activity(regions, step_s, bridge_s), step_s)
+
+
+def measure_activity(act: np.ndarray, step_s: float = STEP_S) -> dict:
+    """One dialogue's turn-taking from its IPU activity (bool [2, frames], region_activity).
 
     Returns totals in seconds (span_s, ipu_s, pause_s, gap_s, overlap_s) and the events behind
     them: pause and overlap lengths, and floor-transfer offsets (next speaker's start minus the
     previous speaker's end at each change of floor: positive a gap, negative an overlap).
     """
-    if not words:
+    anyc = act[0] | act[1]
+    if not anyc.any():
         return {"span_s": 0.0, "ipu_s": 0.0, "pause_s": 0.0, "gap_s": 0.0, "overlap_s": 0.0,
                 "pauses_s": [], "overlaps_s": [], "fto_s": []}
-    act = activity(words, step_s, bridge_s)
-    anyc = act[0] | act[1]
     idx = np.flatnonzero(anyc)
     lo, hi = int(idx[0]), int(idx[-1]) + 1
     pauses, gaps, ftos = [], [], []
