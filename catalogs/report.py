@@ -254,7 +254,8 @@ def _turn_taking(con) -> dict:
     while batch := cur.fetchmany(4096):
         for (p,) in batch:
             try:
-                m = json.loads(p).get("turn_taking")
+                q = json.loads(p)  # the figures heard on the audio; older examples have only the words'
+                m = q.get("turn_taking_audio") or q.get("turn_taking")
             except (ValueError, TypeError, AttributeError):
                 continue
             if m and m.get("span_s"):
