@@ -549,3 +549,21 @@ def test_case9_voice_bank_names_are_checked(small_out, tmp_path, capsys):
     _tamper(committed_files(out, "shards")[0])
     assert main(["voices", str(out), str(dest)]) == 2
     assert "does not match its commit manifest" in capsys.readouterr().err
+
+
+def test_case5_a_lost_node_is_not_a_death_on_the_input(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from tandem.pipelines.core import attempts
+    fake = types.SimpleNamespace(is_initialized=lambda: True,
+                                 nodes=lambda: [{"NodeID": "alive", "Alive": True}, {"NodeID": "gone", "Alive": False}])
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    marker = tmp_path / "_attempts" / "wk.model"
+    marker.parent.mkdir()
+    for node, counted in (("gone", 0), ("alive", 1)):
+        marker.write_text(json.dumps({"run": "r", "pid": 1, "host": "h", "node": node, "deaths": []}))
+        assert len(attempts.enter(marker, "r")) == counted, node
+    # an attempt left by another run (a killed driver, a cancelled job) is not counted either
+    marker.write_text(json.dumps({"run": "r0", "pid": 1, "host": "h", "node": "alive", "deaths": []}))
+    assert attempts.enter(marker, "r") == []
