@@ -219,6 +219,15 @@ def test_case10_bad_set_is_one_line(tmp_path, capsys, override):
     assert not (tmp_path / "out").exists()
 
 
+def test_case10_bad_config_file_is_one_line(tmp_path, capsys):
+    from tandem.ray_jobs.cli import main
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text('asr: !!python/object/apply:os.system ["echo pwned"]\n')
+    rc = main(["curate", str(tmp_path), str(tmp_path / "out"), "--config", str(cfg)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and f"config file {cfg}: not valid YAML" in err, err
+
+
 # ---- cases 3 and 4: manifests -------------------------------------------------------------------
 
 def test_case3_one_input_named_many_ways_is_claimed_once(cfg, tmp_path):

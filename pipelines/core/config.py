@@ -142,7 +142,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         except FileNotFoundError:
             raise FileNotFoundError(f"config file {p}: not found") from None
         except yaml.YAMLError as e:
-            raise ValueError(f"config file {p}: not valid YAML: {e}") from None
+            raise ValueError(f"config file {p}: not valid YAML: {' '.join(str(e).split())}") from None  # one line
         if not isinstance(user, dict):
             raise ValueError(f"config file {p}: top level must be a mapping")
         try:
