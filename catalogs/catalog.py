@@ -63,12 +63,14 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
     # spans, metrics) get the same DuckDB types whether a table starts empty or from a shard.
     ex = EXAMPLE_SCHEMA.remove(EXAMPLE_SCHEMA.get_field_index("audio"))
     ex = ex.append(pa.field("status", pa.string())).append(pa.field("shard", pa.string()))
+    ex = ex.append(pa.field("speaker_ids", pa.list_(pa.string())))
     for name, schema in (("examples", ex), ("rejections", REJECTION_SCHEMA), ("sources", SOURCE_SCHEMA)):
         if not _has(con, name):
             empty = schema.empty_table()  # noqa: F841 (read by DuckDB's replacement scan)
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty")
     # the rejecting filter's own detection; `language` is the example's one label (see _finish)
     con.execute("ALTER TABLE rejections ADD COLUMN IF NOT EXISTS detected_language VARCHAR")
+    con.execute("ALTER TABLE examples ADD COLUMN IF NOT EXISTS speaker_ids VARCHAR[]")  # older working copies
     con.execute(f"CREATE TABLE IF NOT EXISTS shards ({_ddl(SHARD_SCHEMA)})")
     con.execute(f"CREATE TABLE IF NOT EXISTS runs ({_ddl(RUN_SCHEMA)})")
     con.execute("CREATE TABLE IF NOT EXISTS commits (commit_id VARCHAR, run_id VARCHAR, job VARCHAR, "
@@ -87,7 +89,10 @@ def _ingest_file(con, out_dir: Path, rel: str) -> None:
     if kind in ("shards", "rejected"):
         cols = ", ".join(f'"{c}"' for c in EXAMPLE_COLUMNS)
         status = "accepted" if kind == "shards" else "rejected"
-        con.execute(f"INSERT INTO examples SELECT {cols}, ?, ? FROM read_parquet(?)", [status, rel, path])
+        # speaker labels are per source (SPEAKER_00, CH0, A): scoped by the source they come from
+        con.execute(f"INSERT INTO examples ({cols}, status, shard, speaker_ids) SELECT {cols}, ?, ?, "
+                    "list_transform(speakers, lambda s: source_ids[1] || ':' || s) FROM read_parquet(?)",
+                    [status, rel, path])
     elif kind == "rejections":
         cols = ", ".join(f'"{c}"' for c in REJECTION_SCHEMA.names)
         con.execute(f"INSERT INTO rejections ({cols}, detected_language) SELECT {cols}, language "

@@ -44,6 +44,8 @@ _EX = {
     "pipeline_version": "tandem version that made the example",
     "status": "accepted (in OUT/shards/) | rejected (in OUT/rejected/, reasons in rejections)",
     "shard": "the Parquet file holding the row, relative to OUT",
+    "speaker_ids": "speakers scoped to their source, '<source_ids[1]>:<label>' (labels such as SPEAKER_00, "
+                   "CH0, A are per source): unique across sources, the same speaker in every example of a source",
 }
 _REJ = {
     "rejection_id": "id of the rejection row",

@@ -84,3 +84,14 @@ def test_report_on_a_path_with_quotes_and_spaces(out):
     assert "hours" in html.lower()
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert summary
+
+
+def test_speaker_ids_are_scoped_to_their_source(out):
+    out, _ = out
+    _, rows = catalog.query(out, "SELECT count(DISTINCT s) FROM accepted, unnest(speakers) AS t(s)")
+    assert rows == [(2,)]  # every example labels its speakers S0/S1
+    _, rows = catalog.query(out, "SELECT source_ids[1], speakers, speaker_ids FROM examples")
+    assert rows and all(ids == [f"{src}:{s}" for s in spk] for src, spk, ids in rows)
+    _, rows = catalog.query(out, "SELECT count(DISTINCT s), 2 * count(DISTINCT example_id) "
+                                 "FROM accepted, unnest(speaker_ids) AS t(s)")
+    assert rows[0][0] == rows[0][1] == 8

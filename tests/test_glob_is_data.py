@@ -5,10 +5,11 @@ import glob
 import os
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from tandem.catalogs import catalog
 from tandem.pipelines.io.files import iter_rows
-from tandem.pipelines.store.commit import RETIRED, committed_files, manifests, recover, retired_path
+from tandem.pipelines.store.commit import RETIRED, committed_files, locate, manifests, recover, retired_path
 from tandem.ray_jobs.cli import main
 
 from tandem.testing.outputs import dialogue_output, settled_output
@@ -59,7 +60,13 @@ def test_after_refilter_and_back_the_glob_is_the_accepted_rows(out, tmp_path):
     before = _check_exact(out)
     assert ids["es-noisy"] in before and ids["en-clean"] in before
     assert _hf_ids(out, tmp_path / "hf0") == before
+    held = committed_files(out, "shards")[0]
+    f = open(held, "rb")  # a trainer reading this shard while the re-filter retires it
+    pf = pq.ParquetFile(f)
     assert main(["filter", str(out), "--set", "filters.quality.min_snr_db.synthetic=20"]) == 0
+    assert not held.exists() and sorted(pf.read(columns=["example_id"]).column(0).to_pylist())
+    f.close()
+    assert locate(out, held.relative_to(out).as_posix()).exists()  # found again by a reader that listed it
     stricter = _check_exact(out)
     assert stricter == sorted(set(before) - {ids["es-noisy"]})
     assert _hf_ids(out, tmp_path / "hf1") == stricter  # no retired copy comes back through `datasets`
