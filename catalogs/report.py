@@ -18,7 +18,7 @@ SAMPLE_ROWS = 200_000
 SAMPLE_SEED = 0
 EXAMPLE_COLS = ["example_id", "kind", "language", "duration_s", "num_speakers", "overlap_ratio", "speech_ratio",
                 "snr_db", "dnsmos_ovrl", "clipping_ratio", "bandwidth_hz", "lid_language", "lid_prob",
-                "roundtrip_cer", "params", "words"]
+                "roundtrip_cer", "params", "words", "metrics"]
 # accepted real examples whose words the real turn-taking is measured on (reservoir, fixed seed)
 REAL_TT_ROWS = 5_000
 
@@ -270,9 +270,10 @@ def _turn_taking(con) -> dict:
 def _real_turn_taking(con) -> dict:
     """Turn-taking of accepted real examples from their words (catalogs/turns.py)."""
     from tandem.catalogs.turns import real_turn_taking
-    cur = con.execute(f"SELECT words FROM examples WHERE kind = 'real' AND status = 'accepted' AND words IS NOT NULL "
+    cur = con.execute(f"SELECT metrics, words FROM examples WHERE kind = 'real' AND status = 'accepted' "
                       f"USING SAMPLE reservoir({REAL_TT_ROWS} ROWS) REPEATABLE ({SAMPLE_SEED})")
-    return real_turn_taking(ws for batch in iter(lambda: cur.fetchmany(1024), []) for (ws,) in batch)
+    return real_turn_taking({"metrics": m, "words": w} for batch in iter(lambda: cur.fetchmany(1024), [])
+                            for m, w in batch)
 
 
 def _plot_turn_taking(plt, tt: dict):

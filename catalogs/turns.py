@@ -1,9 +1,11 @@
 """Turn-taking of curated real conversation: synth/turntaking.py's measurement (Moshi's IPU, pause,
-gap and overlap seconds per minute, on each channel's words) over accepted real examples, next to
-Fisher's figures. Overlap near zero on real calls means curation is losing overlapped speech."""
+gap and overlap seconds per minute) over accepted real examples, next to Fisher's figures, on what
+each channel carries (the filter stage's `tt.*` metrics). Overlap near zero on real calls means
+curation is losing overlapped speech."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,26 +15,40 @@ from tandem.synth.turntaking import FISHER, format_per_minute, measure, per_minu
 LOW_OVERLAP_SHARE = 0.25
 
 
-def real_turn_taking(word_lists: Iterable[list[dict]]) -> dict:
-    """Per-minute figures pooled over examples (each a list of words {channel, start_s, end_s})."""
-    ms = [m for m in (measure(list(ws)) for ws in word_lists if ws) if m["span_s"] > 0]
+KEYS_S = ("span_s", "ipu_s", "pause_s", "gap_s", "overlap_s")
+
+
+def example_measure(row: dict) -> dict | None:
+    """One accepted real example's turn-taking totals: the filter stage's `tt.*` metrics (what each
+    channel's audio carries), else measured on its words (older outputs; loses overlap)."""
+    m = row.get("metrics") or {}
+    m = json.loads(m) if isinstance(m, str) else m
+    if all(m.get(f"tt.{k}") is not None for k in KEYS_S):
+        return {k: float(m[f"tt.{k}"]) for k in KEYS_S} | {"source": "channels"}
+    return measure(list(row["words"])) | {"source": "words"} if row.get("words") else None
+
+
+def real_turn_taking(rows: Iterable[dict]) -> dict:
+    """Per-minute figures pooled over example rows ({metrics, words})."""
+    ms = [m for m in map(example_measure, rows) if m and m["span_s"] > 0]
     return {"dialogues": len(ms), "per_minute": per_minute(ms), "fisher": FISHER,
-            "overlaps": sum(len(m["overlaps_s"]) for m in ms)}
+            "measured_on": sorted({m["source"] for m in ms})}
 
 
 def curated_turn_taking(out_dir: str | Path) -> dict:
-    """real_turn_taking over the accepted real examples committed in `out_dir` (words only read)."""
+    """real_turn_taking over the accepted real examples committed in `out_dir` (audio never read)."""
     from tandem.pipelines.io.files import iter_rows
     from tandem.pipelines.store.commit import file_records
     paths = [Path(out_dir) / r["path"] for r in file_records(out_dir) if r["kind"] == "shards"]
-    return real_turn_taking(r["words"] for r in iter_rows(paths, columns=["kind", "words"]) if r["kind"] == "real")
+    return real_turn_taking(r for r in iter_rows(paths, columns=["kind", "metrics", "words"]) if r["kind"] == "real")
 
 
 def format_real(tt: dict) -> str:
     if not tt.get("dialogues"):
         return "turn-taking of curated real conversation: no accepted real examples"
     pm = tt["per_minute"]
-    lines = [f"curated real conversation, {tt['dialogues']} accepted examples:",
+    on = " and ".join(tt.get("measured_on") or ["words"])
+    lines = [f"curated real conversation, {tt['dialogues']} accepted examples (measured on {on}):",
              format_per_minute(pm, label="curated")]
     if pm["overlap"] < LOW_OVERLAP_SHARE * FISHER["overlap"]:
         lines.append(f"  overlap {pm['overlap']:.2f} s per minute, under {LOW_OVERLAP_SHARE:.0%} of Fisher's: "

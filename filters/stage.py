@@ -147,6 +147,10 @@ class FilterStage(Stage):
                     m.update(f.measure(example, audio, upstream_regions(example, item or {})))
                 else:
                     m.update(f.measure(example, audio))
+        if example.get("kind") == "real":
+            regions = upstream_regions(example, item or {})
+            if regions:  # measured, never decided on: the report and `tandem curate` pool them
+                m.update(turn_metrics(regions))
         return m
 
     def process(self, item: dict) -> dict:
@@ -187,6 +191,15 @@ def fill_columns(example: dict, metrics: dict, filters: list[Filter]) -> None:
             example["lid_language"] = lang
             example["lid_prob"] = p
     example["metrics"] = {k: float(v) for k, v in metrics.items()}
+
+
+def turn_metrics(regions: list[list[tuple[float, float]]]) -> dict[str, float]:
+    """`tt.*`: Moshi's turn-taking totals (s) of one real example from what each channel carries
+    (synth/turntaking.py's measure on the channels' speech regions): the words alone lose the
+    overlap, as Whisper writes one voice where two talk."""
+    from tandem.synth.turntaking import measure
+    t = measure([{"channel": c, "start_s": s, "end_s": e} for c, rs in enumerate(regions) for s, e in rs])
+    return {f"tt.{k}": float(t[k]) for k in ("span_s", "ipu_s", "pause_s", "gap_s", "overlap_s")}
 
 
 def upstream_regions(example: dict, item: dict) -> list[list[tuple[float, float]]] | None:
