@@ -54,7 +54,7 @@ FILES = [("sample", "tuning"), ("SNG0072", "tuning"), ("SNG0480", "reporting"), 
 
 def shifted(x: np.ndarray, sr: int, shift_s: float) -> np.ndarray:
     """Stereo `x` with channel 1 moved `shift_s` earlier (negative: later), zeros where it ran out."""
-    k = int(round(abs(shift_s) * sr))
+    k = round(abs(shift_s) * sr)
     y = np.zeros_like(x)
     y[:, 0] = x[:, 0]
     if shift_s >= 0:
@@ -67,8 +67,8 @@ def shifted(x: np.ndarray, sr: int, shift_s: float) -> np.ndarray:
 def load_inputs(work: Path, vad, shifts: list[float]) -> list[dict]:
     """Mono mixes written to `work` with their reference turns {start_s, end_s, speaker}."""
     import soundfile as sf
-
     from tandem.pipelines.io.rttm import read_rttm
+
     from tandem.testing.audio import sample_paths
     out = []
     for fid, part in FILES:
@@ -93,7 +93,7 @@ def load_inputs(work: Path, vad, shifts: list[float]) -> list[dict]:
 def grid(turns: list[tuple[float, float]], n: int) -> np.ndarray:
     m = np.zeros(n, bool)
     for s, e in turns:
-        a, b = max(0, int(round(s / GRID))), min(n, int(round(e / GRID)))
+        a, b = max(0, round(s / GRID)), min(n, round(e / GRID))
         m[a:b] = True
     return m
 
@@ -106,12 +106,12 @@ def channels_from_examples(examples: list[dict], n: int) -> np.ndarray:
     for ex in examples:
         x, sr = sf.read(io.BytesIO(ex["audio"]), dtype="float32", always_2d=True)
         t0 = float(ex["source_spans"][0]["start_s"])
-        hop = int(round(GRID * sr))
+        hop = round(GRID * sr)
         k = len(x) // hop
         e = (x[:k * hop].reshape(k, hop, 2) ** 2).mean(axis=1)
         top = e.max(axis=1, keepdims=True)
         on = (e > 0.1 * top) & (top > 1e-12)
-        a = int(round(t0 / GRID))
+        a = round(t0 / GRID)
         b = min(n, a + k)
         ch[:, a:b] |= on[:b - a].T
     return ch
@@ -156,7 +156,6 @@ def scores(ref: list[dict], turns: list[dict], ch: np.ndarray, n: int) -> dict:
 
 def run(inputs: list[dict], cfg: dict, turns_only: bool, log=print) -> list[dict]:
     import soundfile as sf
-
     from tandem.pipelines.core.config import config_hash
     from tandem.pipelines.curate.chain import curation_stages, make_items
     stages = curation_stages(cfg)
@@ -209,7 +208,6 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     import torch
-
     from tandem.pipelines.core.config import load_config, parse_overrides, section
     from tandem.pipelines.models.vad import SileroVad
     torch.set_num_threads(1)

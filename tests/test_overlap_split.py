@@ -9,6 +9,7 @@ two speakers' solo turns laid over each other.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from tandem.pipelines.core.config import load_config, typed_section
 from tandem.pipelines.models.diarization import DIAR_SR, DiarizeParams, Diarizer
 from tandem.pipelines.models.overlap import clip_turns, exclusive_of, overlap_turns
 
-from tandem.testing.audio import read_rttm, sample_paths
+from tandem.testing.audio import sample_paths
 
 
 def _params(**kw) -> DiarizeParams:
@@ -127,7 +128,7 @@ def test_turns_past_the_end_are_clipped_not_an_index_error(n):
 def test_real_call_cut_inside_speech(diar, sample, tmp_path, end_s):
     """pyannote's call cut inside a turn (speech runs to the last sample), at lengths that are no
     multiple of the 10 ms frame or the 1 s step, and whole (30.0: the file's exact end)."""
-    n = int(round(end_s * DIAR_SR))
+    n = round(end_s * DIAR_SR)
     p = tmp_path / "cut.wav"
     sf.write(str(p), sample[:n], DIAR_SR, subtype="PCM_16")
     turns = diar(str(p))
@@ -195,7 +196,7 @@ def _check_overlap_on_sample(turns):
     ref = sum(e - s for s, e in SAMPLE_OVERLAP)
     assert _cover(ov, SAMPLE_OVERLAP) >= 0.7 * ref, ov
     assert sum(e - s for s, e in ov) < 3 * ref, ov  # overlap where the call has it, not everywhere
-    assert all(b[0] >= a[1] - 0.011 for a, b in zip(ex, ex[1:])), ex  # exclusive turns are exclusive
+    assert all(b[0] >= a[1] - 0.011 for a, b in itertools.pairwise(ex)), ex  # exclusive turns are exclusive
     own = {t["speaker"] for t in turns if not t["overlap"]}
     for t in turns:  # an overlap turn lies inside another speaker's exclusive speech
         if t["overlap"]:

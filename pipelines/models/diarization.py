@@ -183,7 +183,6 @@ class Diarizer:
         """Turns [(start_s, end_s, local label, overlap)] and {local label: centroid} of one block:
         the exclusive turns, then (keep_overlap) the overlap turns of the full view."""
         import torch
-
         from tandem.pipelines.models.overlap import clip_turns, exclusive_of, overlap_turns
         f = {"waveform": torch.from_numpy(np.ascontiguousarray(wav, np.float32))[None],
              "sample_rate": DIAR_SR, "uri": uri}

@@ -34,7 +34,7 @@ def activity(turns: list[Turn], labels: list[str], n: int) -> np.ndarray:
     a = np.zeros((n, len(labels)), bool)
     idx = {lab: i for i, lab in enumerate(labels)}
     for s, e, lab in turns:
-        i, j = max(0, int(round(s / FRAME_S))), min(n, int(round(e / FRAME_S)))
+        i, j = max(0, round(s / FRAME_S)), min(n, round(e / FRAME_S))
         if j > i:
             a[i:j, idx[lab]] = True
     return a
@@ -76,7 +76,7 @@ def exclusive_of(full: list[Turn], duration_s: float) -> list[Turn]:
         return []
     cur = np.full(n, -1)
     for s, e, lab in sorted(full, key=lambda t: t[0] - t[1]):  # longest first
-        i, j = max(0, int(round(s / FRAME_S))), min(n, int(round(e / FRAME_S)))
+        i, j = max(0, round(s / FRAME_S)), min(n, round(e / FRAME_S))
         seg = cur[i:j]
         seg[seg < 0] = labels.index(lab)
     out = []
