@@ -95,3 +95,20 @@ def test_speaker_ids_are_scoped_to_their_source(out):
     _, rows = catalog.query(out, "SELECT count(DISTINCT s), 2 * count(DISTINCT example_id) "
                                  "FROM accepted, unnest(speaker_ids) AS t(s)")
     assert rows[0][0] == rows[0][1] == 8
+
+
+def test_real_data_metric_keys_are_documented():
+    # keys only real examples carry (the fixture is synthetic): turn-taking, audio language id
+    import duckdb
+    from tandem.catalogs import describe
+    from tandem.filters.stage import turn_metrics
+    keys = {**turn_metrics([[(0.0, 1.0)], [(1.3, 2.0)]]), "lid.audio.ch0.en": 0.9, "lid.seg.fr": 0.8,
+            "lid.segvote.fr": 1.0, "lid.heard.fr": 1.0, "lid.heard_accepted": 1.0, "roundtrip_cer_ch0": 0.1}
+    con = duckdb.connect()
+    con.execute("CREATE TABLE examples (metrics VARCHAR)")
+    con.execute("CREATE TABLE rejections (metrics VARCHAR)")
+    con.execute("INSERT INTO examples VALUES (?)", [json.dumps(keys)])
+    describe.create(con)
+    rows = con.execute("SELECT key, description FROM metric_keys").fetchall()
+    assert {k for k, _ in rows} == set(keys) and [k for k, d in rows if not d] == []
+    assert dict(rows)["tt.gap_s"].startswith("real:")
