@@ -1,7 +1,7 @@
 """Synthesis throughput against bare TTS on the same texts, and round-trip CER per language.
 
     .venv/bin/python bench/synth.py [--dialogues 12] [--cer-per-language 10] [--seed 0] [--backend espeak]
-    .venv/bin/python bench/synth.py --turn-taking 200 --seed 3    # IPU / pause / gap / overlap vs Fisher
+    .venv/bin/python bench/synth.py --turn-taking 40 --seeds 3,7,11  # IPU / pause / gap / overlap vs Fisher, on the audio
     .venv/bin/python bench/synth.py --dialogues 0 --cer-per-language 24 --seed 5 --set synth.roundtrip.batch_size=8
 
 Prints dialogue audio seconds per wall second for the synthesis stage (TTS + timeline + mix +
@@ -41,13 +41,14 @@ def main() -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. asr.batch_size=1")
     ap.add_argument("--turn-taking", type=int, default=0, metavar="N",
-                    help="only measure the turn-taking of N built-in dialogues (Moshi's definitions, vs Fisher)")
+                    help="only measure the turn-taking of N built-in dialogues per seed on their audio (Moshi's "
+                         "definitions, silero VAD per channel; vs the planned figures and Fisher)")
+    ap.add_argument("--seeds", default=None, help="with --turn-taking: comma-separated seeds (default --seed)")
     args = ap.parse_args()
 
     from tandem.pipelines.core.config import _merge, config_hash, load_config, parse_overrides
     from tandem.synth.job import RoundTripStage, SynthesizeStage, make_items
     from tandem.synth.scripts import split_sentences
-    from tandem.synth.summary import format_summary, summarize
     from tandem.synth.tts.base import make_tts
     cfg = load_config(overrides=_merge({"synth": {"tts": {"backend": args.backend}}},
                                        parse_overrides(args.overrides), "", free=True))
@@ -62,9 +63,7 @@ def main() -> int:
     tts = make_tts(p.tts, p.sample_rate, p.models, threads=syn.resources.threads, asr_params=p.asr)
     tts.synthesize("warm up", "en", voice=getattr(tts, "voices", [None])[0])
     if args.turn_taking:
-        rows = (syn(it)["examples"][0] for it in make_items(None, args.turn_taking, args.seed, langs, cfg, h, "/u"))
-        print(format_summary(summarize(rows)))
-        return 0
+        return _turn_taking(syn, args, langs, cfg, h)
     if args.dialogues > 0:
         syn.run_items([dict(it) for it in make_items(None, 2, args.seed + 99, langs, cfg, h, "/unused")])  # warm up
         c0, w0 = time.process_time(), _engine_cpu(syn)
@@ -143,6 +142,32 @@ def main() -> int:
                   f"                {statistics.median(x[1] for x in v):.3f}"
                   f"               {statistics.median(x[2] for x in v):.3f}"
                   f"              {wrong[0]:.3f} / {statistics.median(wrong):.3f}")
+    return 0
+
+
+def _turn_taking(syn, args, langs, cfg, h) -> int:
+    """Turn-taking of --turn-taking N dialogues per seed, measured on their audio (VAD per channel),
+    per seed (audio and planned) and pooled over the seeds."""
+    from tandem.synth.job import make_items
+    from tandem.synth.summary import format_summary, summarize
+    from tandem.synth.turntaking import FISHER, KEYS
+    seeds = [int(x) for x in str(args.seeds or args.seed).split(",")]
+    rows, per_seed = [], []
+    for seed in seeds:
+        got = [syn(it)["examples"][0] for it in make_items(None, args.turn_taking, seed, langs, cfg, h, "/u")]
+        rows += got
+        per_seed.append((seed, summarize(got)))
+    print(f"s per minute, {args.turn_taking} dialogues per seed: audio (planned)")
+    print("seed  " + "".join(f"{k:>16}" for k in KEYS))
+    for seed, s in per_seed:
+        a, p = s["per_minute"], s["per_minute_planned"]
+        print(f"{seed:<5} " + "".join(f"{a[k]:8.2f} ({p[k]:5.2f})" for k in KEYS))
+    if len(per_seed) > 1:
+        import numpy as np
+        for name, f in (("min", np.min), ("max", np.max)):
+            print(f"{name:<5} " + "".join(f"{f([s['per_minute'][k] for _, s in per_seed]):8.2f}{'':8}" for k in KEYS))
+    print("Fisher" + "".join(f"{FISHER[k]:8.2f}{'':8}" for k in KEYS))
+    print(format_summary(summarize(rows)))
     return 0
 
 

@@ -3,7 +3,7 @@
 `make_items` yields one work item per dialogue; `synthesis_stages(cfg)` returns
 [SynthesizeStage, RoundTripStage] (the latter when synth.roundtrip.enabled), in
 synth/stages.py and synth/roundtrip.py; `summarize` and `format_summary` (synth/summary.py) report the turn-taking
-measured on the words against Fisher's.
+measured on the rendered audio (and planned, on the words) against Fisher's.
 """
 
 from __future__ import annotations

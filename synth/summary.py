@@ -125,8 +125,8 @@ def format_columns(s: dict) -> str:
         return "turn-taking (s per minute): no speech measured"
     cols = [("audio", pm), ("planned", s.get("per_minute_planned") or {}),
             ("augmented", s.get("per_minute_augmented") or {})]
-    lines = [f"turn-taking, s per minute over {pm['minutes']:.1f} min of dialogue (Moshi Table 9 definitions; "
-             "audio: silero VAD per channel before augmentation)",
+    lines = [(f"turn-taking, s per minute over {pm['minutes']:.1f} min of dialogue (Moshi Table 9 definitions; "
+              "audio: silero VAD per channel before augmentation)"),
              "  " + f"{'':8}" + "".join(f" {c:>9}" for c, _ in cols) + f" {'Fisher':>7} {'audio diff':>10}"]
     for k in KEYS:
         vals = "".join(f" {v[k]:9.1f}" if v.get(k) == v.get(k) and k in v else f" {'n/a':>9}" for _, v in cols)

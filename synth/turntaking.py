@@ -5,9 +5,10 @@ activity: an IPU (inter-pausal unit) is speech of one speaker bridged over silen
 0.2 s; a pause is a silence of both channels between two IPUs of the same speaker; a gap is a
 silence of both between IPUs of different speakers; overlap is time where both speak. Each is a
 total in seconds per minute of conversation (IPU time summed over the two channels, so with
-overlap it can exceed what any one channel says). Here activity comes from the word times, the
-minute is measured from the first word to the last (lead-in and tail silences are not
-conversation), and the figures pool over dialogues by total time.
+overlap it can exceed what any one channel says). Activity comes from the word times (the planned
+figures) or from each channel's VAD regions of the rendered audio (synth/audiotiming.py: the
+figures compared with Fisher); the minute is measured from the first speech to the last (lead-in
+and tail silences are not conversation), and the figures pool over dialogues by total time.
 """
 
 from __future__ import annotations

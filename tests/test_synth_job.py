@@ -182,10 +182,10 @@ def test_summary_and_stages(cfg, examples):
 
 
 def test_real_espeak_turn_taking_near_fisher(cfg, stage):
-    # 36 real espeak dialogues (about 30 minutes). The defaults were tuned on 200 dialogues per
-    # seed (within 7% on seeds 3, 7, 11); 60-dialogue runs differed from those by up to 11 points,
-    # so this smaller run is held to 20%: it checks the real TTS path lands near Fisher, while
-    # tests/test_synth_turntaking.py holds 300 dialogues to 10%.
+    # 36 real espeak dialogues (about 30 minutes), measured on their audio (per-channel VAD). The
+    # defaults were tuned on 40 dialogues per seed (within 9% on seeds 3, 7, 11, pooled within 2%);
+    # runs of this size differ by up to 11 points, so this one is held to 20%: it checks the real
+    # TTS path's audio lands near Fisher.
     from tandem.synth.turntaking import format_per_minute, off_fisher
     items = list(make_items(None, 36, 21, LANGS, cfg, config_hash(cfg), "/unused"))
     s = summarize(stage(it)["examples"][0] for it in items)

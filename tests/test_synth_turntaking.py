@@ -38,6 +38,20 @@ def test_measure_by_hand():
     assert "Fisher" in format_per_minute(pm)
 
 
+# The defaults are tuned on the audio (per-channel silero VAD, synth/audiotiming.py), which hears
+# each stretch of speech from 7 ms before its sound to 78 ms after it (mean IPU edge errors against
+# the words, real espeak dialogues, tests/test_synth_audio_timing.py prints them): the fake words
+# are measured as that VAD would hear them. This edge shift is only a model of the VAD: on it the
+# defaults measure gap +9-10% and overlap -5% where the real audio of 120 dialogues lands within 2%
+# (20_synth.yaml), so it is held to 15%; test_synth_job holds real audio to 20% on 36 dialogues.
+VAD_EDGES_S = (-0.007, 0.078)
+
+
+def _as_heard(words: list[dict]) -> list[dict]:
+    return [{**w, "start_s": max(0.0, w["start_s"] + VAD_EDGES_S[0]), "end_s": w["end_s"] + VAD_EDGES_S[1]}
+            for w in words]
+
+
 # Fake utterances shaped like espeak's (words 0.15-0.45 s; a phrase pause after 2% of words, as at
 # commas; backchannels 0.24-0.54 s, the 10th-90th percentile of espeak's backchannel tokens): the same shape the defaults were tuned on with real espeak
 # dialogues (see 20_synth.yaml). 300 dialogues of 4-12 turns, about 100 minutes.
@@ -48,18 +62,18 @@ def _fisher_run(tp: TimelineParams, n: int = 300, seed0: int = 0) -> dict:
         turns = fake_turns(int(rng.integers(4, 13)), seed=seed, comma_prob=0.02)
         tl = build_timeline(turns, {"A": 0, "B": 1}, np.random.default_rng([seed, 2]),
                             fake_backchannel(word_s=(0.24, 0.54)), tp)
-        ms.append(measure(tl.words()))
+        ms.append(measure(_as_heard(tl.words())))
     return per_minute(ms)
 
 
 @pytest.mark.parametrize("seed0", [0, 1000])
-def test_defaults_within_ten_percent_of_fisher(seed0):
+def test_defaults_near_fisher_as_heard(seed0):
     tp = TimelineParams.from_config(load_config())
     pm = _fisher_run(tp, seed0=seed0)
     print("\n" + format_per_minute(pm))
     assert pm["minutes"] > 60
     for k, r in off_fisher(pm).items():
-        assert abs(r) < 0.10, (k, pm[k], FISHER[k])
+        assert abs(r) < 0.15, (k, pm[k], FISHER[k])
 
 
 def test_fisher_check_can_fail():
