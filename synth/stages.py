@@ -212,6 +212,11 @@ class SynthesizeStage(Stage):
                 item["script"] = fetch_script(item["llm_request"], P.llm, item.get("llm_cache"))
             except LLMError as e:
                 return _bad_script(item, str(e))
+        from tandem.synth.scripts import ScriptError, validate_script
+        try:  # a bad script is the input's fault: rejected here, not retried as a stage error
+            validate_script(item["script"], item.get("uri", "<script>"))
+        except ScriptError as e:
+            return _bad_script(item, str(e))
         script, seed = item["script"], int(item["seed"])
         sh = item.get("source_id") or script_hash(script)
         # best of N: N renditions (voices, timeline, augmentation from their own seeds; the first
