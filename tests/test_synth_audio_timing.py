@@ -54,9 +54,12 @@ def test_sound_regions_of_silence_and_a_tone():
     ("fr", "fr+f2", "Oui, je pense que c'est une bonne idée, pour demain."),
     ("de", "de+m1", "Ich weiß nicht, ob das morgen klappt."),
     ("pt", "pt-br+f3", "Não sei se vou conseguir chegar cedo."),
+    # the +f2 variant's breathy tail: ends at -35 dB fell 110-130 ms short of it
+    ("en", "en-us+f2", "We should go to the cinema together some time."),
+    ("es", "es+f2", "Ha llovido toda la semana."),
+    ("de", "de+f2", "mhm"),
 ])
 def test_espeak_words_cover_their_sound(lang, voice, text):
-    # with ends at -35 dB below the loudest frame, IPU ends fell up to 130 ms short of the sound
     from tandem.synth.tts.espeak import EspeakTTS
     a, sr, words = EspeakTTS(24000).synthesize(text, lang, voice=voice, pitch=50, rate=170)
     words = [{**w, "channel": 0} for w in words]
@@ -98,4 +101,7 @@ def test_audio_figures_track_the_planned_ones(echo_rows):
     assert 0.8 < pm["overlap"] / planned["overlap"] < 1.5, (pm, planned)
     assert s["per_minute_augmented"]["overlap"] > 1.3 * pm["overlap"]
     wa = s["word_audio"]
-    assert wa["ipus"] > 50 and wa["end_abs_p95_s"] <= 0.03 and wa["outside_words_s"] < 1.0, wa
+    assert wa["ipus"] > 50 and wa["outside_words_s"] < 1.0 and wa["end_abs_p95_s"] <= 0.08, wa
+    # the words cover their sound: it rarely goes on past the last word of a stretch of speech
+    ends = [x for r in echo_rows for x in json.loads(r["params"])["word_audio"]["end_err_s"]]
+    assert np.quantile(ends, 0.98) <= 0.02, sorted(ends)[-10:]

@@ -97,13 +97,14 @@ def _espeak():
 
 
 def word_ends(audio: np.ndarray, sr: int, starts: list[float], frame_s: float = 0.01,
-              floor_db: float = -50.0) -> list[float]:
+              floor_db: float = -55.0) -> list[float]:
     """End of each word: the last frame above an energy floor before the next word's start.
 
     The floor is relative to the loudest frame of the utterance, so it adapts to voice and gain;
-    -50 dB, the floor synth/audiotiming.py measures sound with: at -35 dB word ends fell short of
-    the sound (IPU ends 29 ms early on average, 130 ms at the 95th percentile) and the VAD heard
-    the rest as speech no word accounted for.
+    -55 dB, 5 dB under the floor synth/audiotiming.py measures sound with (breathy tails hover near
+    it): at -35 dB word ends fell short of the sound (IPU ends 29 ms early on average, 130 ms at the
+    95th percentile; the +f2 variants' breathy tails) and the VAD heard the rest as speech no word
+    accounted for.
     """
     n = max(1, round(frame_s * sr))
     frames = len(audio) // n
