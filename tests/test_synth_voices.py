@@ -36,7 +36,7 @@ def _sample_row() -> dict:
         f = line.split()
         s, dur, spk = float(f[3]), float(f[4]), f[7]
         words.append({"word": "turn", "start_s": s, "end_s": s + dur, "speaker": spk, "channel": 0})
-    return {"example_id": "sample", "language": "en", "audio": encode_flac(x[None, :], sr), "words": words}
+    return {"example_id": "5a3b1e0c", "language": "en", "audio": encode_flac(x[None, :], sr), "words": words}
 
 
 def test_voice_bank_from_real_speakers(tmp_path, encoder):
