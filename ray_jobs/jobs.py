@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 
@@ -66,11 +67,37 @@ def run_synth(scripts: str | None, out_dir: str | Path, cfg: dict, *, count: int
                  if r["run_id"] == run_id and r["kind"] in ("shards", "rejected")]
         return summarize(iter_rows(paths, columns=["params"]))
 
+    t0 = time.perf_counter()
     res = run_job("synth", items, stages, cfg, out_dir, argv=argv or sys.argv,
                   dedup=dedup_index(out_dir, cfg), summarize=run_rows)
+    wall_s = time.perf_counter() - t0
     if res.get("summary") is not None:
         print(format_summary(res["summary"]))
+        print(throughput_line(res["summary"]["per_minute"]["minutes"] * 60.0, wall_s, cfg))
     return res
+
+
+def throughput_line(dialogue_s: float, wall_s: float, cfg: dict) -> str:
+    """Dialogue-hours made per wall-hour of the whole command (start-up included) and per CPU-hour
+    (wall time x the CPUs Ray was given: a local Ray's `resources.num_cpus`, else every core;
+    on a cluster, the cluster's CPUs), and per GPU-hour when stages asked for GPUs."""
+    import os
+    res = cfg.get("resources") or {}
+    if res.get("address"):
+        import ray
+        cpus = float(ray.cluster_resources().get("CPU", 0.0)) if ray.is_initialized() else 0.0
+    else:
+        cpus = float(res.get("num_cpus") or os.cpu_count() or 1)
+    gpus = sum(float((st or {}).get("num_gpus") or 0) * float((st or {}).get("concurrency") or 1)
+               for st in (res.get("stages") or {}).values())
+    hours, wall_h = dialogue_s / 3600.0, max(wall_s, 1e-9) / 3600.0
+    parts = [f"throughput: {hours * 60:.1f} min of dialogue in {wall_s:.0f} s: "
+             f"{hours / wall_h:.2f} dialogue-hours per wall-hour"]
+    if cpus:
+        parts.append(f"{hours / (wall_h * cpus):.2f} per CPU-hour ({cpus:g} CPUs)")
+    if gpus:
+        parts.append(f"{hours / (wall_h * gpus):.2f} per GPU-hour ({gpus:g} GPUs)")
+    return ", ".join(parts)
 
 
 def report_retries(res: dict) -> int:

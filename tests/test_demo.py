@@ -22,6 +22,7 @@ def demo_out(tmp_path_factory):
 def test_demo_prints_summary_and_where_to_look(demo_out):
     log = (demo_out / "demo.log").read_text()
     assert "Where to look" in log and "catalog" in log
+    assert "dialogue-hours per wall-hour" in log and "per CPU-hour" in log
     s = catalog.summary(demo_out)
     kinds = {(h["kind"], h["status"]) for h in s["hours"]}
     assert ("real", "accepted") in kinds and ("synthetic", "accepted") in kinds
