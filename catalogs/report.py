@@ -8,6 +8,7 @@ reproducible.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -226,6 +227,8 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
              "against Fisher; floor-transfer offsets (negative: overlapped), pause and overlap lengths, "
              "backchannels per minute of each dialogue. Regenerate with: tandem report OUT.")
     tt_real = _real_turn_taking(con)
+    from tandem.catalogs import listen
+    players = listen.clips(out, listen.pick(con, SAMPLE_SEED))
     sources = _rows(con, "SELECT kind, status, count(*) AS n, sum(duration_s) / 3600 AS hours FROM sources "
                          "GROUP BY ALL ORDER BY ALL")
     summary = {
@@ -238,10 +241,14 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
         "speakers": spk, "turn_taking": {k: v for k, v in tt.items() if k != "lists"},
         "turn_taking_real": tt_real,
         "plots": [p[0] for p in plots],
+        "listen": [{k: v for k, v in c.items() if k != "data"} for c in players],
     }
     con.close()
     (rdir / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
-    (rdir / "index.html").write_text(_html(summary, plots))
+    # one file that travels: plots inlined (the PNGs stay beside it), audio inlined as Opus
+    inline = [(f"data:image/png;base64,{base64.b64encode((rdir / f).read_bytes()).decode()}", t, c, f)
+              for f, t, c in plots]
+    (rdir / "index.html").write_text(_html(summary, inline, listen.section(players, SAMPLE_SEED)))
     return rdir / "index.html"
 
 
@@ -348,9 +355,9 @@ def _tt_rows(tt: dict) -> list[dict]:
             for k in fi]
 
 
-def _html(s: dict, plots: list[tuple[str, str, str]]) -> str:
-    figs = "".join(f"<h2>{html.escape(t)}</h2><p>{html.escape(c)}</p><img src='{f}' alt='{html.escape(t)}'>"
-                   for f, t, c in plots)
+def _html(s: dict, plots: list[tuple[str, str, str, str]], players: str = "") -> str:
+    figs = "".join(f"<h2>{html.escape(t)}</h2><p>{html.escape(c)}</p>"
+                   f"<img src='{src}' data-file='{html.escape(f)}' alt='{html.escape(t)}'>" for src, t, c, f in plots)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>tandem dataset report</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}img{{max-width:100%}}</style></head><body>
@@ -364,4 +371,4 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}img{{max-width:10
 <h2>Turn-taking of curated real conversation (s per minute, {(s.get('turn_taking_real') or {}).get('dialogues', 0)}
 accepted examples; overlap near zero on real calls means overlap is being lost)</h2>
 {_table(_tt_rows(s.get('turn_taking_real') or {}))}
-{figs}</body></html>"""
+{players}{figs}</body></html>"""
