@@ -23,6 +23,7 @@ SKIPPED = {
     "setup-and-demo": "installs the environment and runs the whole demo (minutes; tests/test_demo.py runs the demo)",
     "command-synopsis": "a synopsis with placeholders (INPUT, [options]); each command has its own tests",
     "benchmarks": "benchmarks take minutes each",
+    "evaluation": "fetches Debian packages and runs the chain on 22 min of audio (tests/test_realspeech.py runs a small set)",
     "cluster-manual": "starts Ray nodes (docs/CLUSTER.md; tests/test_runner.py runs a two-node cluster)",
     "cluster-helper": "starts and kills Ray nodes (tests/test_runner.py)",
     "cluster-jobs": "needs a running Ray cluster and raw audio",
