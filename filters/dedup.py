@@ -46,12 +46,6 @@ def _decode(example: dict) -> tuple[np.ndarray, int]:
         raise ValueError(f"example {example.get('example_id')}: audio does not decode as FLAC ({e})") from e
 
 
-def audio_hash(example: dict) -> str:
-    """Hash of the decoded PCM (two FLAC encodings of the same samples hash the same)."""
-    from tandem.pipelines.io.audio import pcm_hash
-    return pcm_hash(_decode(example)[0].T)
-
-
 def shingles(text: str, k: int) -> set[bytes]:
     w = norm_text(text).split()
     return {" ".join(w[i:i + k]).encode() for i in range(max(len(w) - k + 1, 0))}
