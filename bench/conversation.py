@@ -67,7 +67,7 @@ def shifted(x: np.ndarray, sr: int, shift_s: float) -> np.ndarray:
 def load_inputs(work: Path, vad, shifts: list[float]) -> list[dict]:
     """Mono mixes written to `work` with their reference turns {start_s, end_s, speaker}."""
     import soundfile as sf
-    from tandem.pipelines.io.rttm import read_rttm
+    from pipelines.io.rttm import read_rttm
 
     from tandem.testing.audio import sample_paths
     out = []
@@ -118,7 +118,7 @@ def channels_from_examples(examples: list[dict], n: int) -> np.ndarray:
 
 
 def channels_from_turns(turns: list[dict], n: int, seed: int) -> np.ndarray:
-    from tandem.pipelines.curate.assemble import pick_main
+    from pipelines.curate.assemble import pick_main
     main = pick_main(turns, "most_speech", seed)
     return np.stack([grid([(t["start_s"], t["end_s"]) for t in turns if (t["speaker"] == main) == (c == 0)], n)
                      for c in (0, 1)])
@@ -156,8 +156,8 @@ def scores(ref: list[dict], turns: list[dict], ch: np.ndarray, n: int) -> dict:
 
 def run(inputs: list[dict], cfg: dict, turns_only: bool, log=print) -> list[dict]:
     import soundfile as sf
-    from tandem.pipelines.core.config import config_hash
-    from tandem.pipelines.curate.chain import curation_stages, make_items
+    from pipelines.core.config import config_hash
+    from pipelines.curate.chain import curation_stages, make_items
     stages = curation_stages(cfg)
     if turns_only:
         stages = [s for s in stages if s.name in ("ingest", "vad", "diarize")]
@@ -208,8 +208,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     import torch
-    from tandem.pipelines.core.config import load_config, parse_overrides, section
-    from tandem.pipelines.models.vad import SileroVad
+    from pipelines.core.config import load_config, parse_overrides, section
+    from pipelines.models.vad import SileroVad
     torch.set_num_threads(1)
     variants = [a.set] + [a.set + v.split(",") for v in a.variant]
     if a.old:

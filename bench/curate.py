@@ -37,7 +37,7 @@ def long_recording(ev: Path, manifest: dict, language: str, minutes: float, out:
     """The set's files of one language, looped in order until `minutes`, written block by block."""
     import numpy as np
     import soundfile as sf
-    from tandem.pipelines.io.audio import load
+    from pipelines.io.audio import load
     files = [f for f in manifest["files"] if f["language"] == language]
     left = int(minutes * 60 * sr)
     with sf.SoundFile(str(out), "w", samplerate=sr, channels=1, subtype="PCM_16") as w:
@@ -55,8 +55,8 @@ def long_recording(ev: Path, manifest: dict, language: str, minutes: float, out:
 def whisperx_baseline(path: Path, cfg: dict, device: str) -> dict:
     """WhisperX alone: load once, then time its batched transcription of the file."""
     import whisperx
-    from tandem.pipelines.core.config import section
-    from tandem.pipelines.models.registry import whisper_base_dir
+    from pipelines.core.config import section
+    from pipelines.models.registry import whisper_base_dir
     a = section(cfg, "asr")
     model_dir = str(a["model"] or whisper_base_dir(cfg))
     compute = a["compute_type"] if device == "cpu" else "float16"
@@ -72,9 +72,9 @@ def whisperx_baseline(path: Path, cfg: dict, device: str) -> dict:
 
 def chain(paths: list[str], cfg: dict, workdir: str) -> dict:
     """The tandem chain (curation + filters) in process; per-stage seconds from the items' timings."""
-    from tandem.pipelines.core.config import config_hash
-    from tandem.pipelines.curate.chain import curation_stages, make_items
-    from tandem.ray_jobs.jobs import filter_stages
+    from pipelines.core.config import config_hash
+    from pipelines.curate.chain import curation_stages, make_items
+    from ray_jobs.jobs import filter_stages
     stages = curation_stages(cfg) + filter_stages(cfg)
     for s in stages:
         s.check()
@@ -104,7 +104,7 @@ def _current_rss_mib() -> float:
 
 def memory_child(minutes: float, files: int, device: str, overrides: list[str]) -> None:
     """Whole chain over `files` copies of a `minutes`-long real recording; prints peak RSS (MiB)."""
-    from tandem.pipelines.core.config import load_config, parse_overrides
+    from pipelines.core.config import load_config, parse_overrides
     cfg = _config(device, overrides, load_config, parse_overrides)
     ev = ROOT / "eval_data"
     man = eval_set(ev)
@@ -152,7 +152,7 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("bench/curate.py: --device cuda but torch sees no CUDA device")
     torch.set_num_threads(2)
-    from tandem.pipelines.core.config import load_config, parse_overrides
+    from pipelines.core.config import load_config, parse_overrides
     cfg = _config(args.device, args.overrides, load_config, parse_overrides)
     man = eval_set(args.eval)
     with tempfile.TemporaryDirectory() as d:

@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 def main() -> None:
     import soundfile as sf
     from realspeech import GRID, _mask
-    from tandem.filters.quality import QualityFilter
-    from tandem.pipelines.core.config import load_config
-    from tandem.pipelines.io.rttm import read_rttm
-    from tandem.pipelines.models.dnsmos import _POLY, WINDOW_S, Dnsmos
+    from filters.quality import QualityFilter
+    from pipelines.core.config import load_config
+    from pipelines.io.rttm import read_rttm
+    from pipelines.models.dnsmos import _POLY, WINDOW_S, Dnsmos
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--eval", type=Path, default=ROOT / "eval_data")
     ap.add_argument("--files", type=int, default=0, help="first N files only (0: all)")

@@ -31,8 +31,8 @@ from scipy.signal import resample_poly
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import build_eval_set as ev  # noqa: E402
-from tandem.filters.fingerprint import FingerprintIndex, fingerprint  # noqa: E402
-from tandem.pipelines.core.config import load_config  # noqa: E402
+from filters.fingerprint import FingerprintIndex, fingerprint  # noqa: E402
+from pipelines.core.config import load_config  # noqa: E402
 
 SR = 24000
 PAIRS = {"it": ("it_IT_m_Carlo", "it_IT_f_Menardi"), "fr": ("fr_CA_f_June", "fr"), "es": ("es_MX_f_Allison", "es")}

@@ -56,7 +56,7 @@ def toy(out: Path, *args: str, env: dict | None = None) -> subprocess.CompletedP
 
 
 def rejections(out: Path) -> dict[str, list[tuple[str, str]]]:
-    from tandem.catalogs.catalog import query
+    from catalogs.catalog import query
     _, rows = query(out, "SELECT uri, reason, detail FROM rejections ORDER BY uri")
     got: dict[str, list[tuple[str, str]]] = {}
     for uri, reason, detail in rows:
@@ -100,7 +100,7 @@ def curation_cases(d: Path) -> None:
                              ("11", "eight.wav", "unsupported_channels")):
         got = rej.get(name, [])
         say(case, [g[0] for g in got] == [want], f"{name}: {got[0][0] + ': ' + got[0][1] if got else 'not rejected'}")
-    from tandem.catalogs.catalog import query
+    from catalogs.catalog import query
     _, src_rows = query(out, "SELECT uri, status FROM sources WHERE uri LIKE '%a.wav'")
     _, secret_rows = query(out, "SELECT count(*) FROM sources WHERE uri LIKE '%secret%'")
     say("1", secret_rows[0][0] == 0, "the playlists' target was never ingested")
@@ -128,7 +128,7 @@ def case5(d: Path) -> Path:
     faults = ";".join(f"toy_work:driver:1:{d / f'kill{k}'}" for k in range(3))
     codes = [toy(out, "--items", "6", "--commit-every", "1", env={"TANDEM_TOY_FAULT": faults}).returncode
              for _ in range(4)]
-    from tandem.catalogs.catalog import query
+    from catalogs.catalog import query
     _, rej = query(out, "SELECT reason FROM rejections")
     _, n = query(out, "SELECT count(*) FROM examples WHERE status = 'accepted'")
     say("5", codes == [-9, -9, -9, 0] and not rej and n == [(6,)],
@@ -162,7 +162,7 @@ def case7(d: Path) -> None:
         r = toy(out, "--items", "40", "--duration", "2", "--commit-every", "1")
         recs = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
         status = [x["status"] for x in recs]
-        from tandem.pipelines.store.commit import verify
+        from pipelines.store.commit import verify
         say("7", r.returncode == 3 and status == ["failed"] and "Traceback" not in r.stderr and not verify(out),
             f"2 MB disk: rc {r.returncode}, run record {status}, committed files whole; {one_line(r.stderr)}")
     finally:
@@ -181,7 +181,7 @@ def case8(d: Path, out: Path) -> None:
     (out / "mixtures").mkdir(exist_ok=True)
     (out / "mixtures" / "evil.json").write_text(json.dumps(
         {"name": "evil", "components": [{"name": "c0", "sql": attack, "weight": 1}]}))
-    code = ("from tandem.pipelines.train import MixtureDataset\nimport sys\n"
+    code = ("from pipelines.train import MixtureDataset\nimport sys\n"
             f"try:\n next(iter(MixtureDataset({str(out)!r}, 'evil')))\nexcept ValueError as e:\n print(e); sys.exit(2)")
     r = run([sys.executable, "-c", code])
     say("8", r.returncode == 2 and not target.exists(), f"MixtureDataset over the file: rc {r.returncode}, "
@@ -191,7 +191,7 @@ def case8(d: Path, out: Path) -> None:
 def case9(d: Path, out: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from tandem.pipelines.store.commit import committed_files
+    from pipelines.store.commit import committed_files
     bad = d / "toy9"
     shutil.copytree(out, bad)
     shard = committed_files(bad, "shards")[0]
@@ -216,9 +216,9 @@ def case12(d: Path) -> None:
     import contextlib
     import io
 
-    from tandem.pipelines.core.stage import Stage
-    from tandem.ray_jobs.jobs import report_retries
-    from tandem.ray_jobs.runner import run_job
+    from pipelines.core.stage import Stage
+    from ray_jobs.jobs import report_retries
+    from ray_jobs.runner import run_job
 
     from tandem.testing.toy import make_items, toy_config, toy_stages
 

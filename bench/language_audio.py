@@ -84,7 +84,7 @@ def join(paths: list[str], sr: int = 16000, gap_s: float = 0.5, max_s: float = 2
 
 def build(work: Path, cache: Path, eval_dir: Path | None, calls: Path | None) -> list[dict]:
     """Files to run: [{id, path, language, part}]."""
-    from tandem.ray_jobs.corpus import make_conversation
+    from ray_jobs.corpus import make_conversation
     sys.path.insert(0, str(ROOT / "tools"))
     from eval_sources import fetch
     files = []
@@ -132,10 +132,10 @@ def build(work: Path, cache: Path, eval_dir: Path | None, calls: Path | None) ->
 
 
 def run(files: list[dict], work: Path, log=print) -> list[dict]:
-    from tandem.filters.language import LanguageFilter
-    from tandem.filters.stage import FilterStage, stored_metrics
-    from tandem.pipelines.core.config import config_hash, load_config
-    from tandem.pipelines.curate.chain import curation_stages, make_items
+    from filters.language import LanguageFilter
+    from filters.stage import FilterStage, stored_metrics
+    from pipelines.core.config import config_hash, load_config
+    from pipelines.curate.chain import curation_stages, make_items
     cfg = load_config(overrides={"filters": {"quality": {"dnsmos": False}}})
     stages = curation_stages(cfg) + [FilterStage.from_config(cfg)]
     lf = LanguageFilter.from_config(cfg)

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def make_data(d: Path, n: int, seconds: float, sr: int, per_shard: int = 8) -> list[Path]:
-    from tandem.pipelines.core import contracts
-    from tandem.pipelines.io.audio import encode_flac
+    from pipelines.core import contracts
+    from pipelines.io.audio import encode_flac
 
     from tandem.testing.loader import synthetic_words, write_shard
     rng = np.random.default_rng(0)
@@ -81,7 +81,7 @@ def timed(fn, repeat: int = 3):
 
 
 def loader_pass(paths, **kw) -> tuple[int, float]:
-    from tandem.pipelines.train import ShardDataset
+    from pipelines.train import ShardDataset
     n, secs = 0, 0.0
     for ex in ShardDataset(paths, **kw):
         n += 1
@@ -91,7 +91,7 @@ def loader_pass(paths, **kw) -> tuple[int, float]:
 
 def dataloader_pass(paths, workers: int, **kw) -> tuple[float, float, int, float]:
     """StatefulDataLoader: (start-up s to the first batch, steady seconds after it, examples, audio s)."""
-    from tandem.pipelines.train import ShardDataset, collate
+    from pipelines.train import ShardDataset, collate
     from torchdata.stateful_dataloader import StatefulDataLoader
     n, secs = 0, 0.0
     t0 = time.perf_counter()
@@ -107,7 +107,7 @@ def dataloader_pass(paths, workers: int, **kw) -> tuple[float, float, int, float
 
 def first_item_s(paths, state=None, workers: int = 0, **kw) -> float:
     """Seconds from building the dataset (and loading `state`) to the first example or batch."""
-    from tandem.pipelines.train import ShardDataset, collate
+    from pipelines.train import ShardDataset, collate
     from torchdata.stateful_dataloader import StatefulDataLoader
     t = time.perf_counter()
     ds = ShardDataset(paths, **kw)
@@ -122,7 +122,7 @@ def first_item_s(paths, state=None, workers: int = 0, **kw) -> float:
 
 def half_epoch_states(paths, ranks: int, workers: int, **kw) -> list[dict]:
     """Loader states of `ranks` ranks x `workers` workers stopped about half way through the epoch."""
-    from tandem.pipelines.train import ShardDataset, collate
+    from pipelines.train import ShardDataset, collate
     from torchdata.stateful_dataloader import StatefulDataLoader
     states = []
     for r in range(ranks):
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     import torch
-    from tandem.pipelines.train.tokens import ByteTokenizer
+    from pipelines.train.tokens import ByteTokenizer
     torch.set_num_threads(1)
     sr = 24000
     with tempfile.TemporaryDirectory(prefix="tandem-bench-") as tmp:
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def raw_first(paths) -> tuple[int, float]:
     import pyarrow.parquet as pq
-    from tandem.pipelines.io.audio import decode_flac
+    from pipelines.io.audio import decode_flac
     pf = pq.ParquetFile(paths[0])
     x, sr = decode_flac(pf.read_row_group(0, columns=["audio"]).column(0)[0].as_py())
     return 1, x.shape[1] / sr

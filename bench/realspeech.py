@@ -67,7 +67,7 @@ def der(ref_turns: list[dict], hyp_turns: list[dict], uri: str) -> float:
 def wer_of_file(stm: list[dict], segments: list[dict], lang: str) -> tuple[int, int]:
     """Errors and reference words over the verbatim turns; hypothesis words inside a turn without a
     verbatim text are left out (as sclite does for IGNORE_TIME_SEGMENT_IN_SCORING)."""
-    from tandem.pipelines.core.text import wer_counts
+    from pipelines.core.text import wer_counts
     ignore = [(s["start"], s["end"]) for s in stm if s["text"] is None]
     words = sorted((w for s in segments for w in s.get("words") or []), key=lambda w: w["start_s"])
     hyp = [w["word"] for w in words
@@ -116,11 +116,11 @@ def in_part(f: dict, part: str | None) -> bool:
 
 def run(man: dict, eval_dir: Path, cfg: dict, only: set[str] | None = None, log=print,
         part: str | None = None) -> list[dict]:
-    from tandem.filters.base import first_rejection
-    from tandem.filters.stage import FilterStage, decide_example, stored_metrics
-    from tandem.pipelines.core.config import config_hash
-    from tandem.pipelines.curate.chain import curation_stages, make_items
-    from tandem.pipelines.io.rttm import read_rttm
+    from filters.base import first_rejection
+    from filters.stage import FilterStage, decide_example, stored_metrics
+    from pipelines.core.config import config_hash
+    from pipelines.curate.chain import curation_stages, make_items
+    from pipelines.io.rttm import read_rttm
     stages = curation_stages(cfg) + [FilterStage.from_config(cfg)]
     filt = stages[-1]
     h = config_hash(cfg)
@@ -216,8 +216,8 @@ def filter_shares(results: list[dict]) -> str:
 
 def redecide(results: list[dict], cfg: dict) -> list[dict]:
     """The stored per-example metrics of an earlier run judged again under `cfg` (no model runs)."""
-    from tandem.filters.base import first_rejection
-    from tandem.filters.stage import build_filters, decide_example
+    from filters.base import first_rejection
+    from filters.stage import build_filters, decide_example
     filters = build_filters(cfg)
     for r in results:
         for e in r.get("examples", []):
@@ -239,8 +239,8 @@ def calibrate(man: dict, eval_dir: Path, cfg: dict, snrs=(20.0, 10.0, 5.0), log=
     speaker with most speech, as assembly does), clean and with white noise at `snrs` dB (relative
     to the speech): where clean real speech lies and where degraded real speech starts."""
     import soundfile as sf
-    from tandem.filters.quality import QualityFilter
-    from tandem.pipelines.io.rttm import read_rttm
+    from filters.quality import QualityFilter
+    from pipelines.io.rttm import read_rttm
     qf = QualityFilter.from_config(cfg).load(threads=2)
     out: dict[str, list] = defaultdict(list)
     for f in man["files"]:
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                     help="with --diarize-only: also diarize under these overrides, back to back per file")
     a = ap.parse_args(argv)
-    from tandem.pipelines.core.config import load_config, parse_overrides
+    from pipelines.core.config import load_config, parse_overrides
     cfg = load_config(a.config, parse_overrides(a.set))
     if a.redecide:
         results = redecide(json.loads(a.redecide.read_text())["results"], cfg)

@@ -16,11 +16,11 @@ def run_diarize(man: dict, eval_dir, cfgs: list[dict], only: set[str] | None = N
     comparable under the same load): per config, per file DER, speaker counts and seconds."""
     import copy
 
-    from tandem.pipelines.curate.chain import make_items
-    from tandem.pipelines.curate.diarize import DiarizeStage
-    from tandem.pipelines.curate.ingest import IngestStage
-    from tandem.pipelines.curate.vad import VadStage
-    from tandem.pipelines.io.rttm import read_rttm
+    from pipelines.curate.chain import make_items
+    from pipelines.curate.diarize import DiarizeStage
+    from pipelines.curate.ingest import IngestStage
+    from pipelines.curate.vad import VadStage
+    from pipelines.io.rttm import read_rttm
     head = [IngestStage.from_config(cfgs[0]), VadStage.from_config(cfgs[0])]
     diar = [DiarizeStage.from_config(c) for c in cfgs]
     results: list[list[dict]] = [[] for _ in cfgs]

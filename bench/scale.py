@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def clips(ev: Path, n: int, clip_s: float, out: Path) -> Path:
     """`n` clips of real speech, cut in order from the set's recordings (cycled), as 16 kHz WAV."""
     import soundfile as sf
-    from tandem.pipelines.io.audio import load
+    from pipelines.io.audio import load
     if not (ev / "manifest.json").exists():
         subprocess.run([sys.executable, str(ROOT / "tools" / "build_eval_set.py"), "--out", str(ev)], check=True)
     files = sorted((ev / "audio").glob("*.wav"))
@@ -57,7 +57,7 @@ def clips(ev: Path, n: int, clip_s: float, out: Path) -> Path:
 
 
 def load_default_commit_items() -> int:
-    from tandem.pipelines.core.config import load_config
+    from pipelines.core.config import load_config
     return int(load_config()["shards"]["max_items_per_commit"])
 
 
@@ -96,9 +96,9 @@ def one(args) -> int:
     """One curation job in this process; prints its figures as JSON on the last line."""
     import psutil
     import ray
-    from tandem.pipelines.core.config import load_config, parse_overrides
-    from tandem.pipelines.store.writer import JobWriter
-    from tandem.ray_jobs.jobs import run_curate
+    from pipelines.core.config import load_config, parse_overrides
+    from pipelines.store.writer import JobWriter
+    from ray_jobs.jobs import run_curate
     cfg = load_config(overrides=parse_overrides(job_config(args.nodes, args.threads)))
     if args.address:
         ray.init(address=args.address, logging_level="warning", log_to_driver=False)
@@ -148,7 +148,7 @@ def run_one(inp: Path, out: Path, *, nodes: int = 1, threads: int = 1, address: 
 
 
 def on_cluster(inp: Path, work: Path, nodes: int) -> dict:
-    from tandem.ray_jobs.cluster import cluster_env, start_cluster, stop_cluster
+    from ray_jobs.cluster import cluster_env, start_cluster, stop_cluster
     root = Path(tempfile.mkdtemp(prefix="tsc", dir="/tmp"))
     try:
         c = start_cluster(root, nodes=nodes, cpus=1, object_store_bytes=150 << 20, dashboard=False)

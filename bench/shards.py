@@ -17,11 +17,11 @@ import time
 
 import numpy as np
 import soundfile as sf
-from tandem.catalogs import catalog
-from tandem.pipelines.core.contracts import example_row, source_row, stable_hash
-from tandem.pipelines.io.audio import decode_flac, encode_flac
-from tandem.pipelines.store.commit import committed_files, iter_examples
-from tandem.pipelines.store.writer import JobWriter
+from catalogs import catalog
+from pipelines.core.contracts import example_row, source_row, stable_hash
+from pipelines.io.audio import decode_flac, encode_flac
+from pipelines.store.commit import committed_files, iter_examples
+from pipelines.store.writer import JobWriter
 
 SR = 24000
 

@@ -45,10 +45,10 @@ def main() -> None:
 
     import soundfile as sf
     import soxr
-    from tandem.pipelines.core.config import load_config, parse_overrides, typed_section
-    from tandem.pipelines.models import pyannote_parts
-    from tandem.pipelines.models.diarization import DIAR_SR, DiarizeParams, Diarizer
-    from tandem.pipelines.models.registry import cache_dir
+    from pipelines.core.config import load_config, parse_overrides, typed_section
+    from pipelines.models import pyannote_parts
+    from pipelines.models.diarization import DIAR_SR, DiarizeParams, Diarizer
+    from pipelines.models.registry import cache_dir
 
     seen: list[tuple[float, float]] = []
     cluster = pyannote_parts.CenteredAgglomerativeClustering.cluster

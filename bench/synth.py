@@ -46,10 +46,10 @@ def main() -> int:
     ap.add_argument("--seeds", default=None, help="with --turn-taking: comma-separated seeds (default --seed)")
     args = ap.parse_args()
 
-    from tandem.pipelines.core.config import _merge, config_hash, load_config, parse_overrides
-    from tandem.synth.job import RoundTripStage, SynthesizeStage, make_items
-    from tandem.synth.scripts import split_sentences
-    from tandem.synth.tts.base import make_tts
+    from pipelines.core.config import _merge, config_hash, load_config, parse_overrides
+    from synth.job import RoundTripStage, SynthesizeStage, make_items
+    from synth.scripts import split_sentences
+    from synth.tts.base import make_tts
     cfg = load_config(overrides=_merge({"synth": {"tts": {"backend": args.backend}}},
                                        parse_overrides(args.overrides), "", free=True))
     langs = LANGS if args.backend == "espeak" else ["en"]
@@ -95,8 +95,8 @@ def main() -> int:
               f"loaded machine, load average now {os.getloadavg()[0]:.1f})")
 
     if args.cer_per_language > 0:
-        from tandem.pipelines.core.config import section
-        from tandem.synth.roundtrip import cer
+        from pipelines.core.config import section
+        from synth.roundtrip import cer
         limits = section(cfg, "filters")["trust"]["max_roundtrip_cer"]
         rt = RoundTripStage.from_config(cfg)
         rt.ensure_setup()
@@ -148,9 +148,9 @@ def main() -> int:
 def _turn_taking(syn, args, langs, cfg, h) -> int:
     """Turn-taking of --turn-taking N dialogues per seed, measured on their audio (VAD per channel),
     per seed (audio and planned) and pooled over the seeds."""
-    from tandem.synth.job import make_items
-    from tandem.synth.summary import format_summary, summarize
-    from tandem.synth.turntaking import FISHER, KEYS
+    from synth.job import make_items
+    from synth.summary import format_summary, summarize
+    from synth.turntaking import FISHER, KEYS
     seeds = [int(x) for x in str(args.seeds or args.seed).split(",")]
     rows, per_seed = [], []
     for seed in seeds:

@@ -29,8 +29,8 @@ def train(rank: int, world_size: int, args: argparse.Namespace, run_dir: Path, c
     """One rank's training loop: what a new user writes."""
     import torch
     import torch.distributed as dist
-    from tandem.pipelines.train import MixtureDataset, collate
-    from tandem.pipelines.train.tokens import ByteTokenizer
+    from pipelines.train import MixtureDataset, collate
+    from pipelines.train.tokens import ByteTokenizer
     from torchdata.stateful_dataloader import StatefulDataLoader
 
     torch.set_num_threads(1)
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace, run_dir: Path, crash_at: int | None = None, re
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "pg").unlink(missing_ok=True)
     # heavy imports once, before forking the ranks (torch optimizers import torch._dynamo lazily)
-    import tandem.pipelines.train.loader  # noqa: F401
+    import pipelines.train.loader  # noqa: F401
     import torch._dynamo  # noqa: F401
     ctx = mp.get_context("fork")
     world_size = world_size or args.world_size
@@ -117,7 +117,7 @@ def steps_seen(run_dir: Path, rank: int) -> dict[int, list[str]]:
 
 
 def demo_output(root: Path) -> tuple[str, str]:
-    from tandem.catalogs.mix import add_mixture
+    from catalogs.mix import add_mixture
 
     from tandem.testing.loader import make_output_dir
 

@@ -22,15 +22,15 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from tandem.catalogs import describe
-from tandem.pipelines.core.contracts import (
+from catalogs import describe
+from pipelines.core.contracts import (
     EXAMPLE_SCHEMA,
     REJECTION_SCHEMA,
     RUN_SCHEMA,
     SHARD_SCHEMA,
     SOURCE_SCHEMA,
 )
-from tandem.pipelines.store.commit import file_records, manifests, retired_file
+from pipelines.store.commit import file_records, manifests, retired_file
 
 CATALOG = "catalog.duckdb"
 WORKING = "_state/catalog.duckdb"
@@ -255,7 +255,7 @@ def build(out_dir: str | Path) -> Path:
 
 def ingest_commit(out_dir: str | Path, manifest: dict) -> None:
     """One commit into the catalog and published (for callers that commit by hand)."""
-    from tandem.catalogs.publish import CatalogPublisher
+    from catalogs.publish import CatalogPublisher
     CatalogPublisher(out_dir).ingest(manifest)
 
 
@@ -276,7 +276,7 @@ def query(out_dir: str | Path, sql: str, params: list | None = None, *, confined
     con = connect(out_dir, read_only=True)
     try:
         if confined:
-            from tandem.catalogs.confined import confine, one_select
+            from catalogs.confined import confine, one_select
             sql = one_select(sql, f"{catalog_path(out_dir)}: query")
             confine(con)
         try:

@@ -45,8 +45,8 @@ def _encode(x, sr: int) -> tuple[str, str]:
 def clips(out: Path, picks: list[dict], clip_s: float = CLIP_S) -> list[dict]:
     """The picked examples' first `clip_s` seconds (both channels) and words per channel."""
     import pyarrow.parquet as pq
-    from tandem.pipelines.io.audio import decode_flac
-    from tandem.pipelines.store.commit import committed_files
+    from pipelines.io.audio import decode_flac
+    from pipelines.store.commit import committed_files
     want = {p["example_id"] for p in picks}
     found: dict[str, dict] = {}
     for path in committed_files(out, "shards") + committed_files(out, "rejected"):

@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from tandem.pipelines.io.files import write_atomic
+from pipelines.io.files import write_atomic
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -35,7 +35,7 @@ def mixture_path(out_dir: str | Path, name: str) -> Path:
 def check_sql(out_dir: str | Path, sql: str) -> int:
     """Run the selection on the catalog (one SELECT, confined); returns how many accepted examples it selects."""
     import duckdb
-    from tandem.catalogs.confined import connect_confined, one_select
+    from catalogs.confined import connect_confined, one_select
     db = Path(out_dir) / "catalog.duckdb"
     q = one_select(sql, f"{db}: mixture component", MixtureError)
     con = connect_confined(db)
@@ -76,7 +76,7 @@ def add_mixture(out_dir: str | Path, name: str, sql: str, weight: float = 1.0, *
         raise MixtureError(f"{out_dir}: no such output directory")
     if not sql or not sql.strip():
         raise MixtureError(f"mixture {name!r}: empty sql")
-    from tandem.catalogs.confined import one_select
+    from catalogs.confined import one_select
     one_select(sql, f"mixture {name!r}", MixtureError)  # with or without a catalog to run it on
     weight = float(weight)
     if not math.isfinite(weight) or weight <= 0:
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
               + (f", {n} examples" if n is not None else "") + f"  {c['sql']}")
     if (Path(args.out) / "catalog.duckdb").exists():
         try:
-            from tandem.catalogs.catalog import refresh_meta
+            from catalogs.catalog import refresh_meta
             refresh_meta(args.out)
         except Exception as e:  # noqa: BLE001 - the JSON is the truth; the table catches up on build
             print(f"warning: mixture saved, catalog table not refreshed ({e})", file=sys.stderr)

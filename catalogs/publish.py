@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import duckdb
-from tandem.catalogs.catalog import (
+from catalogs.catalog import (
     WORKING,
     _apply_manifest,
     _create,
@@ -19,7 +19,7 @@ from tandem.catalogs.catalog import (
     _publish_file,
     _retired,
 )
-from tandem.pipelines.store.commit import manifests
+from pipelines.store.commit import manifests
 
 
 class CatalogPublisher:

@@ -40,8 +40,8 @@ def _connect(out: Path):
             con.execute("CREATE VIEW rejections AS SELECT * FROM cat.rejections")
         con.execute("CREATE VIEW sources AS SELECT * FROM cat.sources")
         return con, "catalog"
-    from tandem.pipelines.core.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, SOURCE_SCHEMA
-    from tandem.pipelines.store.commit import committed_files
+    from pipelines.core.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, SOURCE_SCHEMA
+    from pipelines.store.commit import committed_files
 
     def files(kind):
         return [str(p) for p in committed_files(out, kind)]
@@ -84,7 +84,7 @@ def _sample(con, col: str, where: str = "") -> dict[str, list[float]]:
 
 def _thresholds(cfg: dict, languages: list[str]) -> dict[str, dict[str, float]]:
     """Quality thresholds to draw: per kind, and per language where a language has its own."""
-    from tandem.filters.base import per_kind
+    from filters.base import per_kind
     q = ((cfg or {}).get("filters") or {}).get("quality") or {}
     t = ((cfg or {}).get("filters") or {}).get("trust") or {}
     keys = {"snr_db": (q, "min_snr_db"), "dnsmos_ovrl": (q, "min_dnsmos_ovrl"),
@@ -119,7 +119,7 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     import matplotlib.pyplot as plt
 
     if cfg is None:
-        from tandem.pipelines.core.config import load_config
+        from pipelines.core.config import load_config
         cfg = load_config()
     out = Path(out_dir)
     if not out.exists():
@@ -227,7 +227,7 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
              "against Fisher; floor-transfer offsets (negative: overlapped), pause and overlap lengths, "
              "backchannels per minute of each dialogue. Regenerate with: tandem report OUT.")
     tt_real = _real_turn_taking(con)
-    from tandem.catalogs import listen
+    from catalogs import listen
     players = listen.clips(out, listen.pick(con, SAMPLE_SEED))
     sources = _rows(con, "SELECT kind, status, count(*) AS n, sum(duration_s) / 3600 AS hours FROM sources "
                          "GROUP BY ALL ORDER BY ALL")
@@ -254,7 +254,7 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
 
 def _turn_taking(con) -> dict:
     """Per-minute figures (pooled) and the measured events of sampled synthetic examples."""
-    from tandem.synth.turntaking import FISHER, per_minute
+    from synth.turntaking import FISHER, per_minute
     ms: list[dict] = []
     cur = con.execute(f"SELECT params FROM examples WHERE kind = 'synthetic' AND status = 'accepted' "
                       f"AND params IS NOT NULL USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE ({SAMPLE_SEED})")
@@ -276,7 +276,7 @@ def _turn_taking(con) -> dict:
 
 def _real_turn_taking(con) -> dict:
     """Turn-taking of accepted real examples from their words (catalogs/turns.py)."""
-    from tandem.catalogs.turns import real_turn_taking
+    from catalogs.turns import real_turn_taking
     cur = con.execute(f"SELECT metrics, words FROM examples WHERE kind = 'real' AND status = 'accepted' "
                       f"USING SAMPLE reservoir({REAL_TT_ROWS} ROWS) REPEATABLE ({SAMPLE_SEED})")
     return real_turn_taking({"metrics": m, "words": w} for batch in iter(lambda: cur.fetchmany(1024), [])
@@ -284,7 +284,7 @@ def _real_turn_taking(con) -> dict:
 
 
 def _plot_turn_taking(plt, tt: dict):
-    from tandem.synth.turntaking import KEYS
+    from synth.turntaking import KEYS
     fig, axes = plt.subplots(1, 5, figsize=(17, 3.4))
     pm, fi = tt["per_minute"], tt["fisher"]
     x = range(len(KEYS))

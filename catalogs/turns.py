@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from tandem.synth.turntaking import FISHER, format_per_minute, measure, per_minute
+from synth.turntaking import FISHER, format_per_minute, measure, per_minute
 
 # Overlap under this share of Fisher's is flagged: real two-party speech always holds some.
 LOW_OVERLAP_SHARE = 0.25
@@ -37,8 +37,8 @@ def real_turn_taking(rows: Iterable[dict]) -> dict:
 
 def curated_turn_taking(out_dir: str | Path) -> dict:
     """real_turn_taking over the accepted real examples committed in `out_dir` (audio never read)."""
-    from tandem.pipelines.io.files import iter_rows
-    from tandem.pipelines.store.commit import file_records
+    from pipelines.io.files import iter_rows
+    from pipelines.store.commit import file_records
     paths = [Path(out_dir) / r["path"] for r in file_records(out_dir) if r["kind"] == "shards"]
     return real_turn_taking(r for r in iter_rows(paths, columns=["kind", "metrics", "words"]) if r["kind"] == "real")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
-from tandem.pipelines.core.contracts import rejection_row
+from pipelines.core.contracts import rejection_row
 
 NAN = float("nan")
 
@@ -63,7 +63,7 @@ KINDS = ("real", "synthetic")
 
 def filter_section(cfg: dict | None, name: str) -> dict[str, Any]:
     """filters.<name> with its YAML defaults under whatever `cfg` sets (key by key)."""
-    from tandem.pipelines.core.config import section
+    from pipelines.core.config import section
     defaults = section({}, "filters").get(name)
     if defaults is None:
         raise KeyError(f"config filters.{name}: no such filter section in pipelines/core/defaults/30_filters.yaml")

@@ -20,8 +20,8 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
-from tandem.filters.base import Decision, FilterParams
-from tandem.pipelines.core.text import norm_text
+from filters.base import Decision, FilterParams
+from pipelines.core.text import norm_text
 
 STATE = "_state/dedup"
 SCHEME = "affine32"  # datasketch's 32-bit permutations: 4 bytes per value
@@ -39,7 +39,7 @@ SIGNATURE_SCHEMA = pa.schema([
 
 
 def _decode(example: dict) -> tuple[np.ndarray, int]:
-    from tandem.pipelines.io.audio import decode_flac
+    from pipelines.io.audio import decode_flac
     try:
         return decode_flac(example["audio"])
     except Exception as e:
@@ -86,8 +86,8 @@ def signature(example: dict, p: DedupParams) -> dict:
     """What the index needs of one example (runs in the worker holding its audio)."""
     ah = fp = None
     if (p.exact_audio or p.near_audio) and example.get("audio"):
-        from tandem.filters.fingerprint import fingerprint
-        from tandem.pipelines.io.audio import pcm_hash
+        from filters.fingerprint import fingerprint
+        from pipelines.io.audio import pcm_hash
         audio, sr = _decode(example)
         if p.exact_audio:
             ah = bytes.fromhex(pcm_hash(audio.T))[:16]
@@ -130,7 +130,7 @@ class SignatureIndex:
         self.sigs: dict[str, object] = {}
         self.fps = None
         if p.near_audio:
-            from tandem.filters.fingerprint import FingerprintIndex
+            from filters.fingerprint import FingerprintIndex
             self.fps = FingerprintIndex(p.audio_max_ber, p.audio_min_items, p.audio_min_votes, p.audio_min_cover)
 
     def _mh(self, values):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from tandem.filters.base import (
+from filters.base import (
     KINDS,
     NAN,
     Decision,
@@ -120,7 +120,7 @@ class LanguageParams(FilterParams):
 
     @classmethod
     def from_config(cls, cfg: dict) -> LanguageParams:
-        from tandem.pipelines.core.config import default_config
+        from pipelines.core.config import default_config
         langs = cfg.get("languages") if cfg.get("languages") is not None else default_config()["languages"]
         sec = {**filter_section(cfg, "language"), "languages": langs}
         return build_params(cls, sec, "filters.language")

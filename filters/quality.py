@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from tandem.filters.base import (
+from filters.base import (
     NAN,
     Decision,
     Filter,
@@ -144,7 +144,7 @@ def spectral_flatness(x: np.ndarray, sr: int) -> float:
 
 
 def regions_union(regions: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
-    from tandem.pipelines.models.vad import merge_regions
+    from pipelines.models.vad import merge_regions
     return [(s, e) for s, e in merge_regions((r for rs in regions for r in rs), 0.0)]
 
 
@@ -203,19 +203,19 @@ class QualityFilter(Filter):
         return cls(QualityParams.from_config(cfg))
 
     def check(self) -> None:
-        from tandem.pipelines.models.registry import dnsmos_dir, silero_path
+        from pipelines.models.registry import dnsmos_dir, silero_path
         silero_path()
         if self.p.dnsmos:
             dnsmos_dir()
 
     def load(self, threads: int = 1) -> QualityFilter:
         if self.vad is None:
-            from tandem.pipelines.models.vad import SileroVad
+            from pipelines.models.vad import SileroVad
             # silero's own defaults for the region shape: the filter measures speech, it does not cut it
             self.vad = SileroVad(threshold=self.p.vad_threshold, min_speech_s=0.25, min_silence_s=0.1,
                                  pad_s=0.03, threads=threads)
         if self.dnsmos is None and self.p.dnsmos:
-            from tandem.pipelines.models.dnsmos import Dnsmos
+            from pipelines.models.dnsmos import Dnsmos
             self.dnsmos = Dnsmos(threads, hop_s=self.p.dnsmos_hop_s, batch=self.p.dnsmos_batch)
         return self
 
@@ -223,7 +223,7 @@ class QualityFilter(Filter):
                 regions: list[list[tuple[float, float]]] | None = None) -> dict[str, float]:
         """`regions`: per channel, the speech regions (s, example time) the curation VAD already
         found; without them (synthetic examples) silero runs on each channel here."""
-        from tandem.pipelines.io.audio import resample
+        from pipelines.io.audio import resample
         if audio is None:
             raise ValueError(f"example {example.get('example_id')}: quality filter needs audio")
         if regions is not None and len(regions) != audio.shape[0]:

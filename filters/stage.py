@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import math
 
-from tandem.filters.base import Decision, Filter, first_rejection, rejection_for
-from tandem.filters.language import LanguageFilter, LanguageParams
-from tandem.filters.quality import QualityFilter, QualityParams
-from tandem.filters.trust import TrustFilter, TrustParams
-from tandem.pipelines.core.stage import Resources, Stage
-from tandem.pipelines.models.asr import AsrParams, build_asr, check_asr
+from filters.base import Decision, Filter, first_rejection, rejection_for
+from filters.language import LanguageFilter, LanguageParams
+from filters.quality import QualityFilter, QualityParams
+from filters.trust import TrustFilter, TrustParams
+from pipelines.core.stage import Resources, Stage
+from pipelines.models.asr import AsrParams, build_asr, check_asr
 
 FILTERS = {"quality": QualityFilter, "language": LanguageFilter, "trust": TrustFilter}
 PARAMS = {"quality": QualityParams, "language": LanguageParams, "trust": TrustParams}
@@ -26,7 +26,7 @@ COLUMNS = {"q.snr_db": "snr_db", "q.dnsmos_ovrl": "dnsmos_ovrl", "q.clipping": "
 
 
 def enabled_filters(cfg: dict) -> tuple[str, ...]:
-    from tandem.pipelines.core.config import section
+    from pipelines.core.config import section
     names = tuple(section(cfg, "filters")["enabled"] or ())
     for n in names:
         if n not in FILTERS:
@@ -99,7 +99,7 @@ class FilterStage(Stage):
 
     @classmethod
     def from_config(cls, cfg: dict) -> FilterStage:
-        from tandem.pipelines.core.config import section
+        from pipelines.core.config import section
         enabled = enabled_filters(cfg)
         kw = {n: PARAMS[n].from_config(cfg) for n in enabled}
         # a synthetic example arrives with its round-trip CER unless the synth job skipped that stage
@@ -132,7 +132,7 @@ class FilterStage(Stage):
                 f.load(self.resources.threads)
 
     def measure(self, example: dict, item: dict | None = None) -> dict[str, float]:
-        from tandem.pipelines.io.audio import decode_flac
+        from pipelines.io.audio import decode_flac
         audio = None
         if any(f.needs_audio or getattr(f, "asr", None) is not None for f in self.filters):
             try:
@@ -197,7 +197,7 @@ def turn_metrics(regions: list[list[tuple[float, float]]]) -> dict[str, float]:
     """`tt.*`: Moshi's turn-taking totals (s) of one real example from what each channel carries
     (synth/turntaking.py's measure on the channels' speech regions): the words alone lose the
     overlap, as Whisper writes one voice where two talk."""
-    from tandem.synth.turntaking import measure
+    from synth.turntaking import measure
     t = measure([{"channel": c, "start_s": s, "end_s": e} for c, rs in enumerate(regions) for s, e in rs])
     return {f"tt.{k}": float(t[k]) for k in ("span_s", "ipu_s", "pause_s", "gap_s", "overlap_s")}
 
@@ -231,7 +231,7 @@ def upstream_regions(example: dict, item: dict) -> list[list[tuple[float, float]
 
 def _intersect(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Where both region lists hold (each merged first), sorted."""
-    from tandem.pipelines.models.vad import merge_regions
+    from pipelines.models.vad import merge_regions
     a, b = merge_regions(a, 0.0), merge_regions(b, 0.0)
     out, i, j = [], 0, 0
     while i < len(a) and j < len(b):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from tandem.filters.base import (
+from filters.base import (
     NAN,
     Decision,
     Filter,
@@ -21,7 +21,7 @@ from tandem.filters.base import (
     num,
     threshold,
 )
-from tandem.pipelines.core.text import cer, norm_text
+from pipelines.core.text import cer, norm_text
 
 
 def text_features(text: str, n: int = 3) -> dict[str, float]:

@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
     d.add_argument("table", nargs="?", help="only this table or view")
     d.add_argument("--metrics", action="store_true", help="the metric_keys view instead")
     d.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    from tandem.catalogs import mix
+    from catalogs import mix
     m = sub.add_parser("mix", help="record a named selection (SQL over examples) with a weight")
     mix.add_arguments(m)
     v = sub.add_parser("verify", help="check every live file's checksum against its manifest")
@@ -56,7 +56,7 @@ def print_rows(cols, rows, fmt: str = "table", title: str | None = None) -> None
 
 
 def print_summary(out) -> None:
-    from tandem.catalogs.catalog import summary
+    from catalogs.catalog import summary
     s = summary(out)
     for name, title in (("hours", "hours by language, kind, status"), ("sources", "sources by status"),
                         ("rejections", "rejections by stage and reason"), ("shards", "shard files")):
@@ -66,7 +66,7 @@ def print_summary(out) -> None:
 
 
 def run(args) -> int:
-    from tandem.catalogs import catalog
+    from catalogs import catalog
     if args.action == "build":
         path = catalog.build(args.out)
         _, rows = catalog.query(args.out, "SELECT (SELECT count(*) FROM examples), (SELECT count(*) FROM rejections), "
@@ -88,7 +88,7 @@ def run(args) -> int:
         if args.metrics:
             cols, rows = catalog.query(args.out, "SELECT * FROM metric_keys")
         else:
-            from tandem.catalogs.describe import describe
+            from catalogs.describe import describe
             con = catalog.connect(args.out)
             try:
                 cols, rows = ["table", "kind", "column", "type", "description"], describe(con, args.table)
@@ -97,10 +97,10 @@ def run(args) -> int:
         print_rows(cols, rows, args.format)
         return 0
     if args.action == "mix":
-        from tandem.catalogs import mix
+        from catalogs import mix
         return int(mix.run(args) or 0)
     if args.action == "verify":
-        from tandem.pipelines.store.commit import verify
+        from pipelines.store.commit import verify
         problems = verify(args.out)
         for p in problems:
             print(p)

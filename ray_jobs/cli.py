@@ -9,17 +9,17 @@ import os
 import sys
 
 COMMANDS = [
-    "tandem.ray_jobs.demo",
-    "tandem.ray_jobs.curate",
-    "tandem.ray_jobs.synth",
-    "tandem.ray_jobs.filter",
-    "tandem.ray_jobs.gc",
-    "tandem.ray_jobs.report",
-    "tandem.ray_jobs.catalog_cmd",
-    "tandem.ray_jobs.export",
-    "tandem.ray_jobs.voices_cmd",
-    "tandem.ray_jobs.models_cmd",
-    "tandem.ray_jobs.config_cmd",
+    "ray_jobs.demo",
+    "ray_jobs.curate",
+    "ray_jobs.synth",
+    "ray_jobs.filter",
+    "ray_jobs.gc",
+    "ray_jobs.report",
+    "ray_jobs.catalog_cmd",
+    "ray_jobs.export",
+    "ray_jobs.voices_cmd",
+    "ray_jobs.models_cmd",
+    "ray_jobs.config_cmd",
 ]
 
 
@@ -47,7 +47,7 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def job_config(args) -> dict:
-    from tandem.pipelines.core.config import load_config, parse_overrides
+    from pipelines.core.config import load_config, parse_overrides
     over = parse_overrides(args.set)
     res = over.setdefault("resources", {})
     if args.address:
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from tandem.pipelines.core.stage import ModelMissing
-    from tandem.ray_jobs.runner import InfraFailure
+    from pipelines.core.stage import ModelMissing
+    from ray_jobs.runner import InfraFailure
     try:
         return int(args._run(args) or 0)
     except InfraFailure as e:  # a full or failing disk: one line, and 3 as for other retryable failures

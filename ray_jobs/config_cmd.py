@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     import yaml
-    from tandem.pipelines.core.config import config_hash, default_config_text, load_config
+    from pipelines.core.config import config_hash, default_config_text, load_config
     if args.action == "show":
         print(default_config_text())
         return 0

@@ -23,7 +23,7 @@ def make_conversation(turns: list[tuple[str, str]], language: str = "en", sample
     Gaps between turns are `gap_s` plus a seeded jitter of up to 0.2 s. Returns the mono mix,
     the reference turns [{speaker, start_s, end_s}] and words [{speaker, word, start_s, end_s}].
     """
-    from tandem.synth.tts.espeak import EspeakTTS
+    from synth.tts.espeak import EspeakTTS
     tts = EspeakTTS(sample_rate=sample_rate)
     rng = np.random.default_rng(seed)
     order = list(dict.fromkeys(s for s, _ in turns))

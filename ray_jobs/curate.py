@@ -7,16 +7,16 @@ HELP = "ingest, VAD, diarize, transcribe and cut raw audio into two-channel exam
 
 
 def add_arguments(p) -> None:
-    from tandem.ray_jobs.cli import add_job_arguments
+    from ray_jobs.cli import add_job_arguments
     p.add_argument("input", help="a directory, a glob, or a manifest (.jsonl / .parquet with a `uri` column)")
     p.add_argument("out", help="output directory (shards, catalog); rerunning resumes")
     add_job_arguments(p)
 
 
 def run(args) -> int:
-    from tandem.ray_jobs.catalog_cmd import print_summary
-    from tandem.ray_jobs.cli import job_config
-    from tandem.ray_jobs.jobs import report_retries, run_curate
+    from ray_jobs.catalog_cmd import print_summary
+    from ray_jobs.cli import job_config
+    from ray_jobs.jobs import report_retries, run_curate
     cfg = job_config(args)
     res = run_curate(args.input, args.out, cfg)
     print_summary(args.out)

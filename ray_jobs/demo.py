@@ -53,7 +53,7 @@ OFF_LANGUAGE = ("nl", [("A", "Goedemorgen, heb je het nieuws van vandaag al gele
 
 
 def add_arguments(p) -> None:
-    from tandem.ray_jobs.cli import add_job_arguments
+    from ray_jobs.cli import add_job_arguments
     p.add_argument("out", nargs="?", default="demo_out", help="output directory (default: demo_out)")
     p.add_argument("--synth-count", type=int, default=12, help="synthetic dialogues (default 12: two per language)")
     p.add_argument("--fresh", action="store_true", help="delete OUT first instead of resuming")
@@ -67,7 +67,7 @@ def _ffmpeg(src: Path, dst: Path, *args: str) -> None:
 def build_corpus(raw: Path, seed: int = 0) -> dict:
     """Write the demo's raw inputs into `raw`; returns what each file is expected to become:
     `accepted:<language>` or `rejected:<reason>[|<another reason>...]`."""
-    from tandem.ray_jobs.corpus import make_conversation, two_channel, write_broken_files
+    from ray_jobs.corpus import make_conversation, two_channel, write_broken_files
     raw.mkdir(parents=True, exist_ok=True)
     expect: dict[str, str] = {}
     sr = 24000
@@ -135,9 +135,9 @@ filters:
 
 
 def run(args) -> int:
-    from tandem.ray_jobs.catalog_cmd import print_rows, print_summary
-    from tandem.ray_jobs.cli import job_config
-    from tandem.ray_jobs.jobs import run_curate, run_synth
+    from ray_jobs.catalog_cmd import print_rows, print_summary
+    from ray_jobs.cli import job_config
+    from ray_jobs.jobs import run_curate, run_synth
     out = Path(args.out)
     if args.fresh and out.exists():
         shutil.rmtree(out)
@@ -163,12 +163,12 @@ def run(args) -> int:
     print("[4/4] tandem report", flush=True)
     report = None
     try:
-        from tandem.catalogs.report import build_report
+        from catalogs.report import build_report
         report = build_report(out, cfg)
     except ImportError as e:
         print(f"report skipped: {e}")
     print_summary(out)
-    from tandem.catalogs.catalog import query
+    from catalogs.catalog import query
     cols, rows = query(out, "SELECT uri, stage, reason, language FROM rejections ORDER BY uri")
     print_rows(cols, [[Path(r[0]).name if r[0] else r[0], *r[1:]] for r in rows], title="why inputs were rejected")
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s. Where to look:")

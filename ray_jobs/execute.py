@@ -17,10 +17,10 @@ from collections.abc import Iterable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
-from tandem.pipelines.core.contracts import stable_hash
-from tandem.pipelines.core.stage import Resources, Stage
-from tandem.pipelines.io.inputs import small_blocks
-from tandem.pipelines.store.part import PartSpec, write_part
+from pipelines.core.contracts import stable_hash
+from pipelines.core.stage import Resources, Stage
+from pipelines.io.inputs import small_blocks
+from pipelines.store.part import PartSpec, write_part
 
 # Worker-side environment the driver passes on (model cache dir, test fault injection ...).
 FORWARD_ENV_PREFIX = "TANDEM_"
@@ -187,7 +187,7 @@ def start_index(out_dir: str, dedup) -> ActorIndex:
     """The index actor, on the driver's node (it lives and dies with the job), loaded before use."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-    from tandem.pipelines.store.index import CommitIndex
+    from pipelines.store.index import CommitIndex
     node = ray.get_runtime_context().get_node_id()
     handle = ray.remote(CommitIndex).options(
         num_cpus=0, max_restarts=0, max_concurrency=1,

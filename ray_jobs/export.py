@@ -1,4 +1,4 @@
-"""`tandem export`: write shards out in other tools' layouts (see tandem.pipelines.train.export and
+"""`tandem export`: write shards out in other tools' layouts (see pipelines.train.export and
 export_lhotse)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tandem.pipelines.train.export import export_moshi, export_rttm
-from tandem.pipelines.train.export_lhotse import export_hf, export_lhotse
+from pipelines.train.export import export_moshi, export_rttm
+from pipelines.train.export_lhotse import export_hf, export_lhotse
 
 COMMAND = "export"
 HELP = "export shards for moshi-finetune, lhotse (manifests + Shar), Hugging Face datasets, or as RTTM"
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tandem.pipelines.train import LoaderError
+    from pipelines.train import LoaderError
     try:
         if args.format == "moshi":
             r = export_moshi(args.out, args.dest, sql=args.sql, sample_rate=args.sample_rate, index=args.index,

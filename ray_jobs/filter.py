@@ -53,7 +53,7 @@ def _deep_merge(base: dict, over: dict) -> dict:
 def filter_config(out: str | Path, config_path: str | None = None, sets: list[str] | None = None) -> tuple[dict, str]:
     """Stored config, then the YAML at `config_path`, then `--set` pairs; validated against the defaults."""
     import yaml
-    from tandem.pipelines.core.config import load_config, parse_overrides
+    from pipelines.core.config import load_config, parse_overrides
     stored, origin = stored_config(out)
     user = {}
     if config_path:
@@ -69,7 +69,7 @@ def filter_config(out: str | Path, config_path: str | None = None, sets: list[st
 def run(args) -> int:
     import sys
 
-    from tandem.ray_jobs.refilter import refilter
+    from ray_jobs.refilter import refilter
     cfg, origin = filter_config(args.out, args.config, args.set)
     print(f"starting from the config of {origin}", file=sys.stderr)
     counts = refilter(args.out, cfg, log=(lambda *_: None) if args.json else print)

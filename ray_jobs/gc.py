@@ -35,7 +35,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from tandem.pipelines.store.commit import COMMITS, collect_garbage
+    from pipelines.store.commit import COMMITS, collect_garbage
     if not (Path(args.out) / COMMITS).is_dir():
         raise FileNotFoundError(f"{args.out}: not an output directory (no {COMMITS}/)")
     res = collect_garbage(args.out, parse_duration(args.grace), dry_run=args.dry_run)

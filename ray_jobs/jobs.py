@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def filter_stages(cfg: dict) -> list:
-    from tandem.filters.stage import FilterStage
+    from filters.stage import FilterStage
     return [FilterStage.from_config(cfg)] if cfg.get("filters", {}).get("enabled", True) else []
 
 
@@ -16,17 +16,17 @@ def dedup_index(out_dir, cfg: dict):
     """The dedup settings the writer's index matches with (None: filters off, no dedup)."""
     if not cfg.get("filters", {}).get("enabled", True):
         return None
-    from tandem.filters.dedup import DedupParams
+    from filters.dedup import DedupParams
     return DedupParams.from_config(cfg)
 
 
 def run_curate(input_spec: str, out_dir: str | Path, cfg: dict, argv: list[str] | None = None) -> dict:
     import functools
 
-    from tandem.pipelines.core.config import config_hash
-    from tandem.pipelines.curate.chain import curation_stages, make_items
-    from tandem.pipelines.io.inputs import InputListing
-    from tandem.ray_jobs.runner import run_job
+    from pipelines.core.config import config_hash
+    from pipelines.curate.chain import curation_stages, make_items
+    from pipelines.io.inputs import InputListing
+    from ray_jobs.runner import run_job
     h = config_hash(cfg)
     # on Ray the listing is read and turned into items by the workers, block by block
     items = InputListing(input_spec, functools.partial(make_items, cfg=cfg, cfg_hash=h, out_dir=str(out_dir)))
@@ -34,22 +34,22 @@ def run_curate(input_spec: str, out_dir: str | Path, cfg: dict, argv: list[str] 
 
     def real_rows(out, run_id):
         # turn-taking of every accepted real example in OUT (a rerun that skips everything still shows it)
-        from tandem.catalogs.turns import curated_turn_taking
+        from catalogs.turns import curated_turn_taking
         return curated_turn_taking(out)
 
     res = run_job("curate", items, stages, cfg, out_dir, argv=argv or sys.argv,
                   dedup=dedup_index(out_dir, cfg), summarize=real_rows)
     if res.get("summary") is not None:
-        from tandem.catalogs.turns import format_real
+        from catalogs.turns import format_real
         print(format_real(res["summary"]))
     return res
 
 
 def run_synth(scripts: str | None, out_dir: str | Path, cfg: dict, *, count: int, seed: int | None,
               languages: list[str] | None, argv: list[str] | None = None) -> dict:
-    from tandem.pipelines.core.config import config_hash
-    from tandem.ray_jobs.runner import run_job
-    from tandem.synth.job import format_summary, make_items, summarize, synthesis_stages
+    from pipelines.core.config import config_hash
+    from ray_jobs.runner import run_job
+    from synth.job import format_summary, make_items, summarize, synthesis_stages
     if seed is not None:
         cfg["seed"] = seed
     if languages:
@@ -61,8 +61,8 @@ def run_synth(scripts: str | None, out_dir: str | Path, cfg: dict, *, count: int
     stages = synthesis_stages(cfg) + filter_stages(cfg)
     def run_rows(out, run_id):
         # the turn-taking figures of this run's dialogues, accepted or filtered out
-        from tandem.pipelines.io.files import iter_rows
-        from tandem.pipelines.store.commit import file_records
+        from pipelines.io.files import iter_rows
+        from pipelines.store.commit import file_records
         paths = [Path(out) / r["path"] for r in file_records(out)
                  if r["run_id"] == run_id and r["kind"] in ("shards", "rejected")]
         return summarize(iter_rows(paths, columns=["params"]))

@@ -23,15 +23,15 @@ def add_arguments(p) -> None:
 
 
 def _config(args) -> dict:
-    from tandem.pipelines.core.config import load_config
+    from pipelines.core.config import load_config
     over = {"models": {"cache_dir": os.path.abspath(args.cache)}} if args.cache else None
     return load_config(args.config, over)
 
 
 def fetch(args) -> int:
-    from tandem.pipelines.core.config import section
-    from tandem.pipelines.models import fetch as f
-    from tandem.pipelines.models.registry import cache_dir
+    from pipelines.core.config import section
+    from pipelines.models import fetch as f
+    from pipelines.models.registry import cache_dir
     cfg = _config(args)
     a, d = section(cfg, "asr"), section(cfg, "diarize")
     langs = args.languages or ([a["language"]] if a["language"] else list(a["align_languages"]))
@@ -60,7 +60,7 @@ def run(args) -> int:
         return fetch(args)
     from rich.console import Console
     from rich.table import Table
-    from tandem.pipelines.models.registry import status
+    from pipelines.models.registry import status
     rows = status(_config(args))
     t = Table(title="tandem models")
     for c in ("backend", "role", "model", "origin", "present", "path / how to get it"):

@@ -24,21 +24,21 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from tandem.filters.base import first_rejection, rejection_for
-from tandem.filters.dedup import signature
-from tandem.filters.stage import build_filters, decide_example
-from tandem.pipelines.io.files import iter_rows
-from tandem.pipelines.store.commit import committed_files
-from tandem.pipelines.store.settle import dedup_rejection
+from filters.base import first_rejection, rejection_for
+from filters.dedup import signature
+from filters.stage import build_filters, decide_example
+from pipelines.io.files import iter_rows
+from pipelines.store.commit import committed_files
+from pipelines.store.settle import dedup_rejection
 
 
 def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=print) -> dict:
     """Re-decide every committed example under `cfg`; returns counts (moved, kept, rejected, by reason)."""
-    from tandem.pipelines.core.config import config_hash
-    from tandem.pipelines.core.contracts import stable_hash
-    from tandem.pipelines.store.index import CommitIndex
-    from tandem.pipelines.store.writer import JobWriter
-    from tandem.ray_jobs.jobs import dedup_index
+    from pipelines.core.config import config_hash
+    from pipelines.core.contracts import stable_hash
+    from pipelines.store.index import CommitIndex
+    from pipelines.store.writer import JobWriter
+    from ray_jobs.jobs import dedup_index
 
     out = Path(out_dir)
     if not (out / "_commits").is_dir():
@@ -54,15 +54,15 @@ def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=prin
         counts = _refilter_held(out, cfg, writer, chash, run_id, log)
     finally:
         writer.release()
-    from tandem.pipelines.core.config import config_json
-    from tandem.pipelines.store.writer import write_run_record
+    from pipelines.core.config import config_json
+    from pipelines.store.writer import write_run_record
     # the next `tandem filter` starts from this config
     write_run_record(out, {"run_id": run_id, "job": "filter", "started_at": started, "status": "finished",
                            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            "config_hash": chash, "config": config_json(cfg), "stages": "[]",
                            "argv": "[]", "versions": "{}", "pipeline_version": None})
     try:
-        from tandem.catalogs.catalog import build
+        from catalogs.catalog import build
     except ImportError:
         log("catalogs.catalog not available: catalog not refreshed")
     else:

@@ -13,8 +13,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from tandem.catalogs.report import build_report
-    from tandem.pipelines.core.config import load_config
+    from catalogs.report import build_report
+    from pipelines.core.config import load_config
     path = build_report(args.out, load_config(args.config), report_dir=args.report_dir)
     print(path)
     return 0

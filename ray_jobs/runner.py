@@ -31,14 +31,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tandem.catalogs.publish import CatalogPublisher
-from tandem.pipelines.core.config import config_hash, config_json, section
-from tandem.pipelines.core.contracts import utc_now
-from tandem.pipelines.core.stage import Stage
-from tandem.pipelines.store.commit import OutputError
-from tandem.pipelines.store.writer import JobWriter, write_run_record
-from tandem.ray_jobs.execute import _address_from_argv, _run_ray, init_ray, run_local, start_index
-from tandem.ray_jobs.progress import StageTable, format_stage_table
+from catalogs.publish import CatalogPublisher
+from pipelines.core.config import config_hash, config_json, section
+from pipelines.core.contracts import utc_now
+from pipelines.core.stage import Stage
+from pipelines.store.commit import OutputError
+from pipelines.store.writer import JobWriter, write_run_record
+from ray_jobs.execute import _address_from_argv, _run_ray, init_ray, run_local, start_index
+from ray_jobs.progress import StageTable, format_stage_table
 
 from tandem import __version__
 

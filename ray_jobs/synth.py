@@ -7,7 +7,7 @@ HELP = "synthesize two-channel full-duplex dialogues with TTS (Ray Data job)"
 
 
 def add_arguments(p) -> None:
-    from tandem.ray_jobs.cli import add_job_arguments
+    from ray_jobs.cli import add_job_arguments
     p.add_argument("paths", nargs="+", metavar="[SCRIPTS] OUT",
                    help="optional dialogue scripts (JSONL) then the output directory; "
                         "without scripts, the built-in generator writes --count dialogues")
@@ -18,9 +18,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from tandem.ray_jobs.catalog_cmd import print_summary
-    from tandem.ray_jobs.cli import job_config
-    from tandem.ray_jobs.jobs import report_retries, run_synth
+    from ray_jobs.catalog_cmd import print_summary
+    from ray_jobs.cli import job_config
+    from ray_jobs.jobs import report_retries, run_synth
     if len(args.paths) > 2:
         raise ValueError("expected [SCRIPTS] OUT")
     scripts, out = (args.paths[0], args.paths[1]) if len(args.paths) == 2 else (None, args.paths[0])

@@ -19,14 +19,14 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from tandem.pipelines.io.files import iter_rows
-    from tandem.pipelines.store.commit import committed_files
-    from tandem.synth.voicebank import write_voice_bank
+    from pipelines.io.files import iter_rows
+    from pipelines.store.commit import committed_files
+    from synth.voicebank import write_voice_bank
     files = committed_files(args.out, "shards")
     if not files:
         print(f"error: {args.out} has no committed shards (run `tandem curate` into it first)", file=sys.stderr)
         return 2
-    from tandem.pipelines.train.units import manifest_sums, verify_shard
+    from pipelines.train.units import manifest_sums, verify_shard
     sums = manifest_sums(args.out)
     for f in files:  # a shard changed since its commit is an error naming it, not clips from it
         verify_shard(str(f), sums.get(str(f)))

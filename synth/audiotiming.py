@@ -14,7 +14,7 @@ audio is kept apart from the figure compared with real conversation.
 from __future__ import annotations
 
 import numpy as np
-from tandem.synth.turntaking import BRIDGE_S, STEP_S, _runs, region_activity
+from synth.turntaking import BRIDGE_S, STEP_S, _runs, region_activity
 
 VAD_SETTINGS = {"threshold": 0.5, "min_speech_s": 0.25, "min_silence_s": 0.1, "pad_s": 0.03}
 SOUND_FLOOR_DB = -50.0  # below the loudest frame: espeak's quietest consonants stay above it
@@ -26,13 +26,13 @@ class ChannelVad:
 
     def __init__(self, vad=None, threads: int = 1):
         if vad is None:
-            from tandem.pipelines.models.vad import SileroVad
+            from pipelines.models.vad import SileroVad
             vad = SileroVad(**VAD_SETTINGS, threads=threads)
         self.vad = vad
 
     def channel(self, x: np.ndarray, sr: int) -> list[tuple[float, float]]:
-        from tandem.pipelines.io.audio import resample
-        from tandem.pipelines.models.vad import VAD_SR
+        from pipelines.io.audio import resample
+        from pipelines.models.vad import VAD_SR
         x16 = x if sr == VAD_SR else resample(np.ascontiguousarray(x, dtype=np.float32), sr, VAD_SR)
         return [(round(s, 3), round(e, 3)) for s, e in self.vad.regions(x16)]
 
@@ -140,7 +140,7 @@ def audio_measures(words: list[dict], clean: list, augmented: list, aug: dict, s
     augmentation made audible: echo where the echo of channel 0 lands, else augment) and
     `word_audio` (word_audio_errors of the words against the clean channels' sound: where the
     words are wrong) and `word_vad` (against the VAD regions: what the VAD adds to the sound)."""
-    from tandem.synth.turntaking import measure_regions
+    from synth.turntaking import measure_regions
     labels = []
     extra = extra_spans(augmented[1], clean[1]) if aug else []
     if extra:

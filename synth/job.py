@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tandem.pipelines.core.contracts import rejection_row, source_row, stable_hash, work_key
-from tandem.pipelines.core.stage import Stage
-from tandem.pipelines.core.text import cer
-from tandem.pipelines.core.text import norm_text as normalize_text
-from tandem.synth.params import synth_section
-from tandem.synth.roundtrip import ROUNDTRIP_NAME, RoundTripStage
-from tandem.synth.scripts import ScriptError, builtin_scripts, iter_jsonl, script_hash
-from tandem.synth.stages import STAGE_NAME, SynthesizeStage
-from tandem.synth.summary import format_summary, summarize
+from pipelines.core.contracts import rejection_row, source_row, stable_hash, work_key
+from pipelines.core.stage import Stage
+from pipelines.core.text import cer
+from pipelines.core.text import norm_text as normalize_text
+from synth.params import synth_section
+from synth.roundtrip import ROUNDTRIP_NAME, RoundTripStage
+from synth.scripts import ScriptError, builtin_scripts, iter_jsonl, script_hash
+from synth.stages import STAGE_NAME, SynthesizeStage
+from synth.summary import format_summary, summarize
 
 
 def dialogue_seed(job_seed: int, *key) -> int:
@@ -64,7 +64,7 @@ def make_items(scripts: str | None, count: int, seed: int, languages: list[str],
         # only planned here: the synthesis workers ask the server (and cache the replies)
         from pathlib import Path
 
-        from tandem.synth.llm import llm_requests, request_key
+        from synth.llm import llm_requests, request_key
         llm = scfg["llm"]
         for req in llm_requests(count, seed, languages, llm):
             key = request_key(req, llm)

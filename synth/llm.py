@@ -18,10 +18,10 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
-from tandem.pipelines.core.contracts import stable_hash
-from tandem.pipelines.core.stage import TransientError
-from tandem.synth.phrasebook import TOPICS
-from tandem.synth.scripts import ScriptError, validate_script
+from pipelines.core.contracts import stable_hash
+from pipelines.core.stage import TransientError
+from synth.phrasebook import TOPICS
+from synth.scripts import ScriptError, validate_script
 
 LANGUAGE_NAMES = {"en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian",
                   "pt": "Portuguese"}
@@ -144,6 +144,6 @@ def fetch_script(req: dict, cfg: dict, cache_dir: str | None) -> dict:
     script = client.dialogue(req["language"], req["topic"], req["turns"], req["dialogue_id"], req["seed"],
                              float(cfg["temperature"]))
     if path is not None:
-        from tandem.pipelines.io.files import write_json_atomic
+        from pipelines.io.files import write_json_atomic
         write_json_atomic(script, path)
     return script

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from tandem.synth.timeline import Timeline
+from synth.timeline import Timeline
 
 FADE_S = 0.01  # fade at an interruption cut so the stop does not click
 

@@ -13,7 +13,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from tandem.pipelines.core.config import section
+from pipelines.core.config import section
 
 
 def _deep(base: dict, over: dict) -> dict:

@@ -3,9 +3,9 @@ with best-of-N renditions, only the one with the lowest CER is kept."""
 
 from __future__ import annotations
 
-from tandem.pipelines.core.stage import Resources, Stage
-from tandem.pipelines.core.text import cer
-from tandem.synth.params import synth_section
+from pipelines.core.stage import Resources, Stage
+from pipelines.core.text import cer
+from synth.params import synth_section
 
 ROUNDTRIP_NAME = "roundtrip"
 
@@ -33,20 +33,20 @@ class RoundTripStage(Stage):
     def from_config(cls, cfg: dict) -> RoundTripStage:
         import dataclasses
 
-        from tandem.pipelines.core.config import section
-        from tandem.pipelines.models.asr import AsrParams
+        from pipelines.core.config import section
+        from pipelines.models.asr import AsrParams
         rt = synth_section(cfg)["roundtrip"]
         asr = dataclasses.replace(AsrParams.from_config(cfg), batch_size=int(rt["batch_size"]))
-        from tandem.synth.stages import best_of
+        from synth.stages import best_of
         return cls(asr, section(cfg, "models"), rt["pad_s"], best_of(synth_section(cfg)), rt["pack_sep_s"],
                    resources=Resources.for_stage(cfg, cls.name))
 
     def check(self) -> None:
-        from tandem.pipelines.models.asr import check_asr
+        from pipelines.models.asr import check_asr
         check_asr(self.asr_params, self.models)
 
     def setup(self) -> None:
-        from tandem.pipelines.models.asr import build_asr
+        from pipelines.models.asr import build_asr
         self.asr = build_asr(self.asr_params, self.models, device=self.device, threads=self.resources.threads)
 
     _ahead: dict | None = None  # id(example) -> {channel: segments}, decoded by run_items
@@ -72,8 +72,8 @@ class RoundTripStage(Stage):
         """ASR segments of each example's channels: {id(example): {channel: segments}}. Only a
         channel's speech (its word times, padded) is sent; the chunks of all examples of one
         language go in one transcribe_chunks call, the backend batching them by batch_size."""
-        from tandem.pipelines.io.audio import decode_flac
-        from tandem.pipelines.models.asr import speech_chunks, to_16k_mono
+        from pipelines.io.audio import decode_flac
+        from pipelines.models.asr import speech_chunks, to_16k_mono
         p = self.asr_params
         by_lang: dict[str, list[tuple[int, int, list]]] = {}
         packs: dict[tuple[int, int], list | None] = {}
@@ -151,7 +151,7 @@ def pack_channel(regions: list[tuple[float, float]], x16, max_s: float, sep_s: f
     [pieces per window]) with pieces (src_start_s, src_end_s, window_start_s); a window's
     offset is its first piece's start, so its window times stay inside its own source span."""
     import numpy as np
-    from tandem.pipelines.curate.transcribe import speech_pieces
+    from pipelines.curate.transcribe import speech_pieces
     pieces = speech_pieces(regions, max_s, sep_s)
     windows: list[list[tuple[float, float, float]]] = []
     end = 0.0

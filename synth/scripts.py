@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from tandem.pipelines.core.contracts import stable_hash
-from tandem.synth.phrasebook import CLOSINGS, GREETINGS, OPENERS, TOPICS
+from pipelines.core.contracts import stable_hash
+from synth.phrasebook import CLOSINGS, GREETINGS, OPENERS, TOPICS
 
 MAX_TURN_CHARS = 1000
 

@@ -8,10 +8,10 @@ import dataclasses
 import json
 
 import numpy as np
-from tandem.pipelines.core.contracts import example_row, source_row, stable_hash
-from tandem.pipelines.core.stage import Resources, Stage
-from tandem.synth.params import TimelineParams, synth_section
-from tandem.synth.scripts import script_hash, split_sentences
+from pipelines.core.contracts import example_row, source_row, stable_hash
+from pipelines.core.stage import Resources, Stage
+from synth.params import TimelineParams, synth_section
+from synth.scripts import script_hash, split_sentences
 
 STAGE_NAME = "synthesize"
 
@@ -36,9 +36,9 @@ class SynthParams:
 
     @classmethod
     def from_config(cls, cfg: dict) -> SynthParams:
-        from tandem.pipelines.core.config import default_config, section
-        from tandem.pipelines.models.asr import AsrParams
-        from tandem.synth.augment import check_augment
+        from pipelines.core.config import default_config, section
+        from pipelines.models.asr import AsrParams
+        from synth.augment import check_augment
         s = synth_section(cfg)
         aug = dict(s["augment"])
         check_augment(aug)
@@ -72,10 +72,10 @@ class SynthesizeStage(Stage):
         return cls(SynthParams.from_config(cfg), resources=Resources.for_stage(cfg, cls.name))
 
     def check(self) -> None:
-        from tandem.synth.tts.base import check_tts
+        from synth.tts.base import check_tts
         check_tts(self.params.tts, self.params.models, list(self.params.languages))
         if self.params.tts["backend"] == "piper":
-            from tandem.synth.tts.piper import piper_voices, warped_names
+            from synth.tts.piper import piper_voices, warped_names
             piper = self.params.tts["piper"]
             if len(warped_names(piper_voices(piper["voices"]), piper.get("warps"))) < 2:
                 import warnings
@@ -93,7 +93,7 @@ class SynthesizeStage(Stage):
         self.tts = self._make_tts()
 
     def _make_tts(self):
-        from tandem.synth.tts.base import make_tts
+        from synth.tts.base import make_tts
         return make_tts(self.params.tts, self.params.sample_rate, self.params.models,
                         threads=self.resources.threads, asr_params=self.params.asr)
 
@@ -121,7 +121,7 @@ class SynthesizeStage(Stage):
 
     def _cast(self, script: dict, seed: int) -> tuple[list[str], dict, dict]:
         """(speakers main first, speaker -> channel, speaker -> Voice), from the seed alone."""
-        from tandem.synth.voices import Voice, cast_voices
+        from synth.voices import Voice, cast_voices
         P = self.params
         speakers = list(dict.fromkeys(t["speaker"] for t in script["turns"]))
         main = script.get("main_speaker") or speakers[0]
@@ -138,12 +138,12 @@ class SynthesizeStage(Stage):
 
     @staticmethod
     def _say(tts, text: str, lang: str, voice):
-        from tandem.synth.timeline import Utterance
+        from synth.timeline import Utterance
         audio, sr, words = tts.synthesize(text, lang, voice=voice.name, pitch=voice.pitch, rate=voice.rate)
         return Utterance(text, len(audio) / sr, words, audio)
 
     def _speak_turns(self, tts, script: dict, voices: dict) -> list:
-        from tandem.synth.timeline import Turn
+        from synth.timeline import Turn
         lang = script["language"]
         return [Turn(t["speaker"], [self._say(tts, s, lang, voices[t["speaker"]]) for s in split_sentences(t["text"])])
                 for t in script["turns"]]
@@ -196,7 +196,7 @@ class SynthesizeStage(Stage):
 
     def _channel_vad(self):
         if self._vad is None:
-            from tandem.synth.audiotiming import ChannelVad
+            from synth.audiotiming import ChannelVad
             self._vad = ChannelVad(threads=1)
         return self._vad
 
@@ -207,12 +207,12 @@ class SynthesizeStage(Stage):
     def process(self, item: dict) -> dict:
         P = self.params
         if "script" not in item:
-            from tandem.synth.llm import LLMError, fetch_script
+            from synth.llm import LLMError, fetch_script
             try:
                 item["script"] = fetch_script(item["llm_request"], P.llm, item.get("llm_cache"))
             except LLMError as e:
                 return _bad_script(item, str(e))
-        from tandem.synth.scripts import ScriptError, validate_script
+        from synth.scripts import ScriptError, validate_script
         try:  # a bad script is the input's fault: rejected here, not retried as a stage error
             validate_script(item["script"], item.get("uri", "<script>"))
         except ScriptError as e:
@@ -232,13 +232,13 @@ class SynthesizeStage(Stage):
 
     def _render(self, item: dict, script: dict, seed: int, k: int, sh: str) -> dict:
         """One rendition of `script` under `seed`: the example row (candidate `k` of best-of-N)."""
-        from tandem.pipelines.io.audio import encode_flac
-        from tandem.synth.audiotiming import audio_measures, sound_regions
-        from tandem.synth.augment import augment_user_channel
-        from tandem.synth.mix import overlap_figures, render
-        from tandem.synth.phrasebook import BACKCHANNELS
-        from tandem.synth.timeline import build_timeline
-        from tandem.synth.turntaking import measure
+        from pipelines.io.audio import encode_flac
+        from synth.audiotiming import audio_measures, sound_regions
+        from synth.augment import augment_user_channel
+        from synth.mix import overlap_figures, render
+        from synth.phrasebook import BACKCHANNELS
+        from synth.timeline import build_timeline
+        from synth.turntaking import measure
 
         from tandem import __version__
         P = self.params
@@ -316,7 +316,7 @@ class SynthesizeStage(Stage):
 
 def _bad_script(item: dict, detail: str) -> dict:
     """The dialogue's script could not be had: a rejected item with its source row."""
-    from tandem.pipelines.core.contracts import rejection_row
+    from pipelines.core.contracts import rejection_row
     sid = item["source_id"]
     item["status"] = "rejected"
     item.setdefault("rejections", []).append(rejection_row(

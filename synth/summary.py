@@ -11,8 +11,8 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
-from tandem.synth.audiotiming import error_table
-from tandem.synth.turntaking import FISHER, KEYS, per_minute
+from synth.audiotiming import error_table
+from synth.turntaking import FISHER, KEYS, per_minute
 
 
 def _q(x: list[float], q: float) -> float:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tandem.synth.params import TimelineParams
+from synth.params import TimelineParams
 
 
 @dataclass(eq=False)

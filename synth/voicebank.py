@@ -43,8 +43,8 @@ def write_voice_bank(rows: Iterable[dict], dest: str | Path, min_s: float = 3.0,
     """Write a clip per speaker of each row; returns {language: [clip paths]}."""
     import soundfile as sf
     import soxr
-    from tandem.pipelines.core.ids import checked_id, checked_language
-    from tandem.pipelines.io.audio import decode_flac
+    from pipelines.core.ids import checked_id, checked_language
+    from pipelines.io.audio import decode_flac
     dest = Path(dest)
     out: dict[str, list[str]] = {}
     for r in rows:

@@ -1,7 +1,7 @@
 """tandem: data pipeline for full-duplex speech-text models.
 
-The repository's top-level folders install as subpackages of this one namespace:
-tandem.pipelines, tandem.synth, tandem.filters, tandem.catalogs, tandem.ray_jobs.
+The repository's top-level folders are packages of their own (pipelines, synth, filters, catalogs,
+ray_jobs); this one holds the version and the test helpers (tandem.testing).
 """
 
 __version__ = "0.2.0"

@@ -40,7 +40,7 @@ def ray_address(ray_session) -> str:
 def cluster():
     """A head and one worker node on 127.0.0.1, 1 CPU each, separate temp dirs; stopped at the
     end of the session (by pid, never with `ray stop`, which would stop every Ray on the machine)."""
-    from tandem.ray_jobs.cluster import start_cluster, stop_cluster
+    from ray_jobs.cluster import start_cluster, stop_cluster
     # short root: Ray's unix socket paths under it must stay below 108 bytes
     root = tempfile.mkdtemp(prefix="tdc", dir="/tmp")
     c = None

@@ -12,12 +12,12 @@ import time
 
 import duckdb
 import pytest
-from tandem.catalogs.catalog import build, catalog_path, query
-from tandem.pipelines.io.files import iter_rows
-from tandem.pipelines.store.commit import verify
-from tandem.pipelines.store.lock import LockHeld, LockLost, OutputLock, read_lock
-from tandem.pipelines.store.writer import JobWriter
-from tandem.ray_jobs.runner import run_job
+from catalogs.catalog import build, catalog_path, query
+from pipelines.io.files import iter_rows
+from pipelines.store.commit import verify
+from pipelines.store.lock import LockHeld, LockLost, OutputLock, read_lock
+from pipelines.store.writer import JobWriter
+from ray_jobs.runner import run_job
 
 from tandem.testing.fixtures import tone_item
 from tandem.testing.toy import expected_example_ids, make_items, toy_config, toy_stages
@@ -86,7 +86,7 @@ def test_catalog_failure_is_reported_not_fatal_and_build_repairs(tmp_path):
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from tandem.pipelines.store.lock import OutputLock
+    from pipelines.store.lock import OutputLock
     lock = OutputLock(sys.argv[1], run_id="holder-run", job="curate", lease_s=float(sys.argv[2])).acquire()
     print("held", flush=True)
     time.sleep(float(sys.argv[3]))
@@ -109,7 +109,7 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
         with pytest.raises(LockHeld, match=rf"run holder-run \(pid {p.pid} on host {socket.gethostname()}"):
             run_job("toy", make_items(4, cfg), toy_stages(cfg), cfg, out)
         # on the command line: a one-line error naming the holder, no traceback
-        from tandem.ray_jobs.cli import main
+        from ray_jobs.cli import main
         assert main(["filter", str(out)]) == 2
         assert "is being written by another job curate run holder-run" in capsys.readouterr().err
     finally:
@@ -146,7 +146,7 @@ def test_crashed_holder_is_taken_over_and_its_staging_dropped(tmp_path):
 
 
 def test_a_writer_whose_lease_was_taken_stops_before_its_commit_point(tmp_path):
-    from tandem.pipelines.store.commit import manifests
+    from pipelines.store.commit import manifests
     w = JobWriter(tmp_path, {"shards": {"max_items_per_commit": 100}}, run_id="slow", job="t")
     w.add(tone_item(0))
     w.lock._stop.set()  # paused past its lease: no heartbeat ...
@@ -164,7 +164,7 @@ def test_a_writer_whose_lease_was_taken_stops_before_its_commit_point(tmp_path):
 
 
 def test_commit_order_is_the_sequence_not_the_clock(tmp_path):
-    from tandem.pipelines.store.commit import COMMITS, manifests
+    from pipelines.store.commit import COMMITS, manifests
     w = JobWriter(tmp_path, {"shards": {"max_items_per_commit": 1}}, run_id="a", job="t")
     for i in range(3):
         w.add(tone_item(i))
@@ -183,8 +183,8 @@ def test_commit_order_is_the_sequence_not_the_clock(tmp_path):
 def test_retired_files_stay_until_gc_after_the_grace_period(tmp_path):
     import glob
 
-    from tandem.pipelines.store.commit import collect_garbage, committed_files, locate, manifests, retired_path
-    from tandem.ray_jobs.gc import parse_duration
+    from pipelines.store.commit import collect_garbage, committed_files, locate, manifests, retired_path
+    from ray_jobs.gc import parse_duration
     w = JobWriter(tmp_path, {"shards": {"max_items_per_commit": 10}}, run_id="a", job="t")
     for i in range(2):
         w.add(tone_item(i))

@@ -6,8 +6,8 @@ import json
 from datetime import timedelta
 
 import pytest
-from tandem.catalogs import catalog
-from tandem.ray_jobs.cli import main
+from catalogs import catalog
+from ray_jobs.cli import main
 
 from tandem.testing.outputs import dialogue_output
 
@@ -100,8 +100,8 @@ def test_speaker_ids_are_scoped_to_their_source(out):
 def test_real_data_metric_keys_are_documented():
     # keys only real examples carry (the fixture is synthetic): turn-taking, audio language id
     import duckdb
-    from tandem.catalogs import describe
-    from tandem.filters.stage import turn_metrics
+    from catalogs import describe
+    from filters.stage import turn_metrics
     keys = {**turn_metrics([[(0.0, 1.0)], [(1.3, 2.0)]]), "lid.audio.ch0.en": 0.9, "lid.seg.fr": 0.8,
             "lid.segvote.fr": 1.0, "lid.heard.fr": 1.0, "lid.heard_accepted": 1.0, "roundtrip_cer_ch0": 0.1}
     con = duckdb.connect()

@@ -1,6 +1,6 @@
 import pytest
 import yaml
-from tandem.pipelines.core.config import config_hash, default_config, default_config_text, load_config
+from pipelines.core.config import config_hash, default_config, default_config_text, load_config
 
 
 def test_defaults_documented_and_loadable():

@@ -3,8 +3,8 @@ import math
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tandem.pipelines.core import contracts as C
-from tandem.pipelines.io.audio import decode_flac
+from pipelines.core import contracts as C
+from pipelines.io.audio import decode_flac
 
 from tandem.testing.fixtures import tone_example
 

@@ -7,10 +7,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tandem.pipelines.core import contracts
-from tandem.pipelines.core.config import config_hash, load_config
-from tandem.pipelines.curate.chain import curation_stages, list_inputs, make_items, run_local
-from tandem.pipelines.io.audio import decode_flac
+from pipelines.core import contracts
+from pipelines.core.config import config_hash, load_config
+from pipelines.curate.chain import curation_stages, list_inputs, make_items, run_local
+from pipelines.io.audio import decode_flac
 
 from tandem.testing.audio import EN_TURNS_2, make_conversation, two_channel, write_audio, write_broken_files
 
@@ -130,7 +130,7 @@ def test_two_channel_source_keeps_channels(run, conv):
 
 
 def test_random_main_speaker_is_seeded(conv, tmp_path):
-    from tandem.pipelines.curate.assemble import pick_main
+    from pipelines.curate.assemble import pick_main
     turns = [{"speaker": s, "start_s": 0, "end_s": 1} for s in "ABC"]
     picks = {pick_main(turns, "random", seed) for seed in range(20)}
     assert picks == {"A", "B", "C"} and pick_main(turns, "random", 3) == pick_main(turns, "random", 3)

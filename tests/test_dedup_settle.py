@@ -1,11 +1,11 @@
 """Dedup keeps the same example of each duplicate cluster whatever order the parts commit in."""
 
 import pytest
-from tandem.pipelines.core.config import load_config
-from tandem.pipelines.core.contracts import stable_hash
-from tandem.pipelines.io.files import iter_rows
-from tandem.pipelines.store.commit import committed_files, manifests, retired_path, verify
-from tandem.pipelines.store.writer import JobWriter
+from pipelines.core.config import load_config
+from pipelines.core.contracts import stable_hash
+from pipelines.io.files import iter_rows
+from pipelines.store.commit import committed_files, manifests, retired_path, verify
+from pipelines.store.writer import JobWriter
 
 from tandem.testing.fixtures import tone_item
 
@@ -112,7 +112,7 @@ def test_a_run_that_dies_before_settling_is_settled_by_the_next(tmp_path):
 
 
 def test_a_later_run_can_move_the_keeper_and_a_refilter_after_it_still_works(tmp_path):
-    from tandem.ray_jobs.refilter import refilter
+    from ray_jobs.refilter import refilter
     a, b = tone_item(1), _copy(1, 1)
     big, small = sorted([a, b], key=_eid, reverse=True)
     w = JobWriter(tmp_path, CFG, run_id="r1", job="t", config_hash="h", dedup=True)
@@ -141,7 +141,7 @@ def _named(uri: str) -> dict:
     kept and one rejected by a filter."""
     import copy
 
-    from tandem.pipelines.core.contracts import rejection_row
+    from pipelines.core.contracts import rejection_row
     it = copy.deepcopy(tone_item(1))
     it.update(uri=uri, work_key=stable_hash("work", uri))
     it["source"].update(uri=uri)
@@ -155,7 +155,7 @@ def _named(uri: str) -> dict:
 @pytest.mark.parametrize("settled_by", ["same run", "next run"])
 @pytest.mark.parametrize("first", ["tone_1.wav", "a_copy.flac"])
 def test_a_source_under_two_names_is_kept_under_the_smallest_uri(tmp_path, first, settled_by):
-    from tandem.catalogs import catalog
+    from catalogs import catalog
     uris = [first, ({"tone_1.wav", "a_copy.flac"} - {first}).pop()]
     w = JobWriter(tmp_path, CFG, run_id="r1", job="t", config_hash="h",
                   on_commit=lambda m: catalog.ingest_commit(tmp_path, m))
@@ -199,7 +199,7 @@ RCFG = load_config(overrides={"shards": {"max_items_per_commit": 1},
 
 def _filtered_out(it: dict) -> dict:
     """`it` as the filter stage rejected it earlier (its stored metrics pass the filters now)."""
-    from tandem.pipelines.core.contracts import rejection_row
+    from pipelines.core.contracts import rejection_row
     ex = it.pop("examples")[0]
     it["rejected_examples"] = [ex]
     it["rejections"] = [rejection_row(uri=it["uri"], source_id=it["source_id"], example_id=ex["example_id"],
@@ -227,14 +227,14 @@ def _xid(it: dict) -> str:
 
 def _rows(out) -> dict:
     """Every live row of every kind (as text, sorted): what a reader of the output sees."""
-    from tandem.pipelines.store.commit import KINDS
+    from pipelines.store.commit import KINDS
     return {k: sorted(repr(sorted(r.items())) for r in iter_rows(committed_files(out, k))) for k in KINDS}
 
 
 def _curate_and_refilter(out, items) -> dict:
     import copy
 
-    from tandem.ray_jobs.refilter import refilter
+    from ray_jobs.refilter import refilter
     w = JobWriter(out, RCFG, run_id="r1", job="t", config_hash="h", dedup=True)
     for it in copy.deepcopy(items):
         w.add(it)
@@ -244,8 +244,8 @@ def _curate_and_refilter(out, items) -> dict:
 
 @pytest.mark.parametrize("order", ["backward", "mixed"])
 def test_refiltering_gives_the_same_output_whatever_order_it_visits_examples_in(tmp_path, order):
-    from tandem.catalogs import catalog
-    from tandem.filters.dedup import DedupParams, SignatureIndex, signature
+    from catalogs import catalog
+    from filters.dedup import DedupParams, SignatureIndex, signature
     p = DedupParams.from_config(RCFG)
     idx = SignatureIndex(p)
     sig = {k: signature({"example_id": k, "text_ch0": t}, p) for k, t in CHAIN.items()}
@@ -293,7 +293,7 @@ def test_refiltering_gives_the_same_output_whatever_order_it_visits_examples_in(
 
 
 def test_a_refiltering_killed_midway_is_completed_by_the_next_one(tmp_path, monkeypatch):
-    from tandem.ray_jobs.refilter import refilter
+    from ray_jobs.refilter import refilter
     items = _refilter_items()
     _curate_and_refilter(tmp_path / "clean", items)
     out = tmp_path / "killed"

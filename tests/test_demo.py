@@ -6,13 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from tandem.catalogs import catalog
+from catalogs import catalog
 
 
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
-    r = subprocess.run([sys.executable, "-m", "tandem.ray_jobs.cli", "demo", str(out), "--synth-count", "12",
+    r = subprocess.run([sys.executable, "-m", "ray_jobs.cli", "demo", str(out), "--synth-count", "12",
                         "--no-progress"], capture_output=True, text=True, check=False, timeout=1500)
     assert r.returncode == 0, f"demo failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
     (out / "demo.log").write_text(r.stdout)
@@ -108,7 +108,7 @@ def test_six_languages_real_and_synthetic(demo_out):
 
 def test_rerun_resumes_without_duplicates(demo_out):
     before = catalog.table_fingerprint(demo_out)["examples"]
-    r = subprocess.run([sys.executable, "-m", "tandem.ray_jobs.cli", "curate", str(demo_out / "raw"), str(demo_out),
+    r = subprocess.run([sys.executable, "-m", "ray_jobs.cli", "curate", str(demo_out / "raw"), str(demo_out),
                         "--no-progress", "--config", str(demo_out / "demo.yaml")], capture_output=True, text=True, check=False, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert catalog.table_fingerprint(demo_out)["examples"] == before

@@ -4,7 +4,7 @@ in-chunk speaker pairs overrule a close last merge (pyannote_parts.CenteredAgglo
 import numpy as np
 import pytest
 from pyannote.core import SlidingWindow, SlidingWindowFeature
-from tandem.pipelines.models.pyannote_parts import (
+from pipelines.models.pyannote_parts import (
     CenteredAgglomerativeClustering,
     last_merge,
     local_pair_max,
@@ -16,7 +16,7 @@ FRAMES, DIM = 100, 16
 
 def _clustering():
     """The clustering with the shipped defaults (pipelines/core/defaults/10_curate.yaml)."""
-    from tandem.pipelines.core.config import load_config, section
+    from pipelines.core.config import load_config, section
     d = section(load_config(None), "diarize")
     c = CenteredAgglomerativeClustering(metric="cosine")
     c.instantiate({"method": d["clustering_method"], "threshold": d["clustering_threshold"],

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from tandem.catalogs import catalog
+from catalogs import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

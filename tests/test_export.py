@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from tandem.pipelines.train import export
-from tandem.ray_jobs import export as export_cmd
+from pipelines.train import export
+from ray_jobs import export as export_cmd
 
 from tandem.testing import loader as lt
 
@@ -122,7 +122,7 @@ def test_export_errors_name_the_problem(tmp_path, capsys):
 def test_hf_datasets_recipe(out, tmp_path):
     """The recipe in docs/TRAINERS.md: Parquet shards -> datasets with a decoded Audio column."""
     from datasets import Audio, load_dataset
-    from tandem.pipelines.store.commit import committed_files
+    from pipelines.store.commit import committed_files
     out, rows = out
     files = [str(p) for p in committed_files(out, "shards")]
     ds = load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf"))

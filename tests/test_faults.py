@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tandem.catalogs.catalog import build, query, table_fingerprint
-from tandem.pipelines.store.commit import COMMITS, STAGING, OutputError, iter_examples, manifests, verify
-from tandem.ray_jobs.runner import run_job
+from catalogs.catalog import build, query, table_fingerprint
+from pipelines.store.commit import COMMITS, STAGING, OutputError, iter_examples, manifests, verify
+from ray_jobs.runner import run_job
 
 from tandem.testing.toy import FAULT_ENV, expected_example_ids, make_items, toy_config, toy_stages
 
@@ -164,7 +164,7 @@ def test_full_disk_fails_clearly_and_keeps_commits_whole(tmp_path, monkeypatch):
     with _tmpfs(out, "2m") as mounted:
         if not mounted:
             # no tmpfs without privileges: the 4th Parquet write reports a full disk instead
-            from tandem.pipelines.io import files as shards
+            from pipelines.io import files as shards
             real, calls = shards.pq.write_table, [0]
 
             def full(*a, **k):
@@ -189,7 +189,7 @@ def test_full_disk_fails_clearly_and_keeps_commits_whole(tmp_path, monkeypatch):
 
 @pytest.mark.cluster
 def test_cluster_survives_losing_a_node(cluster, tmp_path):
-    from tandem.ray_jobs.cluster import add_node, cluster_env, kill_node, wait_for_nodes
+    from ray_jobs.cluster import add_node, cluster_env, kill_node, wait_for_nodes
     cfg = _cli_config(2)
     n = 16
     out = tmp_path / "out"
@@ -223,7 +223,7 @@ def test_cluster_survives_losing_a_node(cluster, tmp_path):
 @pytest.mark.cluster
 def test_ray_job_submit_runs_the_same_job(cluster, tmp_path):
     # ray[default] (the dashboard's job server) is a declared dependency: missing is a failure
-    from tandem.ray_jobs.cluster import cluster_env, dashboard_available
+    from ray_jobs.cluster import cluster_env, dashboard_available
     assert dashboard_available(), "`ray job submit` needs Ray's dashboard: reinstall with ray[data,default]"
     cfg = _cli_config(2)
     out = tmp_path / "out"

@@ -1,8 +1,8 @@
 """Dedup: the same audio under another name, near-duplicate transcripts, persisted state."""
 
 import numpy as np
-from tandem.filters.dedup import NearDupIndex
-from tandem.pipelines.core.config import load_config
+from filters.dedup import NearDupIndex
+from pipelines.core.config import load_config
 
 from tandem.testing import filters as T
 

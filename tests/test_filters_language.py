@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from tandem.filters.language import LanguageFilter, text_lid
-from tandem.filters.stage import FilterStage
-from tandem.pipelines.core.config import load_config
-from tandem.pipelines.models.asr import load_asr
+from filters.language import LanguageFilter, text_lid
+from filters.stage import FilterStage
+from pipelines.core.config import load_config
+from pipelines.models.asr import load_asr
 
 from tandem.testing import filters as T
 

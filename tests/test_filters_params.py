@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from tandem.filters.base import threshold
-from tandem.filters.quality import QualityFilter, QualityParams
-from tandem.filters.stage import FilterStage, build_filters
-from tandem.filters.trust import TrustParams
-from tandem.pipelines.core.config import default_config, load_config
+from filters.base import threshold
+from filters.quality import QualityFilter, QualityParams
+from filters.stage import FilterStage, build_filters
+from filters.trust import TrustParams
+from pipelines.core.config import default_config, load_config
 
 from tandem.testing import filters as T
 
@@ -38,7 +38,7 @@ def test_missing_threshold_is_an_error_naming_the_key(over, key):
 
 
 def test_key_absent_from_section_is_an_error():
-    from tandem.filters.base import build_params
+    from filters.base import build_params
     sec = dict(default_config()["filters"]["quality"])
     del sec["min_bandwidth_hz"]
     with pytest.raises(KeyError, match=r"filters\.quality\.min_bandwidth_hz: missing"):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import soxr
-from tandem.filters.quality import QualityFilter, bandwidth_hz, clipping_ratio, wada_snr
-from tandem.pipelines.core.config import load_config
-from tandem.pipelines.io.audio import decode_flac
-from tandem.pipelines.models.dnsmos import Dnsmos
+from filters.quality import QualityFilter, bandwidth_hz, clipping_ratio, wada_snr
+from pipelines.core.config import load_config
+from pipelines.io.audio import decode_flac
+from pipelines.models.dnsmos import Dnsmos
 
 from tandem.testing import filters as T
 
@@ -97,7 +97,7 @@ def test_dnsmos_scores_clean_above_noisy(speech):
 
 def test_welch_matches_scipy():
     from scipy.signal import welch
-    from tandem.filters.quality import _welch_db
+    from filters.quality import _welch_db
     x = np.random.default_rng(0).standard_normal(16000 * 7 + 13) * 0.1 + 0.01
     for n in (700, 1024, len(x)):
         f, p = welch(x[:n], fs=16000, nperseg=min(1024, n))
@@ -107,7 +107,7 @@ def test_welch_matches_scipy():
 
 def test_upstream_regions_stand_in_for_silero(cfg, qf, speech):
     """Given each channel's own VAD regions, measure() gives the metrics its silero pass gives."""
-    from tandem.pipelines.io.audio import resample
+    from pipelines.io.audio import resample
     ex = T.example(speech[0], kind="real", language="en")
     a, sr = decode_flac(ex["audio"])
     regions = [qf.vad.regions(resample(a[c], sr, 16000)) for c in range(a.shape[0])]
@@ -119,7 +119,7 @@ def test_upstream_regions_stand_in_for_silero(cfg, qf, speech):
 
 
 def test_dnsmos_windows_batched_as_one_by_one(speech):
-    from tandem.pipelines.models.dnsmos import window_starts
+    from pipelines.models.dnsmos import window_starts
     x = soxr.resample(speech[0][0], 24000, 16000)[: 16000 * 12]
     n = 16000 * 25
     assert window_starts(n, 1.0) == [round(v) for v in np.linspace(0, n - 144160, 17)]

@@ -3,11 +3,11 @@
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from tandem.filters.stage import FilterStage, stored_metrics
-from tandem.pipelines.core.config import load_config
-from tandem.pipelines.io.files import iter_rows
-from tandem.pipelines.store.commit import committed_files
-from tandem.pipelines.store.writer import JobWriter
+from filters.stage import FilterStage, stored_metrics
+from pipelines.core.config import load_config
+from pipelines.io.files import iter_rows
+from pipelines.store.commit import committed_files
+from pipelines.store.writer import JobWriter
 
 from tandem.testing import filters as T
 
@@ -30,7 +30,7 @@ def out(tmp_path_factory):
     noisy = np.stack([T.add_noise(audio[0], 15, seed=1), T.add_noise(audio[1], 15, seed=2)])
     import json
 
-    from tandem.synth.turntaking import measure
+    from synth.turntaking import measure
     params = json.dumps({"gap_s": [0.3], "overlap": 0.0, "turn_taking": measure(words)})
     exs = [T.example(a, kind="synthetic", language="en", words=words, text=tuple(texts), example_id=eid,
                      roundtrip_cer=0.03, params=params)
@@ -59,7 +59,7 @@ def test_stage_wrote_metrics_and_rejections(out):
 
 
 def test_refilter_moves_rows_and_back(out):
-    from tandem.ray_jobs.refilter import refilter
+    from ray_jobs.refilter import refilter
     c = refilter(out, stricter(25.0), log=lambda *a: None)
     assert c["moved_to_rejected"] == 1 and c["rejected_snr_low"] == 1
     assert ids(out, "shards") == ["clean"] and ids(out, "rejected") == ["noise", "noisy"]
@@ -74,7 +74,7 @@ def test_refilter_moves_rows_and_back(out):
     assert ids(out, "shards") == ["clean", "noisy"] and ids(out, "rejected") == ["noise"]
     src = {r["uri"]: r["status"] for r in iter_rows(committed_files(out, "sources"))}
     assert src == {"script-0": "accepted", "script-1": "accepted", "script-2": "rejected"}
-    from tandem.catalogs import catalog
+    from catalogs import catalog
     assert catalog.live_files_match(out)
     _, rows = catalog.query(out, "SELECT count(*), count(DISTINCT uri) FROM sources")
     assert rows == [(3, 3)]
@@ -83,7 +83,7 @@ def test_refilter_moves_rows_and_back(out):
 def test_report(out):
     import json
 
-    from tandem.catalogs.report import build_report
+    from catalogs.report import build_report
     idx = build_report(out, load_config(overrides=BASE))
     s = json.loads((idx.parent / "summary.json").read_text())
     tot = {r["status"]: r["examples"] for r in s["totals"]}
@@ -99,10 +99,10 @@ def test_tandem_filter_starts_from_the_runs_stored_config(out, capsys):
     import json
     import shutil
 
-    from tandem.pipelines.core.config import config_json
-    from tandem.pipelines.io.files import write_json_atomic
-    from tandem.ray_jobs.cli import main
-    from tandem.ray_jobs.filter import filter_config
+    from pipelines.core.config import config_json
+    from pipelines.io.files import write_json_atomic
+    from ray_jobs.cli import main
+    from ray_jobs.filter import filter_config
     shutil.rmtree(out / "runs", ignore_errors=True)  # the records of the re-filtering above
     stored = load_config(overrides=BASE)
     write_json_atomic({"run_id": "run1", "job": "synth", "status": "finished", "finished_at": "2026-01-01T00:00:00Z",

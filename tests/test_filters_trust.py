@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from tandem.filters.trust import TrustFilter, cer
-from tandem.pipelines.core.config import load_config
+from filters.trust import TrustFilter, cer
+from pipelines.core.config import load_config
 
 from tandem.testing import filters as T
 

@@ -2,7 +2,7 @@
 
 import json
 
-from tandem.filters.stage import upstream_regions
+from filters.stage import upstream_regions
 
 
 def _example(span, main, words, two=False, kind="real"):

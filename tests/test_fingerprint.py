@@ -9,9 +9,9 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.signal import resample_poly
-from tandem.filters.dedup import DedupParams, NearDupIndex, SignatureIndex, signature
-from tandem.filters.fingerprint import FingerprintIndex, fingerprint
-from tandem.pipelines.core.config import load_config
+from filters.dedup import DedupParams, NearDupIndex, SignatureIndex, signature
+from filters.fingerprint import FingerprintIndex, fingerprint
+from pipelines.core.config import load_config
 
 from tandem.testing import filters as T
 from tandem.testing.audio import sample_paths

@@ -7,10 +7,10 @@ import os
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from tandem.catalogs import catalog
-from tandem.pipelines.io.files import iter_rows
-from tandem.pipelines.store.commit import RETIRED, committed_files, locate, manifests, recover, retired_path
-from tandem.ray_jobs.cli import main
+from catalogs import catalog
+from pipelines.io.files import iter_rows
+from pipelines.store.commit import RETIRED, committed_files, locate, manifests, recover, retired_path
+from ray_jobs.cli import main
 
 from tandem.testing.outputs import dialogue_output, settled_output
 
@@ -87,7 +87,7 @@ def test_after_settling_the_glob_is_the_keepers(tmp_path):
 
 
 def test_a_crash_after_the_commit_point_is_rolled_forward_with_its_retirements(tmp_path, monkeypatch):
-    from tandem.pipelines.store import writer as W
+    from pipelines.store import writer as W
     settled_output(tmp_path)
     keep = _check_exact(tmp_path)
     old = committed_files(tmp_path, "shards")

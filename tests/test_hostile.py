@@ -16,11 +16,11 @@ import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tandem.pipelines.core.config import config_hash, load_config
-from tandem.pipelines.core.stage import InputError, Stage
-from tandem.pipelines.curate.chain import make_items as curate_items
-from tandem.pipelines.curate.ingest import IngestStage
-from tandem.ray_jobs.runner import run_job
+from pipelines.core.config import config_hash, load_config
+from pipelines.core.stage import InputError, Stage
+from pipelines.curate.chain import make_items as curate_items
+from pipelines.curate.ingest import IngestStage
+from ray_jobs.runner import run_job
 
 from tandem.testing.toy import expected_example_ids, make_items, toy_config, toy_stages
 
@@ -69,8 +69,8 @@ class BuggyOn(Stage):
 
 
 def test_case12_a_stage_bug_is_retried_not_committed_as_a_rejection(tmp_path, capsys):
-    from tandem.pipelines.store.commit import manifests
-    from tandem.ray_jobs.jobs import report_retries
+    from pipelines.store.commit import manifests
+    from ray_jobs.jobs import report_retries
     cfg = toy_config(local=True)
     out = tmp_path / "out"
     res = run_job("toy", make_items(4, cfg), [BuggyOn({"toy-1"}), *toy_stages(cfg)], cfg, out)
@@ -86,7 +86,7 @@ def test_case12_a_stage_bug_is_retried_not_committed_as_a_rejection(tmp_path, ca
     # the next run (bug fixed) retries it; the input fault stays committed
     res2 = run_job("toy", make_items(4, cfg), [BuggyOn(set()), *toy_stages(cfg)], cfg, out)
     assert res2["skipped"] == 3 and res2["items"] == 1 and not res2["retry"]
-    from tandem.catalogs import catalog
+    from catalogs import catalog
     _, rows = catalog.query(out, "SELECT example_id FROM examples WHERE status = 'accepted'")
     assert {r[0] for r in rows} == expected_example_ids(4, cfg) - expected_example_ids(1, cfg, start=2)
     _, rej = catalog.query(out, "SELECT stage, reason FROM rejections")
@@ -168,7 +168,7 @@ garbage_locks = st.one_of(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=garbage_locks)
 def test_case6_garbage_lock_files_heal_after_the_lease(tmp_path, body):
-    from tandem.pipelines.store.lock import LOCK, LockHeld, OutputLock, read_lock
+    from pipelines.store.lock import LOCK, LockHeld, OutputLock, read_lock
     out = tmp_path / f"out-{time.monotonic_ns()}"
     out.mkdir()
     lock = out / LOCK
@@ -191,7 +191,7 @@ def test_case6_garbage_lock_files_heal_after_the_lease(tmp_path, body):
 
 def test_case6_lock_creation_is_atomic(tmp_path, monkeypatch):
     # a reader racing the creator sees the whole record or no file, never a torn one
-    from tandem.pipelines.store import lock as L
+    from pipelines.store import lock as L
     seen = []
     real_link = os.link
 
@@ -212,7 +212,7 @@ def test_case6_lock_creation_is_atomic(tmp_path, monkeypatch):
     "asr.beam_size=[unclosed", "asr..beam_size=1",
 ])
 def test_case10_bad_set_is_one_line(tmp_path, capsys, override):
-    from tandem.ray_jobs.cli import main
+    from ray_jobs.cli import main
     rc = main(["curate", str(tmp_path), str(tmp_path / "out"), "--set", override])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("tandem curate: error: --set"), err
@@ -220,7 +220,7 @@ def test_case10_bad_set_is_one_line(tmp_path, capsys, override):
 
 
 def test_case10_bad_config_file_is_one_line(tmp_path, capsys):
-    from tandem.ray_jobs.cli import main
+    from ray_jobs.cli import main
     cfg = tmp_path / "job.yaml"
     cfg.write_text('asr: !!python/object/apply:os.system ["echo pwned"]\n')
     rc = main(["curate", str(tmp_path), str(tmp_path / "out"), "--config", str(cfg)])
@@ -231,8 +231,8 @@ def test_case10_bad_config_file_is_one_line(tmp_path, capsys):
 # ---- cases 3 and 4: manifests -------------------------------------------------------------------
 
 def test_case3_one_input_named_many_ways_is_claimed_once(cfg, tmp_path):
-    from tandem.pipelines.io.inputs import list_inputs
-    from tandem.pipelines.store.index import CommitIndex
+    from pipelines.io.inputs import list_inputs
+    from pipelines.store.index import CommitIndex
     d = tmp_path / "in"
     (d / "sub").mkdir(parents=True)
     sf.write(d / "a.wav", _speech_like(), SR)
@@ -273,7 +273,7 @@ def _first_bad_line(lines: list[str]) -> int | None:
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(_manifest_line, max_size=8))
 def test_case4_every_bad_manifest_line_is_named(tmp_path, lines):
-    from tandem.pipelines.io.inputs import InputListing
+    from pipelines.io.inputs import InputListing
     man = tmp_path / f"m-{time.monotonic_ns()}.jsonl"
     man.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     bad = _first_bad_line(lines)
@@ -286,7 +286,7 @@ def test_case4_every_bad_manifest_line_is_named(tmp_path, lines):
 
 
 def test_case4_bad_manifest_line_is_one_line_from_the_cli(tmp_path, capsys):
-    from tandem.ray_jobs.cli import main
+    from ray_jobs.cli import main
     sf.write(tmp_path / "a.wav", _speech_like(), SR)
     man = tmp_path / "m.jsonl"
     man.write_text('{"uri": "a.wav"}\n{"uri": ""}\n{"uri": "a.wav"\n')
@@ -323,8 +323,8 @@ def _stacked(target) -> list[str]:
 
 
 def test_case8_mixture_and_sql_selections_are_confined(small_out, tmp_path):
-    from tandem.catalogs import mix
-    from tandem.pipelines.train import LoaderError, MixtureDataset, ShardDataset
+    from catalogs import mix
+    from pipelines.train import LoaderError, MixtureDataset, ShardDataset
     target = tmp_path / "written.txt"
     (target.parent / "ids.csv").write_text("example_id\nx\n")
     for i, sql in enumerate(_stacked(target)):
@@ -349,7 +349,7 @@ def test_case8_mixture_and_sql_selections_are_confined(small_out, tmp_path):
 
 
 def test_case8_catalog_query_from_the_cli_is_confined(small_out, tmp_path, capsys):
-    from tandem.ray_jobs.cli import main
+    from ray_jobs.cli import main
     target = tmp_path / "written.txt"
     for sql in _stacked(target):
         assert main(["catalog", "query", str(small_out), sql]) == 2, sql
@@ -362,8 +362,8 @@ def test_case8_report_reads_any_path(small_out, tmp_path):
     # the report opens the catalog, or without one the shards: paths go to DuckDB as values, not SQL text
     import shutil
 
-    from tandem.catalogs import catalog
-    from tandem.catalogs.report import _connect
+    from catalogs import catalog
+    from catalogs.report import _connect
     out = tmp_path / "it's"
     shutil.copytree(small_out, out)
     _, want = catalog.query(small_out, "SELECT status, count(*) FROM examples GROUP BY ALL ORDER BY ALL")
@@ -390,10 +390,10 @@ def _tamper(shard, new_id="../../x"):
 def test_case9_a_tampered_shard_is_an_error_naming_it(small_out, tmp_path, capsys):
     import shutil
 
-    from tandem.pipelines.store.commit import committed_files
-    from tandem.pipelines.train import LoaderError, ShardDataset
-    from tandem.pipelines.train.export import export_moshi
-    from tandem.ray_jobs.cli import main
+    from pipelines.store.commit import committed_files
+    from pipelines.train import LoaderError, ShardDataset
+    from pipelines.train.export import export_moshi
+    from ray_jobs.cli import main
     out = tmp_path / "out"
     shutil.copytree(small_out, out)
     shard = committed_files(out, "shards")[0]
@@ -412,8 +412,8 @@ def test_case9_ids_must_match_their_pattern_before_naming_files(small_out, tmp_p
     # a plain folder of shards has no manifest to check against: the id pattern is the guard
     import shutil
 
-    from tandem.pipelines.store.commit import committed_files
-    from tandem.pipelines.train.export import export_moshi, export_rttm
+    from pipelines.store.commit import committed_files
+    from pipelines.train.export import export_moshi, export_rttm
     plain = tmp_path / "plain"
     (plain / "shards").mkdir(parents=True)
     for f in committed_files(small_out, "shards"):
@@ -443,7 +443,7 @@ def test_case5_driver_kills_do_not_quarantine_a_good_input(tmp_path):
         assert r.returncode == -9 and (tmp_path / f"kill{k}.marker").exists(), r.stderr[-2000:]
     r = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    from tandem.catalogs import catalog
+    from catalogs import catalog
     _, rej = catalog.query(out, "SELECT reason FROM rejections")
     assert rej == []
     _, n = catalog.query(out, "SELECT count(*) FROM examples WHERE status = 'accepted'")
@@ -451,7 +451,7 @@ def test_case5_driver_kills_do_not_quarantine_a_good_input(tmp_path):
 
 
 def test_case5_deaths_on_the_input_still_quarantine_with_evidence(tmp_path):
-    from tandem.pipelines.core import attempts
+    from pipelines.core import attempts
 
     class Model(Stage):
         name = "model"
@@ -483,7 +483,7 @@ def _full_disk(out, monkeypatch, after: int = 4):
     ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(out)], capture_output=True,
                         check=False).returncode == 0
     if not ok:
-        from tandem.pipelines.io import files as shards
+        from pipelines.io import files as shards
         real, calls = shards.pq.write_table, [0]
 
         def full(*a, **k):
@@ -500,9 +500,9 @@ def _full_disk(out, monkeypatch, after: int = 4):
 
 
 def test_case7_full_disk_is_one_line_exit_3_and_a_failed_run_record(tmp_path, monkeypatch, capsys):
-    from tandem.pipelines.store.commit import verify
-    from tandem.ray_jobs import jobs
-    from tandem.ray_jobs.cli import main
+    from pipelines.store.commit import verify
+    from ray_jobs import jobs
+    from ray_jobs.cli import main
     cfg = toy_config(local=True)
     cfg["shards"]["max_items_per_commit"] = 1
     out = tmp_path / "full"
@@ -525,7 +525,7 @@ def test_case7_a_storage_error_inside_a_ray_task_is_recognised():
     import errno
 
     from ray.exceptions import RayTaskError
-    from tandem.ray_jobs.runner import infra_cause
+    from ray_jobs.runner import infra_cause
     full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/out/_staging/p/x.parquet")
     wrapped = RayTaskError("_write_fn", "Traceback ...", full).as_instanceof_cause()
     try:
@@ -542,10 +542,10 @@ def test_case7_a_storage_error_inside_a_ray_task_is_recognised():
 def test_case9_voice_bank_names_are_checked(small_out, tmp_path, capsys):
     import shutil
 
-    from tandem.pipelines.io.files import iter_rows
-    from tandem.pipelines.store.commit import committed_files
-    from tandem.ray_jobs.cli import main
-    from tandem.synth.voicebank import write_voice_bank
+    from pipelines.io.files import iter_rows
+    from pipelines.store.commit import committed_files
+    from ray_jobs.cli import main
+    from synth.voicebank import write_voice_bank
     rows = list(iter_rows(committed_files(small_out, "shards"), columns=["example_id", "language", "words", "audio"]))
     dest = tmp_path / "a" / "b" / "bank"
     assert write_voice_bank(rows[:1], dest, min_s=0.1, guard_s=0.0, join_s=0.0)  # a clean row makes a clip
@@ -564,7 +564,7 @@ def test_case5_a_lost_node_is_not_a_death_on_the_input(tmp_path, monkeypatch):
     import sys
     import types
 
-    from tandem.pipelines.core import attempts
+    from pipelines.core import attempts
     fake = types.SimpleNamespace(is_initialized=lambda: True,
                                  nodes=lambda: [{"NodeID": "alive", "Alive": True}, {"NodeID": "gone", "Alive": False}])
     monkeypatch.setitem(sys.modules, "ray", fake)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from tandem.pipelines.core.config import config_hash, load_config
-from tandem.pipelines.curate.chain import make_items
-from tandem.pipelines.curate.ingest import IngestStage
+from pipelines.core.config import config_hash, load_config
+from pipelines.curate.chain import make_items
+from pipelines.curate.ingest import IngestStage
 
 from tandem.testing.audio import EN_TURNS_2, make_conversation, two_channel, write_audio, write_broken_files
 

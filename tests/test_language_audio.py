@@ -9,11 +9,11 @@ recorded) and on pyannote's real English call (accepted).
 import numpy as np
 import pytest
 import soundfile as sf
-from tandem.filters.language import LanguageFilter
-from tandem.filters.stage import FilterStage
-from tandem.pipelines.core import contracts
-from tandem.pipelines.core.config import config_hash, load_config
-from tandem.pipelines.curate.chain import run_local
+from filters.language import LanguageFilter
+from filters.stage import FilterStage
+from pipelines.core import contracts
+from pipelines.core.config import config_hash, load_config
+from pipelines.curate.chain import run_local
 
 from tandem.testing import filters as T
 from tandem.testing.audio import make_conversation, sample_paths
@@ -142,7 +142,7 @@ def test_audio_languages_stored_in_shards():
 def test_audio_languages_heard_when_the_language_is_given(cfg):
     # asr.language: en makes Whisper write English over any speech; the candidates still come
     # from the audio, so the filter sees Polish
-    from tandem.pipelines.models.asr import load_asr, to_16k_mono
+    from pipelines.models.asr import load_asr, to_16k_mono
     audio, _, _ = make_conversation(PL[:2], "pl", 24000, 4)
     asr = load_asr(cfg, threads=1)
     segs = asr.transcribe_chunks([(0.0, to_16k_mono(audio, 24000))], language="en")

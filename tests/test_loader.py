@@ -4,9 +4,9 @@ from collections import Counter, defaultdict
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from tandem.pipelines.io.audio import decode_flac
-from tandem.pipelines.train import LoaderError, ShardDataset, collate, shard_paths, shuffle_plan
-from tandem.pipelines.train.tokens import ByteTokenizer, frame_of
+from pipelines.io.audio import decode_flac
+from pipelines.train import LoaderError, ShardDataset, collate, shard_paths, shuffle_plan
+from pipelines.train.tokens import ByteTokenizer, frame_of
 from torch.utils.data import DataLoader
 
 from tandem.testing import loader as lt
@@ -201,7 +201,7 @@ def test_catalog_query_selects_accepted_examples(tmp_path):
 
 
 def test_catalog_selection_places_rows_without_scanning(tmp_path, monkeypatch):
-    from tandem.pipelines.store.commit import committed_files
+    from pipelines.store.commit import committed_files
     out = tmp_path / "out"
     rows = lt.make_output_dir(out, 12, languages=("en", "fr", "fr"), durations=(0.5,), row_group_rows=2)
     fr = {r["example_id"] for r in rows if r["language"] == "fr"}
@@ -226,8 +226,8 @@ def test_catalog_selection_places_rows_without_scanning(tmp_path, monkeypatch):
     # ... and with its manifest updated too (the catalog alone is stale): the rows are checked
     import json
 
-    from tandem.pipelines.io.files import sha256_file
-    from tandem.pipelines.store.commit import COMMITS
+    from pipelines.io.files import sha256_file
+    from pipelines.store.commit import COMMITS
     rel = shard.relative_to(out).as_posix()
     for m in (out / COMMITS).glob("*.json"):
         d = json.loads(m.read_text())

@@ -4,8 +4,8 @@ from collections import defaultdict
 
 import duckdb
 import pytest
-from tandem.catalogs import mix
-from tandem.pipelines.train import LoaderError, MixtureDataset, ShardDataset, collate
+from catalogs import mix
+from pipelines.train import LoaderError, MixtureDataset, ShardDataset, collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from tandem.testing import loader as lt
@@ -30,7 +30,7 @@ def test_add_mixture_writes_json_and_catalog_loads_it(out, tmp_path):
     assert [(c["name"], c["weight"]) for c in m["components"]] == [("french", 1.0), ("c0", 2.5)]
     saved = json.loads((out / "mixtures" / "enfr.json").read_text())
     assert saved["components"] == m["components"] and m["components"][1]["selected_at_add"] == 16
-    from tandem.catalogs.catalog import build
+    from catalogs.catalog import build
     build(out)
     con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
     got = con.execute("SELECT name, component, weight FROM mixtures ORDER BY component").fetchall()

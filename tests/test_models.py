@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from tandem.pipelines.io.files import sha256_file
-from tandem.pipelines.models import registry
-from tandem.pipelines.models.registry import WHISPER_BASE_SHA256, ModelMissing, whisper_base_dir
+from pipelines.io.files import sha256_file
+from pipelines.models import registry
+from pipelines.models.registry import WHISPER_BASE_SHA256, ModelMissing, whisper_base_dir
 
 NO_NETWORK = {"HF_HUB_OFFLINE": "1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
               "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
@@ -17,7 +17,7 @@ NO_NETWORK = {"HF_HUB_OFFLINE": "1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_
 def tandem(*args, env=None):
     e = {**os.environ, **(env or {})}
     e.pop("HF_TOKEN", None)
-    return subprocess.run([sys.executable, "-m", "tandem.ray_jobs.cli", *args], check=False, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ray_jobs.cli", *args], check=False, capture_output=True, text=True,
                           env=e, timeout=300)
 
 
@@ -74,7 +74,7 @@ def test_status_lists_production_models(tmp_path):
 
 
 def test_hub_settings_reach_workers_and_offline_is_asked_for(monkeypatch):
-    from tandem.ray_jobs import cli, execute
+    from ray_jobs import cli, execute
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     monkeypatch.setenv("HF_HOME", "/shared/hf")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -102,8 +102,8 @@ def hub_cache_entry(hub, repo: str, src_dir) -> None:
 def test_jobs_read_hub_models_from_the_cache_layout_fetch_writes(tmp_path):
     """asr.model as a faster-whisper size and asr.align_model as a hub id, both served from the
     shared cache with downloads off (the layout `tandem models fetch` fills)."""
-    from tandem.pipelines.core.config import load_config
-    from tandem.pipelines.curate.transcribe import TranscribeStage
+    from pipelines.core.config import load_config
+    from pipelines.curate.transcribe import TranscribeStage
 
     from tandem.testing.audio import read_rttm, sample_paths
     sys.path.insert(0, os.path.dirname(__file__))

@@ -14,9 +14,9 @@ import itertools
 import numpy as np
 import pytest
 import soundfile as sf
-from tandem.pipelines.core.config import load_config, typed_section
-from tandem.pipelines.models.diarization import DIAR_SR, DiarizeParams, Diarizer
-from tandem.pipelines.models.overlap import clip_turns, exclusive_of, overlap_turns
+from pipelines.core.config import load_config, typed_section
+from pipelines.models.diarization import DIAR_SR, DiarizeParams, Diarizer
+from pipelines.models.overlap import clip_turns, exclusive_of, overlap_turns
 
 from tandem.testing.audio import sample_paths
 
@@ -159,8 +159,8 @@ def test_assembly_puts_overlap_on_both_channels(tmp_path):
     """A speaks 0-6 s, B 6-10 s and over A's end (4-6 s, an overlap turn). Both channels carry
     4-6 s; A (most exclusive speech) is the main speaker; the word in the overlap stays A's on
     channel 0, flagged overlap; B's word stays on channel 1."""
-    from tandem.pipelines.curate.assemble import AssembleStage
-    from tandem.pipelines.io.audio import decode_flac
+    from pipelines.curate.assemble import AssembleStage
+    from pipelines.io.audio import decode_flac
     sr = 24000
     rng = np.random.default_rng(0)
     p = tmp_path / "work.wav"
@@ -218,8 +218,8 @@ def production(tmp_path_factory):
     """pyannote's SpeakerDiarization loaded by `Pipeline.from_pretrained` from a local directory:
     the bundled segmentation model by path, resemblyzer's encoder saved as its embedding, the
     clustering the embedded backend uses (pyannote's own agglomerative step on raw embeddings)."""
-    from tandem.pipelines.models.pyannote_parts import ResemblyzerEmbedding, write_local_pipeline
-    from tandem.pipelines.models.registry import resemblyzer_path, whisperx_segmentation_path
+    from pipelines.models.pyannote_parts import ResemblyzerEmbedding, write_local_pipeline
+    from pipelines.models.registry import resemblyzer_path, whisperx_segmentation_path
     d = write_local_pipeline(
         tmp_path_factory.mktemp("pipe"), segmentation=whisperx_segmentation_path(),
         embedding=ResemblyzerEmbedding.pretrained(resemblyzer_path()),

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
-from tandem.pipelines.models.registry import ModelMissing
-from tandem.synth.tts.base import TTSError, WordTimer
-from tandem.synth.tts.pocket import PocketTTS, check_pocket
+from pipelines.models.registry import ModelMissing
+from synth.tts.base import TTSError, WordTimer
+from synth.tts.pocket import PocketTTS, check_pocket
 
 from tandem.testing.synth import tiny_wav2vec2
 
@@ -119,9 +119,9 @@ def test_dialogue_through_the_synthesis_stage(tts, env, tmp_path):
     # clip each, distinct), word times from the aligner, recorded as such
     import json
 
-    from tandem.pipelines.core.config import config_hash, load_config
-    from tandem.synth.job import make_items
-    from tandem.synth.stages import SynthesizeStage
+    from pipelines.core.config import config_hash, load_config
+    from synth.job import make_items
+    from synth.stages import SynthesizeStage
     bank = tmp_path / "fr"
     bank.mkdir()
     for c in env["clips"]:

@@ -13,11 +13,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from tandem.pipelines.core.config import load_config, typed_section
-from tandem.pipelines.curate.diarize import DiarizeStage
-from tandem.pipelines.models.diarization import DiarizeParams, Diarizer
-from tandem.pipelines.models.pyannote_parts import ResemblyzerEmbedding, write_local_pipeline
-from tandem.pipelines.models.registry import ModelMissing, whisperx_segmentation_path
+from pipelines.core.config import load_config, typed_section
+from pipelines.curate.diarize import DiarizeStage
+from pipelines.models.diarization import DiarizeParams, Diarizer
+from pipelines.models.pyannote_parts import ResemblyzerEmbedding, write_local_pipeline
+from pipelines.models.registry import ModelMissing, whisperx_segmentation_path
 
 from tandem.testing.audio import sample_paths
 

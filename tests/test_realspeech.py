@@ -70,7 +70,7 @@ def test_set_is_real_multi_speaker_speech_with_references(small_set, tmp_path):
 
 
 def test_default_filters_accept_clean_real_speech(small_set):
-    from tandem.pipelines.core.config import load_config
+    from pipelines.core.config import load_config
     d, man = small_set
     results = bench().run(man, d, load_config(), log=lambda *a: None)
     assert [r["id"] for r in results] == [f["id"] for f in man["files"]]
@@ -94,7 +94,7 @@ def test_default_filters_accept_clean_real_speech(small_set):
 
 def test_real_speech_with_noise_is_rejected(small_set):
     # the same real speech with white noise at 5 dB SNR fails the default quality thresholds
-    from tandem.pipelines.core.config import load_config
+    from pipelines.core.config import load_config
     d, man = small_set
     sub = {**man, "files": [f for f in man["files"] if f["id"] in ("fr-01", "en-sample")]}
     cal = bench().calibrate(sub, d, load_config(), snrs=(5.0,), log=lambda *a: None)

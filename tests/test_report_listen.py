@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 import soundfile as sf
-from tandem.catalogs import catalog
-from tandem.catalogs.report import build_report
+from catalogs import catalog
+from catalogs.report import build_report
 
 from tandem.testing.outputs import dialogue_output
 

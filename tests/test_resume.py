@@ -4,7 +4,7 @@ import json
 from collections import Counter
 
 import pytest
-from tandem.pipelines.train import LoaderError, MixtureDataset, ShardDataset, collate
+from pipelines.train import LoaderError, MixtureDataset, ShardDataset, collate
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
@@ -148,7 +148,7 @@ def test_mixture_elastic_resume_each_component_epoch_once(tmp_path):
     out = tmp_path / "out"
     rows = lt.make_output_dir(out, 24, languages=("en", "fr"), durations=(0.5,), per_item=4, items_per_commit=2,
                               row_group_rows=2)
-    from tandem.catalogs import mix
+    from catalogs import mix
     mix.add_mixture(out, "m", "SELECT example_id FROM examples WHERE language = 'en'", 1.0)
     mix.add_mixture(out, "m", "SELECT example_id FROM examples WHERE language = 'fr'", 1.0)
     lang = {r["example_id"]: r["language"] for r in rows}

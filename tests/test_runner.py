@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from tandem.catalogs.catalog import query
-from tandem.pipelines.core.stage import Resources, Stage
-from tandem.ray_jobs.execute import ResourceFitError, check_fit
-from tandem.ray_jobs.progress import StageTable
-from tandem.ray_jobs.runner import run_job
+from catalogs.catalog import query
+from pipelines.core.stage import Resources, Stage
+from ray_jobs.execute import ResourceFitError, check_fit
+from ray_jobs.progress import StageTable
+from ray_jobs.runner import run_job
 
 from tandem.testing.toy import expected_example_ids, make_items, toy_config, toy_stages
 
@@ -58,8 +58,8 @@ def test_local_and_ray_give_the_same_examples(ray_session, tmp_path):
 def test_on_ray_workers_write_and_the_driver_gets_small_manifests(ray_session, tmp_path, monkeypatch):
     import os
 
-    from tandem.pipelines.store.commit import committed_files
-    from tandem.pipelines.store.writer import JobWriter
+    from pipelines.store.commit import committed_files
+    from pipelines.store.writer import JobWriter
     seen = []
     real_add_part = JobWriter.add_part
 
@@ -171,8 +171,8 @@ def test_inputs_stream_through_ray_data_in_blocks(ray_session, tmp_path):
 
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from tandem.pipelines.io import inputs
-    from tandem.pipelines.io.inputs import InputListing, list_inputs, uri_dataset
+    from pipelines.io import inputs
+    from pipelines.io.inputs import InputListing, list_inputs, uri_dataset
 
     from tandem.testing.toy import items_from_uris
     d = _toy_inputs(tmp_path / "in", 2 * inputs.LIST_BATCH + 7)
@@ -217,6 +217,6 @@ def test_dedup_on_ray_judges_in_the_workers(ray_session, tmp_path):
     _, rows = query(tmp_path, "SELECT uri, reason FROM rejections")
     # whichever name is judged first, the smallest uri keeps the source (pipelines.store.settle)
     assert rows == [("toy://toy-1", "duplicate_source")]
-    from tandem.pipelines.store.commit import committed_files
+    from pipelines.store.commit import committed_files
     _, n = query(tmp_path, "SELECT count(*) FROM read_parquet(?)", [[str(p) for p in committed_files(tmp_path, "dedup")]])
     assert n == [(4,)]  # the kept examples' signatures, written by the workers (settling retired a copy)

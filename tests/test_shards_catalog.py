@@ -5,10 +5,10 @@ import sys
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from tandem.catalogs import catalog
-from tandem.pipelines.io.files import sha256_file
-from tandem.pipelines.store.commit import OutputError, committed_files, verify
-from tandem.pipelines.store.writer import JobWriter
+from catalogs import catalog
+from pipelines.io.files import sha256_file
+from pipelines.store.commit import OutputError, committed_files, verify
+from pipelines.store.writer import JobWriter
 
 from tandem.testing.fixtures import rejected_item, tone_item
 
@@ -75,9 +75,9 @@ def test_rerun_skips_committed_and_drops_duplicate_audio(tmp_path):
 
 CRASH = """
 import os, sys
-from tandem.pipelines.io.files import sha256_file
-from tandem.pipelines.store.commit import OutputError, committed_files, verify
-from tandem.pipelines.store.writer import JobWriter
+from pipelines.io.files import sha256_file
+from pipelines.store.commit import OutputError, committed_files, verify
+from pipelines.store.writer import JobWriter
 from tandem.testing.fixtures import tone_item
 out = sys.argv[1]
 real_replace = os.replace
@@ -150,7 +150,7 @@ def test_duckdb_and_hf_datasets_read_a_shard(tmp_path):
 
 def _copy_of(i: int, n: int, **kw) -> dict:
     """tone_item(i)'s audio under another name: new work key, source and example ids."""
-    from tandem.pipelines.core.contracts import stable_hash
+    from pipelines.core.contracts import stable_hash
     it = tone_item(i, **kw)
     sid = stable_hash("copy-source", i, n)
     ex = it["examples"][0]
@@ -161,8 +161,8 @@ def _copy_of(i: int, n: int, **kw) -> dict:
 
 
 def test_dedup_signatures_are_committed_and_reloaded_by_the_next_run(tmp_path):
-    from tandem.pipelines.core.config import load_config
-    from tandem.pipelines.io.files import iter_rows
+    from pipelines.core.config import load_config
+    from pipelines.io.files import iter_rows
     cfg = load_config(overrides={"shards": {"max_items_per_commit": 2}})
     w = JobWriter(tmp_path, cfg, run_id="r1", job="t", config_hash="h", dedup=True)
     long = "we should meet on tuesday to go over the budget for next year and the hiring plan"
@@ -190,10 +190,10 @@ def test_dedup_signatures_are_committed_and_reloaded_by_the_next_run(tmp_path):
 
 
 def test_refilter_rechecks_a_promoted_example_against_the_index(tmp_path):
-    from tandem.pipelines.core.config import load_config
-    from tandem.pipelines.core.contracts import rejection_row
-    from tandem.pipelines.io.files import iter_rows
-    from tandem.ray_jobs.refilter import refilter
+    from pipelines.core.config import load_config
+    from pipelines.core.contracts import rejection_row
+    from pipelines.io.files import iter_rows
+    from ray_jobs.refilter import refilter
     cfg = load_config(overrides={"filters": {"enabled": ["quality"], "quality": {"dnsmos": False}}})
     w = JobWriter(tmp_path, cfg, run_id="r1", job="t", config_hash="h", dedup=True)
     w.add(tone_item(1))

@@ -3,9 +3,9 @@ rejection naming the stage; an item that keeps killing its worker is quarantined
 fails the job before any item runs."""
 
 import pytest
-from tandem.pipelines.core.stage import InputError, ModelMissing, Stage, TransientError, is_transient
-from tandem.pipelines.store.commit import manifests
-from tandem.ray_jobs.runner import run_job
+from pipelines.core.stage import InputError, ModelMissing, Stage, TransientError, is_transient
+from pipelines.store.commit import manifests
+from ray_jobs.runner import run_job
 
 from tandem.testing.toy import expected_example_ids, make_items, toy_config, toy_stages
 
@@ -137,6 +137,6 @@ def test_transient_items_stay_uncommitted_and_a_rerun_lands_them(tmp_path):
     assert res["rejections"] == 0
     res2 = run_job("toy", make_items(4, cfg), [OomOnce(set()), *toy_stages(cfg)], cfg, out)
     assert res2["skipped"] == 3 and not res2["retry"]
-    from tandem.catalogs import catalog
+    from catalogs import catalog
     _, rows = catalog.query(out, "SELECT example_id FROM examples WHERE status = 'accepted'")
     assert {r[0] for r in rows} == expected_example_ids(4, cfg)

@@ -4,9 +4,9 @@ and Whisper word-time matching, labelled and scored below 1."""
 import numpy as np
 import pytest
 import torch
-from tandem.pipelines.models.registry import ModelMissing
-from tandem.synth.tts.align import WHISPER_MATCH_SCALE, CtcAligner, whisper_match_words
-from tandem.synth.tts.base import WordTimer
+from pipelines.models.registry import ModelMissing
+from synth.tts.align import WHISPER_MATCH_SCALE, CtcAligner, whisper_match_words
+from synth.tts.base import WordTimer
 
 from tandem.testing.synth import tiny_wav2vec2
 

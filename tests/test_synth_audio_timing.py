@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from tandem.pipelines.core.config import config_hash, load_config
-from tandem.synth.audiotiming import error_table, extra_spans, sound_regions, word_audio_errors
-from tandem.synth.job import SynthesizeStage, format_summary, make_items, summarize
-from tandem.synth.turntaking import measure, measure_regions
+from pipelines.core.config import config_hash, load_config
+from synth.audiotiming import error_table, extra_spans, sound_regions, word_audio_errors
+from synth.job import SynthesizeStage, format_summary, make_items, summarize
+from synth.turntaking import measure, measure_regions
 
 LANGS = ["en", "fr", "de", "es", "it", "pt"]
 
@@ -60,7 +60,7 @@ def test_sound_regions_of_silence_and_a_tone():
     ("de", "de+f2", "mhm"),
 ])
 def test_espeak_words_cover_their_sound(lang, voice, text):
-    from tandem.synth.tts.espeak import EspeakTTS
+    from synth.tts.espeak import EspeakTTS
     a, sr, words = EspeakTTS(24000).synthesize(text, lang, voice=voice, pitch=50, rate=170)
     words = [{**w, "channel": 0} for w in words]
     e = word_audio_errors(words, [sound_regions(a, sr), []])

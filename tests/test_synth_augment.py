@@ -4,8 +4,8 @@ import copy
 
 import numpy as np
 import pytest
-from tandem.pipelines.core.config import load_config
-from tandem.synth.augment import augment_user_channel, check_augment
+from pipelines.core.config import load_config
+from synth.augment import augment_user_channel, check_augment
 
 SR = 24000
 
@@ -99,7 +99,7 @@ def test_frequency_domain_band_limit_is_the_zero_phase_butterworth():
     """The FFT band filter equals filtering forward and backward with scipy's 2nd-order Butterworth
     high-pass and low-pass (what audiomentations' zero_phase 24 dB/octave filters do)."""
     from scipy.signal import butter, freqz_sos, sosfiltfilt
-    from tandem.synth.augment import _filter, band_response
+    from synth.augment import _filter, band_response
     n = 4800
     for lo, hi in ((200.0, 3000.0), (400.0, 3600.0)):
         bins = np.arange(n // 2 + 1) * SR / n

@@ -2,10 +2,10 @@
 the round trip keeps the lowest CER; N = 1 is the plain rendition; bad settings are errors."""
 
 import pytest
-from tandem.pipelines.core.config import config_hash, load_config
-from tandem.synth.job import RoundTripStage, SynthesizeStage, make_items
-from tandem.synth.roundtrip import keep_best
-from tandem.synth.stages import candidate_seed
+from pipelines.core.config import config_hash, load_config
+from synth.job import RoundTripStage, SynthesizeStage, make_items
+from synth.roundtrip import keep_best
+from synth.stages import candidate_seed
 
 SHORT = {"builtin": {"turns": [2, 2], "sentences_per_turn": [1, 2]}}
 

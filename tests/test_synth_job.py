@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from tandem.pipelines.core.config import config_hash, load_config
-from tandem.pipelines.core.contracts import EXAMPLE_SCHEMA, example_table_from_rows, validate
-from tandem.pipelines.io.audio import decode_flac
-from tandem.synth.job import SynthesizeStage, format_summary, make_items, summarize, synthesis_stages
-from tandem.synth.scripts import ScriptError, validate_script
+from pipelines.core.config import config_hash, load_config
+from pipelines.core.contracts import EXAMPLE_SCHEMA, example_table_from_rows, validate
+from pipelines.io.audio import decode_flac
+from synth.job import SynthesizeStage, format_summary, make_items, summarize, synthesis_stages
+from synth.scripts import ScriptError, validate_script
 
 from tandem.testing.synth import sample_script, write_scripts
 
@@ -135,7 +135,7 @@ def test_interrupted_turn_words_end_before_the_cut(cfg, stage):
         spk_words = [w for w in ex["words"] if abs(w["end_s"] - cut) < 2e-3]
         assert spk_words, f"no word ends at the cut {cut}"
         w = spk_words[0]
-        from tandem.synth.phrasebook import BACKCHANNELS
+        from synth.phrasebook import BACKCHANNELS
         bc_words = {x for toks in BACKCHANNELS.values() for t in toks for x in t.split()}
         # (a backchannel over the new speaker's words may follow; the turn's own words may not)
         later = [v for v in ex["words"] if v["speaker"] == w["speaker"] and cut < v["start_s"] < cut + 0.3
@@ -186,7 +186,7 @@ def test_real_espeak_turn_taking_near_fisher(cfg, stage):
     # defaults were tuned on 40 dialogues per seed (within 9% on seeds 3, 7, 11, pooled within 2%);
     # runs of this size differ by up to 11 points, so this one is held to 20%: it checks the real
     # TTS path's audio lands near Fisher.
-    from tandem.synth.turntaking import format_per_minute, off_fisher
+    from synth.turntaking import format_per_minute, off_fisher
     items = list(make_items(None, 36, 21, LANGS, cfg, config_hash(cfg), "/unused"))
     s = summarize(stage(it)["examples"][0] for it in items)
     print("\n" + format_summary(s))

@@ -3,9 +3,9 @@
 import json
 
 import pytest
-from tandem.pipelines.core.config import config_hash, load_config
-from tandem.synth.job import make_items
-from tandem.synth.llm import ChatClient, LLMError, parse_dialogue
+from pipelines.core.config import config_hash, load_config
+from synth.job import make_items
+from synth.llm import ChatClient, LLMError, parse_dialogue
 
 from tandem.testing.synth import ChatServer
 
@@ -48,7 +48,7 @@ def _llm_cfg(url, **kw):
 
 
 def test_scripts_are_requested_by_the_workers_and_cached(tmp_path):
-    from tandem.synth.stages import SynthesizeStage
+    from synth.stages import SynthesizeStage
     out = tmp_path / "out"
     with ChatServer([(200, GOOD)]) as srv:
         cfg = _llm_cfg(srv.url)
@@ -72,7 +72,7 @@ def test_scripts_are_requested_by_the_workers_and_cached(tmp_path):
 
 
 def test_unusable_replies_reject_and_an_unreachable_server_is_retried(tmp_path):
-    from tandem.synth.stages import SynthesizeStage
+    from synth.stages import SynthesizeStage
     with ChatServer([(200, "nothing")]) as srv:
         cfg = _llm_cfg(srv.url)
         it = SynthesizeStage.from_config(cfg)(next(make_items("llm", 1, 0, ["fr"], cfg, config_hash(cfg),

@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
-from tandem.pipelines.core.config import load_config, section
-from tandem.pipelines.models.asr import AsrParams
-from tandem.synth.tts.base import TTSError, WordTimer
-from tandem.synth.tts.piper import PiperTTS
+from pipelines.core.config import load_config, section
+from pipelines.models.asr import AsrParams
+from synth.tts.base import TTSError, WordTimer
+from synth.tts.piper import PiperTTS
 
 TEXT = "Good morning, did you see the weather forecast for the weekend?"
 
@@ -43,7 +43,7 @@ def test_engine_words_follow_the_spoken_phonemes():
     # espeak ran "for the" together into one spoken word; each script word still gets its own span
     from types import SimpleNamespace
 
-    from tandem.synth.tts.piper import engine_words
+    from synth.tts.piper import engine_words
     spoken = [("^", 10), ("f", 4), ("ɚ", 3), ("ð", 2), ("ə", 2), (" ", 5), ("j", 2), ("u", 3), ("?", 4), ("$", 6)]
     chunk = SimpleNamespace(phoneme_alignments=[SimpleNamespace(phoneme=p, num_samples=n) for p, n in spoken],
                             audio_float_array=np.zeros(sum(n for _, n in spoken)))
@@ -60,7 +60,7 @@ def test_engine_words_follow_the_spoken_phonemes():
 
 
 def test_piper_falls_back_to_the_word_timer(piper, monkeypatch):
-    import tandem.synth.tts.piper as mod
+    import synth.tts.piper as mod
     monkeypatch.setattr(mod, "engine_words", lambda *a, **k: None)
     before = piper.fallbacks
     words = piper.synthesize(TEXT, "en")[2]
@@ -84,7 +84,7 @@ def test_piper_missing_language_is_a_clear_error(piper):
 
 
 def test_warped_names_round_trip():
-    from tandem.synth.tts.piper import split_name, warped_names
+    from synth.tts.piper import split_name, warped_names
     names = warped_names(["/v/a.onnx", "/v/b@x.onnx"], [0.88, 1.0, 1.13])
     assert names == ["/v/a.onnx@0.88", "/v/a.onnx", "/v/a.onnx@1.13", "/v/b@x.onnx@0.88", "/v/b@x.onnx",
                      "/v/b@x.onnx@1.13"]
@@ -97,10 +97,10 @@ def test_speakers_of_piper_dialogues_differ():
     # Piper's one English model, warped per speaker (synth.tts.piper.warps): the speakers of each
     # dialogue are cast distinct voices, and their speech is as far apart as two real people's
     from resemblyzer import VoiceEncoder, preprocess_wav
-    from tandem.pipelines.core.config import config_hash
-    from tandem.pipelines.io.audio import decode_flac
-    from tandem.synth.job import make_items
-    from tandem.synth.stages import SynthesizeStage
+    from pipelines.core.config import config_hash
+    from pipelines.io.audio import decode_flac
+    from synth.job import make_items
+    from synth.stages import SynthesizeStage
     cfg = load_config(overrides={"synth": {"tts": {"backend": "piper"}, "roundtrip": {"enabled": False},
                                            "augment": {"enabled": False},
                                            "timeline": {"backchannel_prob": 0.0, "backchannel_overlap_prob": 0.0}}})

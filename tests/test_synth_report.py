@@ -5,11 +5,11 @@ import json
 import re
 
 import pytest
-from tandem.catalogs.report import build_report, hms
-from tandem.pipelines.core.config import config_hash, load_config
-from tandem.pipelines.store.writer import JobWriter
-from tandem.synth.job import make_items
-from tandem.synth.stages import SynthesizeStage
+from catalogs.report import build_report, hms
+from pipelines.core.config import config_hash, load_config
+from pipelines.store.writer import JobWriter
+from synth.job import make_items
+from synth.stages import SynthesizeStage
 
 
 @pytest.fixture(scope="module")

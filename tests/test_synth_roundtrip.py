@@ -3,8 +3,8 @@
 import json
 
 import pytest
-from tandem.pipelines.core.config import config_hash, load_config
-from tandem.synth.job import RoundTripStage, SynthesizeStage, cer, make_items
+from pipelines.core.config import config_hash, load_config
+from synth.job import RoundTripStage, SynthesizeStage, cer, make_items
 
 # about 3 minutes on 2 shared cores: ASR of six dialogues, two channels each
 pytestmark = pytest.mark.slow

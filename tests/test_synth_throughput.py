@@ -3,10 +3,10 @@ decoding the chunks of a whole batch of dialogues together (batch_size > 1) on t
 
 import numpy as np
 import pytest
-from tandem.pipelines.core.config import config_hash, load_config
-from tandem.pipelines.core.stage import Resources
-from tandem.pipelines.io.audio import decode_flac, encode_flac
-from tandem.synth.job import RoundTripStage, SynthesizeStage, make_items
+from pipelines.core.config import config_hash, load_config
+from pipelines.core.stage import Resources
+from pipelines.io.audio import decode_flac, encode_flac
+from synth.job import RoundTripStage, SynthesizeStage, make_items
 
 
 def _cfg(**synth):
@@ -61,7 +61,7 @@ class FakeAsr:
 
 
 def _roundtrip(batch_size: int, monkeypatch, num_gpus: float = 0.0):
-    import tandem.pipelines.models.asr as asr_mod
+    import pipelines.models.asr as asr_mod
     cfg = load_config(overrides={"synth": {"roundtrip": {"batch_size": batch_size}}})
     st = RoundTripStage.from_config(cfg)
     st.resources = Resources(num_gpus=num_gpus)
@@ -121,7 +121,7 @@ def test_batched_round_trip_without_chunk_index_falls_back_per_item(items, monke
 
 
 def test_pack_channel_lays_speech_end_to_end_and_maps_back():
-    from tandem.synth.roundtrip import pack_channel, unpack_time
+    from synth.roundtrip import pack_channel, unpack_time
     x = np.arange(60 * 16000, dtype=np.float32)  # sample value = its index: shows what was cut
     regions = [(1.0, 2.0), (2.1, 3.0), (10.0, 11.0), (20.0, 45.0), (50.0, 51.5)]
     chunks, wins = pack_channel(regions, x, max_s=10.0, sep_s=0.3)
@@ -140,7 +140,7 @@ def test_pack_channel_lays_speech_end_to_end_and_maps_back():
 
 
 def test_packed_round_trip_sends_fewer_windows(items, monkeypatch):
-    import tandem.pipelines.models.asr as asr_mod
+    import pipelines.models.asr as asr_mod
     counts = {}
     for sep in (None, 0.3):
         fake = FakeAsr()

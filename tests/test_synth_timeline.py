@@ -5,11 +5,11 @@ import math
 
 import numpy as np
 import pytest
-from tandem.pipelines.core.config import load_config
-from tandem.synth.job import summarize
-from tandem.synth.mix import overlap_figures, render
-from tandem.synth.params import TimelineParams
-from tandem.synth.timeline import build_timeline
+from pipelines.core.config import load_config
+from synth.job import summarize
+from synth.mix import overlap_figures, render
+from synth.params import TimelineParams
+from synth.timeline import build_timeline
 
 from tandem.testing.synth import fake_backchannel, fake_turns
 
@@ -132,7 +132,7 @@ def test_render_puts_words_on_their_channel():
 def test_summary_over_rows_reports_against_targets():
     import json
     tl = _timeline(n=201)
-    from tandem.synth.turntaking import measure
+    from synth.turntaking import measure
     tl = _timeline(n=201)
     rows = [{"params": json.dumps({"timeline": tl.stats(), "turn_taking": measure(tl.words()),
                                    "targets": {k: getattr(DEFAULTS, k) for k in ("gap_mean_s", "gap_std_s",

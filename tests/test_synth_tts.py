@@ -5,8 +5,8 @@ import threading
 
 import numpy as np
 import pytest
-from tandem.synth.tts.base import TTSError
-from tandem.synth.tts.espeak import EspeakTTS, word_ends
+from synth.tts.base import TTSError
+from synth.tts.espeak import EspeakTTS, word_ends
 
 TEXTS = {
     "en": "I always pack far too many clothes for a short trip.",

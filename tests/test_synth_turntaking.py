@@ -3,10 +3,10 @@ timeline defaults tuned against Fisher's figures."""
 
 import numpy as np
 import pytest
-from tandem.pipelines.core.config import load_config
-from tandem.synth.params import TimelineParams
-from tandem.synth.timeline import build_timeline
-from tandem.synth.turntaking import FISHER, format_per_minute, measure, off_fisher, per_minute
+from pipelines.core.config import load_config
+from synth.params import TimelineParams
+from synth.timeline import build_timeline
+from synth.turntaking import FISHER, format_per_minute, measure, off_fisher, per_minute
 
 from tandem.testing.synth import fake_backchannel, fake_turns
 

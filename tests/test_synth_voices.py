@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from tandem.pipelines.core.config import config_hash, load_config
-from tandem.pipelines.io.audio import decode_flac, encode_flac
-from tandem.synth.job import make_items
-from tandem.synth.stages import SynthesizeStage
-from tandem.synth.voicebank import solo_stretches, write_voice_bank
-from tandem.synth.voices import cast_voices, voice_bank
+from pipelines.core.config import config_hash, load_config
+from pipelines.io.audio import decode_flac, encode_flac
+from synth.job import make_items
+from synth.stages import SynthesizeStage
+from synth.voicebank import solo_stretches, write_voice_bank
+from synth.voices import cast_voices, voice_bank
 
 LANGS = ["en", "fr", "de", "es", "it", "pt"]
 

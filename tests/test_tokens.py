@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from tandem.pipelines.train import tokens
-from tandem.pipelines.train.tokens import ByteTokenizer, channel_streams, frame_of, num_frames, token_stream
+from pipelines.train import tokens
+from pipelines.train.tokens import ByteTokenizer, channel_streams, frame_of, num_frames, token_stream
 
 PAD, EPAD = 3, 0
 TOK = ByteTokenizer()

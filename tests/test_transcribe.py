@@ -5,9 +5,9 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-from tandem.pipelines.core.config import load_config
-from tandem.pipelines.curate.transcribe import TranscribeStage
-from tandem.pipelines.models.asr import load_asr, speech_chunks
+from pipelines.core.config import load_config
+from pipelines.curate.transcribe import TranscribeStage
+from pipelines.models.asr import load_asr, speech_chunks
 
 from tandem.testing.audio import EN_TURNS_2, make_conversation, read_rttm, read_stm_text, sample_paths
 
@@ -69,7 +69,7 @@ def matched_words(hyp: list[dict], ref: list[dict]) -> list[tuple[dict, dict]]:
 
 
 def test_language_per_chunk(asr):
-    from tandem.synth.tts.espeak import EspeakTTS
+    from synth.tts.espeak import EspeakTTS
     tts = EspeakTTS(16000)
     en, _, _ = tts.synthesize("The weather is lovely today and we will walk to the park.", "en")
     es, _, _ = tts.synthesize("Hoy hace muy buen tiempo y vamos a caminar hasta el parque.", "es")

@@ -4,15 +4,15 @@ clock, and the real faster-whisper backend through the packing path."""
 import numpy as np
 import pytest
 import soundfile as sf
-from tandem.pipelines.core.config import load_config, parse_overrides
-from tandem.pipelines.curate.transcribe import (
+from pipelines.core.config import load_config, parse_overrides
+from pipelines.curate.transcribe import (
     TranscribeStage,
     Window,
     foreign_spans,
     pack_windows,
     unpack_segment,
 )
-from tandem.pipelines.models.asr import Asr
+from pipelines.models.asr import Asr
 
 from tandem.testing.audio import read_rttm, sample_paths
 

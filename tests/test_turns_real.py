@@ -6,9 +6,9 @@ import json
 import duckdb
 import pyarrow as pa
 import pytest
-from tandem.catalogs import report
-from tandem.catalogs.turns import format_real, real_turn_taking
-from tandem.synth.turntaking import FISHER
+from catalogs import report
+from catalogs.turns import format_real, real_turn_taking
+from synth.turntaking import FISHER
 
 
 def w(ch, s, e):
@@ -53,7 +53,7 @@ def test_report_measures_accepted_real_examples_only():
 
 def test_channel_activity_preferred_over_words():
     # Whisper wrote one voice where both talked: the words show no overlap, the channels do
-    from tandem.filters.stage import turn_metrics
+    from filters.stage import turn_metrics
     regions = [[(0.0, 20.0), (30.0, 50.0)], [(18.0, 29.0), (49.0, 60.0)]]
     m = turn_metrics(regions)
     assert m["tt.overlap_s"] == pytest.approx(3.0, abs=0.02) and m["tt.span_s"] == pytest.approx(60.0, abs=0.02)

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tandem.pipelines.core.config import load_config, section, typed_section
-from tandem.pipelines.core.stage import Resources
-from tandem.pipelines.curate.diarize import DiarizeStage
-from tandem.pipelines.models.diarization import DiarizeParams, Diarizer
-from tandem.pipelines.models.vad import SileroVad
+from pipelines.core.config import load_config, section, typed_section
+from pipelines.core.stage import Resources
+from pipelines.curate.diarize import DiarizeStage
+from pipelines.models.diarization import DiarizeParams, Diarizer
+from pipelines.models.vad import SileroVad
 
 from tandem.testing.audio import read_rttm, sample_paths
 

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from tandem.pipelines.core import contracts
-from tandem.pipelines.io.audio import encode_flac
-from tandem.pipelines.io.rttm import read_rttm
-from tandem.pipelines.store.writer import JobWriter
-from tandem.ray_jobs import voices_cmd
+from pipelines.core import contracts
+from pipelines.io.audio import encode_flac
+from pipelines.io.rttm import read_rttm
+from pipelines.store.writer import JobWriter
+from ray_jobs import voices_cmd
 
 from tandem.testing.audio import sample_paths
 

@@ -8,10 +8,10 @@ import string
 import numpy as np
 import pytest
 import soundfile as sf
-from tandem.pipelines.core.config import load_config
-from tandem.pipelines.curate.transcribe import TranscribeStage
-from tandem.pipelines.models.asr import to_16k_mono
-from tandem.pipelines.models.registry import ModelMissing, whisper_base_dir
+from pipelines.core.config import load_config
+from pipelines.curate.transcribe import TranscribeStage
+from pipelines.models.asr import to_16k_mono
+from pipelines.models.registry import ModelMissing, whisper_base_dir
 
 from tandem.testing.audio import read_rttm, sample_paths
 
@@ -113,15 +113,15 @@ def test_batch_size_reaches_the_decoder(aligner_dir):
     assert st4.asr.counts["batches"] == -(-st4.asr.counts["chunks"] // 4)
     # same chunks, same beam decoding: batching does not change the words, up to what int8 kernels
     # vary (padded batches run other kernels; one machine decoded a word differently): WER <= 0.05
-    from tandem.pipelines.core.text import wer_counts
+    from pipelines.core.text import wer_counts
     one, four = (" ".join(w["word"] for s in segs for w in s["words"]) for segs in (segs1, segs4))
     errors, n = wer_counts(one, four)
     assert n > 40 and errors / n <= 0.05, (one, four)
 
 
 def test_words_the_aligner_cannot_place_keep_whisper_times(aligner_dir):
-    from tandem.pipelines.models.asr import load_asr
-    from tandem.pipelines.models.asr_whisperx import UNALIGNED_SCORE_SCALE
+    from pipelines.models.asr import load_asr
+    from pipelines.models.asr_whisperx import UNALIGNED_SCORE_SCALE
     asr = load_asr(wx_config(aligner_dir))
     x, sr = sf.read(str(sample_paths()["wav"]), dtype="float32")
     a = to_16k_mono(x, sr)[: 5 * 16000]
@@ -163,7 +163,7 @@ def test_missing_punkt_fails_at_check(tmp_path, aligner_dir, monkeypatch):
 def test_punkt_data_written_from_package_splits_like_nltk(tmp_path):
     import nltk
     from nltk.tokenize.punkt import PunktTokenizer
-    from tandem.pipelines.models.registry import punkt_root
+    from pipelines.models.registry import punkt_root
     root = punkt_root({"models": {"cache_dir": str(tmp_path)}})
     assert (root / "tokenizers" / "punkt_tab" / "french" / "abbrev_types.txt").stat().st_size > 0
     nltk.data.path.insert(0, str(root))

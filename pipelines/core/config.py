@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tandem.pipelines.core.contracts import stable_hash
+from pipelines.core.contracts import stable_hash
 
 # `shards` only changes how rows are grouped into files, never their content.
 NOT_HASHED = ("resources", "shards")
 
 
 def _defaults_dir():
-    return ires.files("tandem.pipelines.core") / "defaults"
+    return ires.files("pipelines.core") / "defaults"
 
 
 def default_config() -> dict[str, Any]:

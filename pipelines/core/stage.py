@@ -22,8 +22,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tandem.pipelines.core import attempts
-from tandem.pipelines.core.contracts import rejection_row
+from pipelines.core import attempts
+from pipelines.core.contracts import rejection_row
 
 # A model stage's worker may die on an item this many times before the item is quarantined.
 QUARANTINE_AFTER = 3

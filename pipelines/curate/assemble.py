@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tandem.pipelines.core.config import typed_section
-from tandem.pipelines.core.stage import Resources, Stage, reject
+from pipelines.core.config import typed_section
+from pipelines.core.stage import Resources, Stage, reject
 
 from tandem import __version__
 
@@ -167,15 +167,15 @@ class AssembleStage(Stage):
 
     @classmethod
     def from_config(cls, cfg: dict) -> AssembleStage:
-        from tandem.pipelines.core.config import section
+        from pipelines.core.config import section
         p = typed_section(ExampleParams, cfg, "examples", diarize_backend=section(cfg, "diarize")["backend"],
                           asr_backend=section(cfg, "asr")["backend"])
         return cls(p, resources=Resources.for_stage(cfg, cls.name))
 
     def process(self, item: dict) -> dict:
         import soundfile as sf
-        from tandem.pipelines.core import contracts
-        from tandem.pipelines.io.audio import encode_flac
+        from pipelines.core import contracts
+        from pipelines.io.audio import encode_flac
         ec = self.params
         two = bool(item.get("two_channel"))
         turns = item["turns"]

@@ -6,9 +6,9 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from tandem.pipelines.core.contracts import stable_hash, work_key
-from tandem.pipelines.core.stage import Stage
-from tandem.pipelines.io.inputs import list_inputs  # noqa: F401 - its old home; callers import it here
+from pipelines.core.contracts import stable_hash, work_key
+from pipelines.core.stage import Stage
+from pipelines.io.inputs import list_inputs  # noqa: F401 - its old home; callers import it here
 
 
 def make_items(inputs: Iterable[str], cfg: dict, cfg_hash: str, out_dir: str) -> Iterator[dict]:
@@ -29,11 +29,11 @@ def make_items(inputs: Iterable[str], cfg: dict, cfg_hash: str, out_dir: str) ->
 
 def curation_stages(cfg: dict) -> list[Stage]:
     """ingest -> vad -> diarize -> transcribe -> assemble."""
-    from tandem.pipelines.curate.assemble import AssembleStage
-    from tandem.pipelines.curate.diarize import DiarizeStage
-    from tandem.pipelines.curate.ingest import IngestStage
-    from tandem.pipelines.curate.transcribe import TranscribeStage
-    from tandem.pipelines.curate.vad import VadStage
+    from pipelines.curate.assemble import AssembleStage
+    from pipelines.curate.diarize import DiarizeStage
+    from pipelines.curate.ingest import IngestStage
+    from pipelines.curate.transcribe import TranscribeStage
+    from pipelines.curate.vad import VadStage
     return [s.from_config(cfg) for s in (IngestStage, VadStage, DiarizeStage, TranscribeStage, AssembleStage)]
 
 

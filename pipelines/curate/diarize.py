@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tandem.pipelines.core.config import typed_section
-from tandem.pipelines.core.stage import Resources, Stage, reject
-from tandem.pipelines.io.rttm import write_rttm
-from tandem.pipelines.models.diarization import DiarizeParams, Diarizer
+from pipelines.core.config import typed_section
+from pipelines.core.stage import Resources, Stage, reject
+from pipelines.io.rttm import write_rttm
+from pipelines.models.diarization import DiarizeParams, Diarizer
 
 
 class DiarizeStage(Stage):
@@ -24,15 +24,15 @@ class DiarizeStage(Stage):
 
     @classmethod
     def from_config(cls, cfg: dict) -> DiarizeStage:
-        from tandem.pipelines.models.registry import cache_dir
+        from pipelines.models.registry import cache_dir
         return cls(typed_section(DiarizeParams, cfg, "diarize", cache_dir=str(cache_dir(cfg))),
                    resources=Resources.for_stage(cfg, cls.name))
 
     def check(self) -> None:
         """The embedded models are files in installed packages; a pyannote pipeline is loaded
         once on the driver (CPU), so a missing or refused one fails the job at start."""
-        from tandem.pipelines.models.diarization import load_pretrained
-        from tandem.pipelines.models.registry import resemblyzer_path, whisperx_segmentation_path
+        from pipelines.models.diarization import load_pretrained
+        from pipelines.models.registry import resemblyzer_path, whisperx_segmentation_path
         if self.params.backend == "embedded":
             whisperx_segmentation_path()
             resemblyzer_path()

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tandem.pipelines.core.config import typed_section
-from tandem.pipelines.core.stage import Resources, Stage, reject
-from tandem.pipelines.io.audio import AudioError
+from pipelines.core.config import typed_section
+from pipelines.core.stage import Resources, Stage, reject
+from pipelines.io.audio import AudioError
 
 # BS.1770 loudness (pyloudnorm) is defined for up to five channels
 MAX_CHANNELS = 5
@@ -114,7 +114,7 @@ class IngestStage(Stage):
 
     def process(self, item: dict) -> dict:
         import soundfile as sf
-        from tandem.pipelines.io.audio import iter_blocks, probe
+        from pipelines.io.audio import iter_blocks, probe
         uri = item["uri"]
         p = Path(uri)
         ic = self.params

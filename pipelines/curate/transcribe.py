@@ -23,9 +23,9 @@ import bisect
 from dataclasses import dataclass
 
 import numpy as np
-from tandem.pipelines.core.config import section
-from tandem.pipelines.core.stage import Resources, Stage
-from tandem.pipelines.models.asr import AsrParams, build_asr, check_asr, speech_chunks, to_16k_mono
+from pipelines.core.config import section
+from pipelines.core.stage import Resources, Stage
+from pipelines.models.asr import AsrParams, build_asr, check_asr, speech_chunks, to_16k_mono
 
 # Windows handed to the backend at once, in batches: bounds memory whatever the file length
 # (this many windows of at most asr.chunk_max_s at 16 kHz) and keeps every batch full.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tandem.pipelines.core.config import typed_section
-from tandem.pipelines.core.stage import Resources, Stage, reject
-from tandem.pipelines.models.vad import SileroVad, merge_regions
+from pipelines.core.config import typed_section
+from pipelines.core.stage import Resources, Stage, reject
+from pipelines.models.vad import SileroVad, merge_regions
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from tandem.pipelines.core.stage import InputError
+from pipelines.core.stage import InputError
 
 SF_FORMATS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif"}
 AUDIO_EXTENSIONS = SF_FORMATS | {".mp3", ".m4a", ".aac", ".mp4", ".webm", ".wma"}

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from tandem.pipelines.io.audio import AUDIO_EXTENSIONS
+from pipelines.io.audio import AUDIO_EXTENSIONS
 
 # URIs per block out of a listing task: small, so the item factory and the stages start early
 LIST_BATCH = 256

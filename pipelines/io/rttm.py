@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tandem.pipelines.io.files import write_atomic
+from pipelines.io.files import write_atomic
 
 
 def write_rttm(path: str | Path, uri: str, turns: list[dict]) -> Path:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tandem.pipelines.core.config import section, typed_section
+from pipelines.core.config import section, typed_section
 
 ASR_SR = 16000  # Whisper's input rate
 # faster-whisper's defaults for re-decoding a window at a higher temperature
@@ -158,7 +158,7 @@ class FasterWhisperAsr(Asr):
             return super().transcribe_chunks(chunks, language)
         if self._batched is None:
             # the same batched decoder as the whisperx backend, without its aligner
-            from tandem.pipelines.models.asr_whisperx import WhisperXAsr
+            from pipelines.models.asr_whisperx import WhisperXAsr
             self._batched = WhisperXAsr(self.model, device=self.device, batch_size=self.batch_size,
                                         beam_size=self.beam_size)
         segs = self._batched.decode(chunks, language)
@@ -225,7 +225,7 @@ def check_asr(p: AsrParams, models: dict) -> None:
     if p.backend == "faster-whisper":
         from pathlib import Path
 
-        from tandem.pipelines.models.registry import ModelMissing, whisper_base_dir
+        from pipelines.models.registry import ModelMissing, whisper_base_dir
         if p.model is None:
             whisper_base_dir(mcfg)
         elif not (Path(p.model) / "model.bin").exists():
@@ -233,7 +233,7 @@ def check_asr(p: AsrParams, models: dict) -> None:
         return
     if p.backend != "whisperx":
         raise ValueError(f"asr.backend {p.backend!r}: expected 'faster-whisper' or 'whisperx'")
-    from tandem.pipelines.models.fetch import aligner_path, aligner_ref, asr_model_path, use_punkt
+    from pipelines.models.fetch import aligner_path, aligner_ref, asr_model_path, use_punkt
     langs = [p.language] if p.language else list(p.align_languages)
     use_punkt(mcfg, langs)
     if models["download"]:
@@ -249,7 +249,7 @@ def build_asr(p: AsrParams, models: dict, device: str = "cpu", threads: int = 2)
     mcfg = {"models": models}
     compute = p.compute_type if device == "cpu" else "float16"
     if p.backend == "faster-whisper":
-        from tandem.pipelines.models.registry import whisper_base_dir
+        from pipelines.models.registry import whisper_base_dir
         path = str(p.model or whisper_base_dir(mcfg))
         key = (p.backend, path, device, compute)
         if key not in _MODELS:
@@ -257,8 +257,8 @@ def build_asr(p: AsrParams, models: dict, device: str = "cpu", threads: int = 2)
             _MODELS[key] = WhisperModel(path, device=device, compute_type=compute, cpu_threads=threads)
         return FasterWhisperAsr(_MODELS[key], beam_size=p.beam_size, batch_size=p.batch_size, device=device)
     if p.backend == "whisperx":
-        from tandem.pipelines.models.asr_whisperx import WhisperXAsr, load_aligner, load_whisperx_model
-        from tandem.pipelines.models.fetch import asr_model_path, hub_dir
+        from pipelines.models.asr_whisperx import WhisperXAsr, load_aligner, load_whisperx_model
+        from pipelines.models.fetch import asr_model_path, hub_dir
         download = bool(models["download"])
         path = p.model or "large-v3"
         if not download:

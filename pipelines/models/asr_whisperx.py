@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tandem.pipelines.models.asr import ASR_SR, Asr, to_16k_mono, top_languages
-from tandem.pipelines.models.registry import ModelMissing
+from pipelines.models.asr import ASR_SR, Asr, to_16k_mono, top_languages
+from pipelines.models.registry import ModelMissing
 
 # A word the aligner could not place keeps Whisper's cross-attention time; its score is Whisper's
 # word probability scaled by this, so it ranks below an aligned word of the same ASR confidence.
@@ -259,7 +259,7 @@ def load_aligner(lang: str, align_model: str | dict | None, device: str, cfg: di
     aligner anywhere (its words keep Whisper's times). A named aligner that is not here raises
     ModelMissing (with `download`, a hub id or torchaudio bundle is fetched instead)."""
     import whisperx
-    from tandem.pipelines.models.fetch import (
+    from pipelines.models.fetch import (
         align_dir,
         aligner_path,
         aligner_ref,

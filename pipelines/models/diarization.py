@@ -71,7 +71,7 @@ class DiarizeParams:
 
 
 def _missing(p: DiarizeParams, why: str):
-    from tandem.pipelines.models.registry import ModelMissing
+    from pipelines.models.registry import ModelMissing
     return ModelMissing(
         f"diarization pipeline {p.pipeline!r} could not be loaded ({why}). To provide it: accept its "
         f"terms on huggingface.co, export {p.hf_token_env}=<token> and prepare the model cache "
@@ -82,7 +82,7 @@ def _missing(p: DiarizeParams, why: str):
 def load_pretrained(p: DiarizeParams):
     """pyannote's `Pipeline.from_pretrained` on p.pipeline; ModelMissing (how to fix) on failure."""
     from pyannote.audio import Pipeline
-    from tandem.pipelines.models.pyannote_parts import no_telemetry
+    from pipelines.models.pyannote_parts import no_telemetry
     no_telemetry()
     src = p.pipeline
     local = Path(src).expanduser()
@@ -102,13 +102,13 @@ def load_pretrained(p: DiarizeParams):
 
 def build_embedded(p: DiarizeParams):
     """SpeakerDiarization over the bundled segmentation model and speaker encoder (offline)."""
-    from tandem.pipelines.models.pyannote_parts import (
+    from pipelines.models.pyannote_parts import (
         EmbeddedSpeakerDiarization,
         ResemblyzerEmbedding,
         neutral_plda,
         no_telemetry,
     )
-    from tandem.pipelines.models.registry import resemblyzer_path, whisperx_segmentation_path
+    from pipelines.models.registry import resemblyzer_path, whisperx_segmentation_path
     no_telemetry()
     seg = str(whisperx_segmentation_path())
     emb = ResemblyzerEmbedding.pretrained(resemblyzer_path())
@@ -166,7 +166,7 @@ class Diarizer:
         if hasattr(pipeline, "speaker_count"):  # SpeakerDiarization's counting step, ours for both backends
             import functools
 
-            from tandem.pipelines.models.pyannote_parts import overlap_speaker_count
+            from pipelines.models.pyannote_parts import overlap_speaker_count
             pipeline.speaker_count = functools.partial(overlap_speaker_count, overlap_onset=params.overlap_onset)
 
     @classmethod
@@ -183,7 +183,7 @@ class Diarizer:
         """Turns [(start_s, end_s, local label, overlap)] and {local label: centroid} of one block:
         the exclusive turns, then (keep_overlap) the overlap turns of the full view."""
         import torch
-        from tandem.pipelines.models.overlap import clip_turns, exclusive_of, overlap_turns
+        from pipelines.models.overlap import clip_turns, exclusive_of, overlap_turns
         f = {"waveform": torch.from_numpy(np.ascontiguousarray(wav, np.float32))[None],
              "sample_rate": DIAR_SR, "uri": uri}
         out = self.pipeline(f, **self._speaker_kw())

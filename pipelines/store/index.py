@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tandem.filters.dedup import DedupParams, SignatureIndex, decision_for
-from tandem.pipelines.io.files import iter_rows
-from tandem.pipelines.store.commit import committed_files
+from filters.dedup import DedupParams, SignatureIndex, decision_for
+from pipelines.io.files import iter_rows
+from pipelines.store.commit import committed_files
 
 
 class CommitIndex:

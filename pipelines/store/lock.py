@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Self
 
-from tandem.pipelines.io.files import write_json_atomic
+from pipelines.io.files import write_json_atomic
 
 LOCK = "_lock.json"
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tandem.filters.dedup import SIGNATURE_SCHEMA, DedupParams, signature
-from tandem.pipelines.core.contracts import EXAMPLE_SCHEMA, rejection_row, to_table
-from tandem.pipelines.io.files import write_table_atomic
-from tandem.pipelines.store.commit import KINDS, STAGING
+from filters.dedup import SIGNATURE_SCHEMA, DedupParams, signature
+from pipelines.core.contracts import EXAMPLE_SCHEMA, rejection_row, to_table
+from pipelines.io.files import write_table_atomic
+from pipelines.store.commit import KINDS, STAGING
 
 from tandem import __version__
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from tandem.pipelines.core.contracts import rejection_row, stable_hash
-from tandem.pipelines.store.commit import KINDS, committed_files
+from pipelines.core.contracts import rejection_row, stable_hash
+from pipelines.store.commit import KINDS, committed_files
 
 EXAMPLES = ("shards", "rejected")
 SIGS = ("dedup", "dupes")

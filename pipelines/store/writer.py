@@ -15,11 +15,11 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from tandem.filters.dedup import DedupParams
-from tandem.pipelines.core.config import section
-from tandem.pipelines.core.contracts import stable_hash, utc_now
-from tandem.pipelines.io.files import write_json_atomic
-from tandem.pipelines.store.commit import (
+from filters.dedup import DedupParams
+from pipelines.core.config import section
+from pipelines.core.contracts import stable_hash, utc_now
+from pipelines.io.files import write_json_atomic
+from pipelines.store.commit import (
     COMMITS,
     KINDS,
     STAGING,
@@ -29,10 +29,10 @@ from tandem.pipelines.store.commit import (
     recover,
     roll_forward,
 )
-from tandem.pipelines.store.index import CommitIndex
-from tandem.pipelines.store.lock import LockLost, OutputLock
-from tandem.pipelines.store.part import PartSpec, write_part, write_rows
-from tandem.pipelines.store.settle import settle
+from pipelines.store.index import CommitIndex
+from pipelines.store.lock import LockLost, OutputLock
+from pipelines.store.part import PartSpec, write_part, write_rows
+from pipelines.store.settle import settle
 
 from tandem import __version__
 
@@ -67,7 +67,7 @@ class JobWriter:
                                     DedupParams.from_config(cfg) if dedup is not None else None),
                              keep_work=bool((cfg.get("examples") or {}).get("keep_work", False)))
         if self.spec.dedup is not None and self.spec.dedup.near_audio:
-            from tandem.filters.fingerprint import check_available
+            from filters.fingerprint import check_available
             check_available()  # a missing FFmpeg fails the job at start, never every example
         try:
             self.out.mkdir(parents=True, exist_ok=True)

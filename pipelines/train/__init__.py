@@ -1,10 +1,10 @@
 """The trainer API: streaming datasets over committed shards, batching, tokens, exports."""
 
-from tandem.pipelines.train.collate import collate
-from tandem.pipelines.train.loader import ShardDataset
-from tandem.pipelines.train.mixture import MixtureDataset, load_mixture
-from tandem.pipelines.train.progress import flatten_states
-from tandem.pipelines.train.units import POS_FIELDS, LoaderError, Unit, build_units, shard_paths, shuffle_plan
+from pipelines.train.collate import collate
+from pipelines.train.loader import ShardDataset
+from pipelines.train.mixture import MixtureDataset, load_mixture
+from pipelines.train.progress import flatten_states
+from pipelines.train.units import POS_FIELDS, LoaderError, Unit, build_units, shard_paths, shuffle_plan
 
 __all__ = [
     "POS_FIELDS",

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from tandem.pipelines.train.units import LoaderError
+from pipelines.train.units import LoaderError
 
 # ---- batching ----------------------------------------------------------------------------------
 

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from tandem.pipelines.core.ids import checked_id
-from tandem.pipelines.io.files import write_atomic
-from tandem.pipelines.io.rttm import write_rttm
+from pipelines.core.ids import checked_id
+from pipelines.io.files import write_atomic
+from pipelines.io.rttm import write_rttm
 
 SPEAKER_LABELS = ("SPEAKER_MAIN", "SPEAKER_OTHER")
 
@@ -28,7 +28,7 @@ SPEAKER_LABELS = ("SPEAKER_MAIN", "SPEAKER_OTHER")
 def _rows(out_dir: str | Path, sql: str | None, columns: list[str]) -> Iterator[tuple[str, dict]]:
     """(shard, row) of the selected examples; shards checked against their commit manifests and
     every example id against its pattern (core.ids) before an export names a file after it."""
-    from tandem.pipelines.train.units import iter_rows, select_units
+    from pipelines.train.units import iter_rows, select_units
     for unit, row in iter_rows(select_units(out_dir, sql), columns):
         checked_id(row.get("example_id"), unit.path)
         yield unit.path, row

@@ -21,8 +21,8 @@ import io
 import tempfile
 from pathlib import Path
 
-from tandem.pipelines.io.files import write_atomic
-from tandem.pipelines.train.export import SPEAKER_LABELS, _rows, under
+from pipelines.io.files import write_atomic
+from pipelines.train.export import SPEAKER_LABELS, _rows, under
 
 
 def _probe(shard: str, row: dict) -> tuple[int, int]:

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tandem.pipelines.train import tokens as _tokens
-from tandem.pipelines.train.progress import Progress
-from tandem.pipelines.train.resume import Resumable
-from tandem.pipelines.train.units import (
+from pipelines.train import tokens as _tokens
+from pipelines.train.progress import Progress
+from pipelines.train.resume import Resumable
+from pipelines.train.units import (
     CROPS,
     READ_COLUMNS,
     LoaderError,

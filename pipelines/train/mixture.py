@@ -8,17 +8,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from tandem.pipelines.train.loader import ShardDataset
-from tandem.pipelines.train.progress import Book
-from tandem.pipelines.train.resume import Resumable
-from tandem.pipelines.train.units import LoaderError, _int_hash, _resolve_slot
+from pipelines.train.loader import ShardDataset
+from pipelines.train.progress import Book
+from pipelines.train.resume import Resumable
+from pipelines.train.units import LoaderError, _int_hash, _resolve_slot
 
 # ---- mixtures ----------------------------------------------------------------------------------
 
 def load_mixture(out_dir: str | Path, name: str) -> dict:
     """The mixture definition OUT/mixtures/<name>.json (see catalogs.mix)."""
-    from tandem.catalogs.confined import one_select
-    from tandem.catalogs.mix import MixtureError, mixture_path
+    from catalogs.confined import one_select
+    from catalogs.mix import MixtureError, mixture_path
     try:
         p = mixture_path(out_dir, name)  # a name, not a path: "../x" is refused
     except MixtureError as e:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from tandem.pipelines.train.units import STATE_FORMAT, LoaderError
+from pipelines.train.units import STATE_FORMAT, LoaderError
 
 
 def _pack(bits: Iterable[int], n: int) -> str:

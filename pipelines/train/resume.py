@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 
 import torch
-from tandem.pipelines.train.progress import Book, flatten_states
-from tandem.pipelines.train.units import STATE_FORMAT, LoaderError, _resolve_slot
+from pipelines.train.progress import Book, flatten_states
+from pipelines.train.units import STATE_FORMAT, LoaderError, _resolve_slot
 from torch.utils.data import IterableDataset, get_worker_info
 
 

@@ -65,7 +65,7 @@ def shard_paths(source: str | Path | Sequence[str | Path]) -> list[Path]:
 
 def _output_dir_shards(out_dir: Path) -> list[Path]:
     try:
-        from tandem.pipelines.store.commit import COMMITS, committed_files
+        from pipelines.store.commit import COMMITS, committed_files
     except ImportError:  # a tree without the shard writer: plain files
         return sorted((out_dir / "shards").glob("*.parquet")) or sorted(out_dir.glob("*.parquet"))
     if (out_dir / COMMITS).exists():
@@ -76,7 +76,7 @@ def _output_dir_shards(out_dir: Path) -> list[Path]:
 
 def manifest_sums(out_dir: str | Path) -> dict[str, str]:
     """{shard path: sha256} of an output dir's committed files ({} for a plain folder of Parquet)."""
-    from tandem.pipelines.store.commit import COMMITS, file_records
+    from pipelines.store.commit import COMMITS, file_records
     out_dir = Path(out_dir)
     if not (out_dir / COMMITS).exists():
         return {}
@@ -91,7 +91,7 @@ def verify_shard(path: str, sha256: str | None) -> None:
     version (a tampered or corrupt shard is an error naming it, never rows read from it)."""
     if not sha256:
         return
-    from tandem.pipelines.io.files import sha256_file
+    from pipelines.io.files import sha256_file
     st = os.stat(path)
     key = (path, st.st_mtime_ns, st.st_size, sha256)
     if key in _VERIFIED:
@@ -221,7 +221,7 @@ def _catalog_selection(out_dir: str | Path, sql: str, include_rejected: bool) ->
     db = out_dir / "catalog.duckdb"
     if not db.exists():
         raise LoaderError(f"{db}: no catalog (build it with `tandem catalog build {out_dir}`)")
-    from tandem.catalogs.confined import connect_confined, one_select
+    from catalogs.confined import connect_confined, one_select
     status = "" if include_rejected else " AND e.status = 'accepted'"
     sel_sql = one_select(sql, f"{db}: selection", LoaderError)
     con = connect_confined(db)

@@ -1,4 +1,4 @@
-"""espeak worker process (see tandem.synth.tts.espeak._Worker): a fork server.
+"""espeak worker process (see synth.tts.espeak._Worker): a fork server.
 
 The parent initialises libespeak-ng once and never speaks; each session is served by a forked
 child, a copy of that pristine state, so a session's audio does not depend on earlier sessions.
@@ -9,7 +9,7 @@ int16 PCM; {"end": true} ends the session (answered "end"); end of input stops e
 import json
 import os
 
-from tandem.synth.tts.espeak import _LOCK, _espeak, raw_synth
+from synth.tts.espeak import _LOCK, _espeak, raw_synth
 
 _EOF = 3
 

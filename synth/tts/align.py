@@ -33,7 +33,7 @@ class CtcAligner:
     """Forced alignment with a wav2vec2 CTC model from a local directory."""
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", threads: int = 2):
-        from tandem.pipelines.models.registry import ModelMissing
+        from pipelines.models.registry import ModelMissing
         d = Path(model_dir)
         if not (d / "config.json").exists():
             raise ModelMissing(f"wav2vec2 aligner {d}: no config.json there; set synth.tts.align_model to a local "

@@ -40,28 +40,28 @@ class WordTimer:
         self._asr = None
 
     def method(self, language: str) -> str:
-        from tandem.synth.tts.align import aligner_dir
+        from synth.tts.align import aligner_dir
         return "forced-alignment" if aligner_dir(self.align_model, language) else "whisper-match"
 
     def check(self, languages: list[str]) -> None:
-        from tandem.synth.tts.align import aligner_dir
+        from synth.tts.align import aligner_dir
         for lang in languages:
             d = aligner_dir(self.align_model, lang)
             if d:
                 from pathlib import Path
 
-                from tandem.pipelines.models.registry import ModelMissing
+                from pipelines.models.registry import ModelMissing
                 if not (Path(d) / "config.json").exists():
                     raise ModelMissing(f"synth.tts.align_model for {lang!r}: {d} is not a wav2vec2 CTC directory "
                                        "(no config.json)")
 
     def words(self, text: str, audio: np.ndarray, sr: int, language: str) -> list[dict]:
-        from tandem.synth.tts.align import aligner_dir, load_aligner, whisper_match_words
+        from synth.tts.align import aligner_dir, load_aligner, whisper_match_words
         d = aligner_dir(self.align_model, language)
         if d:
             return load_aligner(d, threads=self.threads).align(text, audio, sr)
         if self._asr is None:
-            from tandem.pipelines.models.asr import build_asr
+            from pipelines.models.asr import build_asr
             if self.asr_params is None:
                 raise TTSError("no word aligner: set synth.tts.align_model or give the ASR settings")
             self._asr = build_asr(self.asr_params, self.models or {}, threads=self.threads)
@@ -73,15 +73,15 @@ def make_tts(tts: dict, sample_rate: int, models: dict, threads: int = 2, asr_pa
     backend = tts["backend"]
     timer = WordTimer(tts["align_model"], asr_params, models, threads)
     if backend == "espeak":
-        from tandem.synth.tts.espeak import EspeakTTS
+        from synth.tts.espeak import EspeakTTS
         return EspeakTTS(sample_rate)
     if backend == "piper":
-        from tandem.synth.tts.piper import PiperTTS
+        from synth.tts.piper import PiperTTS
         p = tts["piper"]
         return PiperTTS(sample_rate, voices=p["voices"], languages=tuple(p["languages"]), timer=timer,
                         warps=p.get("warps"))
     if backend == "pocket":
-        from tandem.synth.tts.pocket import PocketTTS
+        from synth.tts.pocket import PocketTTS
         p = tts["pocket"]
         return PocketTTS(sample_rate, models=p["models"], timer=timer, threads=threads,
                          max_tokens=int(p["max_tokens"]), temperature=float(p["temperature"]))
@@ -90,16 +90,16 @@ def make_tts(tts: dict, sample_rate: int, models: dict, threads: int = 2, asr_pa
 
 def check_tts(tts: dict, models: dict, languages: list[str] | None = None) -> None:
     """Driver-side: ModelMissing (with the fix) for a model the configured backend needs."""
-    from tandem.pipelines.models import registry
+    from pipelines.models import registry
     backend = tts["backend"]
     langs = list(languages or [])
     if backend == "espeak":
         registry.espeak_data()
     elif backend == "piper":
-        from tandem.synth.tts.piper import check_piper
+        from synth.tts.piper import check_piper
         check_piper(tts["piper"]["voices"])
     elif backend == "pocket":
-        from tandem.synth.tts.pocket import check_pocket
+        from synth.tts.pocket import check_pocket
         check_pocket(tts["pocket"]["models"], langs)
     else:
         raise TTSError(f"unknown synth.tts.backend {backend!r}: use espeak, piper or pocket")

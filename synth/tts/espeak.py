@@ -12,7 +12,7 @@ import re
 import threading
 
 import numpy as np
-from tandem.synth.tts.base import TTSError
+from synth.tts.base import TTSError
 
 ESPEAK_RATE = 22050
 DEFAULT_RATE, DEFAULT_PITCH = 175, 50  # espeak-ng's own defaults (wpm, 0-100)
@@ -157,7 +157,7 @@ class _Worker:
     def __init__(self):
         import subprocess
         import sys
-        self.proc = subprocess.Popen([sys.executable, "-m", "tandem.synth.tts._espeak_worker"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "synth.tts._espeak_worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, bufsize=0)
 
     def synth(self, text: str, name: str, pitch: int | None, rate: int | None):

@@ -17,13 +17,13 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from tandem.synth.tts.base import TTSError, WordTimer
+from synth.tts.base import TTSError, WordTimer
 
 
 def piper_voices(voices: list[str] | None) -> list[str]:
     if voices:
         return [str(v) for v in voices]
-    from tandem.pipelines.models.registry import piper_voice_path
+    from pipelines.models.registry import piper_voice_path
     return [str(piper_voice_path())]
 
 
@@ -47,7 +47,7 @@ def split_name(name: str) -> tuple[str, float]:
 
 
 def check_piper(voices: list[str] | None) -> None:
-    from tandem.pipelines.models.registry import ModelMissing
+    from pipelines.models.registry import ModelMissing
     for v in piper_voices(voices):
         if not Path(v).exists() or not Path(v + ".json").exists():
             raise ModelMissing(f"Piper voice {v}: needs the .onnx file and its .onnx.json beside it")
@@ -57,7 +57,7 @@ _ORT_SEED_LOCK = threading.Lock()
 
 
 def _model_seed(seed: int, model: str) -> int:
-    from tandem.pipelines.core.contracts import stable_hash
+    from pipelines.core.contracts import stable_hash
     return int(stable_hash(int(seed), Path(model).name, n=8), 16)
 
 

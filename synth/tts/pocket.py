@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from tandem.synth.tts.base import TTSError, WordTimer
+from synth.tts.base import TTSError, WordTimer
 
 POCKET_SR = 24000
 _WEIGHT_KEYS = ("weights_path", "weights_path_without_voice_cloning", "flow_lm.weights_path", "mimi.weights_path",
@@ -61,7 +61,7 @@ def _present(ref: str) -> bool:
 def check_pocket(models: dict, languages: list[str] | None = None, allow_random: bool = False) -> None:
     """ModelMissing (naming the file and config key) for a language without a usable model."""
     import yaml
-    from tandem.pipelines.models.registry import ModelMissing
+    from pipelines.models.registry import ModelMissing
     for lang in languages or list(models):
         if lang not in models:
             raise ModelMissing(f"synth.tts.pocket.models has no model for {lang!r}: set it to a Pocket TTS config "

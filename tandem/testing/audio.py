@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from tandem.pipelines.io.rttm import read_rttm  # noqa: F401 - re-exported for tests
-from tandem.ray_jobs.corpus import (  # noqa: F401 - re-exported for tests
+from pipelines.io.rttm import read_rttm  # noqa: F401 - re-exported for tests
+from ray_jobs.corpus import (  # noqa: F401 - re-exported for tests
     EN_TURNS_2,
     EN_TURNS_3,
     make_conversation,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tandem.pipelines.core.contracts import example_row, stable_hash
-from tandem.pipelines.io.audio import encode_flac
+from pipelines.core.contracts import example_row, stable_hash
+from pipelines.io.audio import encode_flac
 
 SR = 24000
 
@@ -63,7 +63,7 @@ def add_noise(x: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
 
 
 def speak(text: str, language: str, voice: str | None = None, sr: int = SR) -> tuple[np.ndarray, list[dict]]:
-    from tandem.synth.tts.espeak import EspeakTTS
+    from synth.tts.espeak import EspeakTTS
     a, got_sr, words = EspeakTTS(sample_rate=sr).synthesize(text, language, voice=voice)
     assert got_sr == sr
     return a.astype(np.float32), words

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tandem.pipelines.core.contracts import example_row, rejection_row, source_row, stable_hash
-from tandem.pipelines.io.audio import encode_flac
+from pipelines.core.contracts import example_row, rejection_row, source_row, stable_hash
+from pipelines.io.audio import encode_flac
 
 
 def tone_example(i: int, *, duration_s: float = 2.0, sample_rate: int = 24000, language: str = "en",

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from tandem.pipelines.core import contracts
-from tandem.pipelines.io.audio import encode_flac
+from pipelines.core import contracts
+from pipelines.io.audio import encode_flac
 
 WORDS = ("hello", "bonjour", "yes", "no", "maybe", "merci", "gut", "hola", "ciao", "olá", "okay", "right")
 
@@ -90,7 +90,7 @@ def make_output_dir(out_dir: str | Path, n_examples: int = 24, *, per_item: int 
 
     Returns the example rows written (audio included) so tests can compare against them.
     """
-    from tandem.pipelines.store.writer import JobWriter
+    from pipelines.store.writer import JobWriter
 
     cfg = {"shards": {"row_group_rows": row_group_rows, "max_items_per_commit": items_per_commit,
                       "target_bytes": 1 << 40, "compression": "zstd"}}
@@ -105,6 +105,6 @@ def make_output_dir(out_dir: str | Path, n_examples: int = 24, *, per_item: int 
                           "duration_s": sum(r["duration_s"] for r in chunk)}})
     w.close()
     if build_catalog:
-        from tandem.catalogs.catalog import build
+        from catalogs.catalog import build
         build(out_dir)
     return rows

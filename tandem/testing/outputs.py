@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tandem.pipelines.core.config import load_config
-from tandem.pipelines.core.contracts import stable_hash
+from pipelines.core.config import load_config
+from pipelines.core.contracts import stable_hash
 
 # DNSMOS on (its keys are what researchers query); no round trip (needs Whisper per example)
 DIALOGUE_CONFIG = {"filters": {"enabled": ["quality", "language", "trust"],
@@ -25,10 +25,10 @@ NOISY_SNR_DB = 12.0  # the noisy example's added noise; a stricter min_snr_db re
 
 def dialogue_output(out: str | Path, *, run_id: str = "run1") -> dict:
     """Write the output (see module doc); returns {"config": cfg, "ids": {name: example_id}}."""
-    from tandem.catalogs.catalog import build
-    from tandem.filters.stage import FilterStage
-    from tandem.pipelines.store.writer import JobWriter
-    from tandem.synth.turntaking import measure
+    from catalogs.catalog import build
+    from filters.stage import FilterStage
+    from pipelines.store.writer import JobWriter
+    from synth.turntaking import measure
 
     from tandem.testing import filters as T
 
@@ -66,8 +66,8 @@ def dialogue_output(out: str | Path, *, run_id: str = "run1") -> dict:
 
 def _run_record(out, run_id: str, cfg: dict) -> None:
     """The run's record, so `tandem filter` starts from this config as after a real job."""
-    from tandem.pipelines.core.config import config_hash, config_json
-    from tandem.pipelines.store.writer import write_run_record
+    from pipelines.core.config import config_hash, config_json
+    from pipelines.store.writer import write_run_record
     write_run_record(out, {"run_id": run_id, "job": "synth", "started_at": "2026-01-01T00:00:00Z",
                            "finished_at": "2026-01-01T00:01:00Z", "status": "finished",
                            "config_hash": config_hash(cfg), "config": config_json(cfg), "stages": "[]",
@@ -77,8 +77,8 @@ def _run_record(out, run_id: str, cfg: dict) -> None:
 def settled_output(out: str | Path) -> dict:
     """Three copies of one recording and a loner, the non-canonical copies committed first (one
     part each) and settled by the writer; returns {"keep": example ids that must be accepted}."""
-    from tandem.catalogs.catalog import build
-    from tandem.pipelines.store.writer import JobWriter
+    from catalogs.catalog import build
+    from pipelines.store.writer import JobWriter
 
     from tandem.testing.fixtures import tone_item
     items = [tone_item(1)]

@@ -12,7 +12,7 @@ from typing import Self
 
 import numpy as np
 
-from tandem.synth.timeline import Turn, Utterance
+from synth.timeline import Turn, Utterance
 
 
 def fake_utterance(n_words: int, rng: np.random.Generator, sample_rate: int | None = None,

@@ -11,7 +11,7 @@ again. Modes: `exit` (os._exit(1) of the worker), `kill` (SIGKILL of the worker)
 (SIGKILL of the driver whose pid is in TANDEM_TOY_DRIVER_PID). The runner forwards TANDEM_*
 variables to Ray workers.
 
-`python -m tandem.testing.toy OUT --items N ...` runs a toy job through `tandem.ray_jobs.runner.run_job`
+`python -m tandem.testing.toy OUT --items N ...` runs a toy job through `ray_jobs.runner.run_job`
 (used by the crash tests, the cluster guide and `ray job submit`).
 """
 
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tandem.pipelines.core.config import config_hash, load_config
-from tandem.pipelines.core.contracts import example_row, source_row, stable_hash, work_key
-from tandem.pipelines.core.stage import Stage, reject
-from tandem.pipelines.io.audio import encode_flac
+from pipelines.core.config import config_hash, load_config
+from pipelines.core.contracts import example_row, source_row, stable_hash, work_key
+from pipelines.core.stage import Stage, reject
+from pipelines.io.audio import encode_flac
 
 FAULT_ENV = "TANDEM_TOY_FAULT"
 DRIVER_PID_ENV = "TANDEM_TOY_DRIVER_PID"
@@ -191,8 +191,8 @@ def toy_config(**resources) -> dict:
 
 
 def _kill_before_commit(n: int) -> None:
-    from tandem.pipelines.store import writer
-    from tandem.pipelines.store.commit import COMMITS
+    from pipelines.store import writer
+    from pipelines.store.commit import COMMITS
     write_json = writer.write_json_atomic
     seen = [0]
 
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         work["num_cpus"] = args.work_cpus
     if work:
         res["stages"] = {**(res.get("stages") or {}), "toy_work": work}
-    from tandem.ray_jobs.runner import InfraFailure, run_job
+    from ray_jobs.runner import InfraFailure, run_job
     items = make_items(args.items, cfg, start=args.start, duration_s=args.duration, sleep_s=args.sleep,
                        reject_every=args.reject_every, out_dir=args.out)
     try:
