@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import soundfile as sf
-from catalogs import catalog
+from catalogs import catalog, publish
 from pipelines.core.contracts import example_row, source_row, stable_hash
 from pipelines.io.audio import decode_flac, encode_flac
 from pipelines.store.commit import committed_files, iter_examples
@@ -75,7 +75,7 @@ def run_shards(clips, args):
         cfg = {"shards": {"target_bytes": 64 << 20, "row_group_rows": 8, "max_items_per_commit": 10_000}}
         t0 = time.perf_counter()
         w = JobWriter(out, cfg, run_id="bench", job="bench", config_hash="bench",
-                             on_commit=lambda m: catalog.ingest_commit(out, m))
+                             on_commit=lambda m: publish.ingest_commit(out, m))
         for i, a in enumerate(clips):
             ex = example_row(example_id=stable_hash("b", i), kind="synthetic", language="en",
                              duration_s=args.seconds, sample_rate=SR, num_samples=a.shape[1],

@@ -49,7 +49,7 @@ def main() -> int:
     from pipelines.core.config import _merge, config_hash, load_config, parse_overrides
     from synth.job import RoundTripStage, SynthesizeStage, make_items
     from synth.scripts import split_sentences
-    from synth.tts.base import make_tts
+    from synth.tts.registry import make_tts
     cfg = load_config(overrides=_merge({"synth": {"tts": {"backend": args.backend}}},
                                        parse_overrides(args.overrides), "", free=True))
     langs = LANGS if args.backend == "espeak" else ["en"]
@@ -150,7 +150,7 @@ def _turn_taking(syn, args, langs, cfg, h) -> int:
     per seed (audio and planned) and pooled over the seeds."""
     from synth.job import make_items
     from synth.summary import format_summary, summarize
-    from synth.turntaking import FISHER, KEYS
+    from pipelines.core.turntaking import FISHER, KEYS
     seeds = [int(x) for x in str(args.seeds or args.seed).split(",")]
     rows, per_seed = [], []
     for seed in seeds:

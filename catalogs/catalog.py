@@ -253,12 +253,6 @@ def build(out_dir: str | Path) -> Path:
     return catalog_path(out_dir)
 
 
-def ingest_commit(out_dir: str | Path, manifest: dict) -> None:
-    """One commit into the catalog and published (for callers that commit by hand)."""
-    from catalogs.publish import CatalogPublisher
-    CatalogPublisher(out_dir).ingest(manifest)
-
-
 def refresh_meta(out_dir: str | Path) -> None:
     """Reload the small tables (runs, mixtures) from their JSON files into a new published copy."""
     out_dir = Path(out_dir)

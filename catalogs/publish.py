@@ -134,3 +134,8 @@ class CatalogPublisher:
             self._last = time.monotonic()
             self.publications += 1
         return ok
+
+
+def ingest_commit(out_dir: str | Path, manifest: dict) -> None:
+    """One commit into the catalog and published (for callers that commit by hand)."""
+    CatalogPublisher(out_dir).ingest(manifest)

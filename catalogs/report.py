@@ -219,7 +219,7 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     axes[1].set_title("Overlapping speech")
     save(fig, "speakers_overlap.png", "Speakers per example and overlap ratio")
 
-    # 7. turn-taking of synthetic data, measured on the words (synth/turntaking.py)
+    # 7. turn-taking of synthetic data, measured on the words (pipelines/core/turntaking.py)
     tt = _turn_taking(con)
     if tt["dialogues"]:
         save(_plot_turn_taking(plt, tt), "turn_taking.png", "Turn-taking of synthetic dialogues, measured",
@@ -254,7 +254,7 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
 
 def _turn_taking(con) -> dict:
     """Per-minute figures (pooled) and the measured events of sampled synthetic examples."""
-    from synth.turntaking import FISHER, per_minute
+    from pipelines.core.turntaking import FISHER, per_minute
     ms: list[dict] = []
     cur = con.execute(f"SELECT params FROM examples WHERE kind = 'synthetic' AND status = 'accepted' "
                       f"AND params IS NOT NULL USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE ({SAMPLE_SEED})")
@@ -284,7 +284,7 @@ def _real_turn_taking(con) -> dict:
 
 
 def _plot_turn_taking(plt, tt: dict):
-    from synth.turntaking import KEYS
+    from pipelines.core.turntaking import KEYS
     fig, axes = plt.subplots(1, 5, figsize=(17, 3.4))
     pm, fi = tt["per_minute"], tt["fisher"]
     x = range(len(KEYS))

@@ -1,4 +1,4 @@
-"""Turn-taking of curated real conversation: synth/turntaking.py's measurement (Moshi's IPU, pause,
+"""Turn-taking of curated real conversation: pipelines/core/turntaking.py's measurement (Moshi's IPU, pause,
 gap and overlap seconds per minute) over accepted real examples, next to Fisher's figures, on what
 each channel carries (the filter stage's `tt.*` metrics). Overlap near zero on real calls means
 curation is losing overlapped speech."""
@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from synth.turntaking import FISHER, format_per_minute, measure, per_minute
+from pipelines.core.turntaking import FISHER, format_per_minute, measure, per_minute
 
 # Overlap under this share of Fisher's is flagged: real two-party speech always holds some.
 LOW_OVERLAP_SHARE = 0.25

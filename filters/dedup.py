@@ -19,23 +19,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import pyarrow as pa
+
 from filters.base import Decision, FilterParams
+from pipelines.core.contracts import SIGNATURE_SCHEMA  # noqa: F401 (kept importable from here)
 from pipelines.core.text import norm_text
 
 STATE = "_state/dedup"
 SCHEME = "affine32"  # datasketch's 32-bit permutations: 4 bytes per value
-SIGNATURE_SCHEMA = pa.schema([
-    ("example_id", pa.string()),
-    ("source_id", pa.string()),
-    ("audio_hash", pa.binary(16)),  # None when exact dedup is off or the example has no audio
-    ("minhash", pa.list_(pa.uint32())),  # None when the transcript is too short to compare
-    # Chromaprint items of the mix of both channels, quiet items 0 (None: near_audio off, no audio)
-    ("fingerprint", pa.list_(pa.uint32())),
-    # the examples this one was found to duplicate (its edges in the duplicate graph); kept so the
-    # clusters, and so the keeper of each, can be rebuilt after a crash or by the next run
-    ("duplicate_of", pa.list_(pa.string())),
-])
 
 
 def _decode(example: dict) -> tuple[np.ndarray, int]:

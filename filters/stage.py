@@ -195,9 +195,9 @@ def fill_columns(example: dict, metrics: dict, filters: list[Filter]) -> None:
 
 def turn_metrics(regions: list[list[tuple[float, float]]]) -> dict[str, float]:
     """`tt.*`: Moshi's turn-taking totals (s) of one real example from what each channel carries
-    (synth/turntaking.py's measure on the channels' speech regions): the words alone lose the
+    (pipelines/core/turntaking.py's measure on the channels' speech regions): the words alone lose the
     overlap, as Whisper writes one voice where two talk."""
-    from synth.turntaking import measure
+    from pipelines.core.turntaking import measure
     t = measure([{"channel": c, "start_s": s, "end_s": e} for c, rs in enumerate(regions) for s, e in rs])
     return {f"tt.{k}": float(t[k]) for k in ("span_s", "ipu_s", "pause_s", "gap_s", "overlap_s")}
 

@@ -2,7 +2,7 @@
 
 Each channel's voice activity comes from silero VAD (the project's one VAD) with silero's own
 region shape, as the quality filter runs it: threshold 0.5, speech >= 0.25 s, silences >= 0.1 s,
-0.03 s padding. The IPU / pause / gap / overlap arithmetic is synth/turntaking.py's, on those
+0.03 s padding. The IPU / pause / gap / overlap arithmetic is pipelines/core/turntaking.py's, on those
 regions instead of the words.
 
 Augmentation that puts sound on channel 1 where its speaker is silent (echo of channel 0, noise,
@@ -14,7 +14,7 @@ audio is kept apart from the figure compared with real conversation.
 from __future__ import annotations
 
 import numpy as np
-from synth.turntaking import BRIDGE_S, STEP_S, _runs, region_activity
+from pipelines.core.turntaking import BRIDGE_S, STEP_S, _runs, region_activity
 
 VAD_SETTINGS = {"threshold": 0.5, "min_speech_s": 0.25, "min_silence_s": 0.1, "pad_s": 0.03}
 SOUND_FLOOR_DB = -50.0  # below the loudest frame: espeak's quietest consonants stay above it
@@ -140,7 +140,7 @@ def audio_measures(words: list[dict], clean: list, augmented: list, aug: dict, s
     augmentation made audible: echo where the echo of channel 0 lands, else augment) and
     `word_audio` (word_audio_errors of the words against the clean channels' sound: where the
     words are wrong) and `word_vad` (against the VAD regions: what the VAD adds to the sound)."""
-    from synth.turntaking import measure_regions
+    from pipelines.core.turntaking import measure_regions
     labels = []
     extra = extra_spans(augmented[1], clean[1]) if aug else []
     if extra:

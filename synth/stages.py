@@ -72,7 +72,7 @@ class SynthesizeStage(Stage):
         return cls(SynthParams.from_config(cfg), resources=Resources.for_stage(cfg, cls.name))
 
     def check(self) -> None:
-        from synth.tts.base import check_tts
+        from synth.tts.registry import check_tts
         check_tts(self.params.tts, self.params.models, list(self.params.languages))
         if self.params.tts["backend"] == "piper":
             from synth.tts.piper import piper_voices, warped_names
@@ -93,7 +93,7 @@ class SynthesizeStage(Stage):
         self.tts = self._make_tts()
 
     def _make_tts(self):
-        from synth.tts.base import make_tts
+        from synth.tts.registry import make_tts
         return make_tts(self.params.tts, self.params.sample_rate, self.params.models,
                         threads=self.resources.threads, asr_params=self.params.asr)
 
@@ -238,7 +238,7 @@ class SynthesizeStage(Stage):
         from synth.mix import overlap_figures, render
         from synth.phrasebook import BACKCHANNELS
         from synth.timeline import build_timeline
-        from synth.turntaking import measure
+        from pipelines.core.turntaking import measure
 
         from tandem import __version__
         P = self.params

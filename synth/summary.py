@@ -1,5 +1,5 @@
 """What `tandem synth` prints at the end: the turn-taking of the dialogues it made, measured with
-Moshi's definitions (synth/turntaking.py) on their rendered audio (per-channel VAD, before the
+Moshi's definitions (pipelines/core/turntaking.py) on their rendered audio (per-channel VAD, before the
 augmentation adds echo and noise: synth/audiotiming.py) next to the planned figures (their words),
 the augmented audio's and Fisher's; how the words sit on the audio; and the speaker-change offsets
 against the configured targets."""
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 from synth.audiotiming import error_table
-from synth.turntaking import FISHER, KEYS, per_minute
+from pipelines.core.turntaking import FISHER, KEYS, per_minute
 
 
 def _q(x: list[float], q: float) -> float:

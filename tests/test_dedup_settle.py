@@ -155,10 +155,10 @@ def _named(uri: str) -> dict:
 @pytest.mark.parametrize("settled_by", ["same run", "next run"])
 @pytest.mark.parametrize("first", ["tone_1.wav", "a_copy.flac"])
 def test_a_source_under_two_names_is_kept_under_the_smallest_uri(tmp_path, first, settled_by):
-    from catalogs import catalog
+    from catalogs import catalog, publish
     uris = [first, ({"tone_1.wav", "a_copy.flac"} - {first}).pop()]
     w = JobWriter(tmp_path, CFG, run_id="r1", job="t", config_hash="h",
-                  on_commit=lambda m: catalog.ingest_commit(tmp_path, m))
+                  on_commit=lambda m: publish.ingest_commit(tmp_path, m))
     for u in uris:
         w.add(_named(u))
     if settled_by == "same run":

@@ -30,7 +30,7 @@ def out(tmp_path_factory):
     noisy = np.stack([T.add_noise(audio[0], 15, seed=1), T.add_noise(audio[1], 15, seed=2)])
     import json
 
-    from synth.turntaking import measure
+    from pipelines.core.turntaking import measure
     params = json.dumps({"gap_s": [0.3], "overlap": 0.0, "turn_taking": measure(words)})
     exs = [T.example(a, kind="synthetic", language="en", words=words, text=tuple(texts), example_id=eid,
                      roundtrip_cer=0.03, params=params)

@@ -5,7 +5,7 @@ import sys
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from catalogs import catalog
+from catalogs import catalog, publish
 from pipelines.io.files import sha256_file
 from pipelines.store.commit import OutputError, committed_files, verify
 from pipelines.store.writer import JobWriter
@@ -17,7 +17,7 @@ CFG = {"shards": {"target_bytes": 1 << 30, "row_group_rows": 2, "max_items_per_c
 
 def write(out, items, run_id="run1", cfg=CFG):
     w = JobWriter(out, cfg, run_id=run_id, job="test", config_hash="h",
-                         on_commit=lambda m: catalog.ingest_commit(out, m))
+                         on_commit=lambda m: publish.ingest_commit(out, m))
     for it in items:
         w.add(it)
     totals = w.close()

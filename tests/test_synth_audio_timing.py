@@ -9,7 +9,7 @@ import pytest
 from pipelines.core.config import config_hash, load_config
 from synth.audiotiming import error_table, extra_spans, sound_regions, word_audio_errors
 from synth.job import SynthesizeStage, format_summary, make_items, summarize
-from synth.turntaking import measure, measure_regions
+from pipelines.core.turntaking import measure, measure_regions
 
 LANGS = ["en", "fr", "de", "es", "it", "pt"]
 

@@ -186,7 +186,7 @@ def test_real_espeak_turn_taking_near_fisher(cfg, stage):
     # defaults were tuned on 40 dialogues per seed (within 9% on seeds 3, 7, 11, pooled within 2%);
     # runs of this size differ by up to 11 points, so this one is held to 20%: it checks the real
     # TTS path's audio lands near Fisher.
-    from synth.turntaking import format_per_minute, off_fisher
+    from pipelines.core.turntaking import format_per_minute, off_fisher
     items = list(make_items(None, 36, 21, LANGS, cfg, config_hash(cfg), "/unused"))
     s = summarize(stage(it)["examples"][0] for it in items)
     print("\n" + format_summary(s))

@@ -132,7 +132,7 @@ def test_render_puts_words_on_their_channel():
 def test_summary_over_rows_reports_against_targets():
     import json
     tl = _timeline(n=201)
-    from synth.turntaking import measure
+    from pipelines.core.turntaking import measure
     tl = _timeline(n=201)
     rows = [{"params": json.dumps({"timeline": tl.stats(), "turn_taking": measure(tl.words()),
                                    "targets": {k: getattr(DEFAULTS, k) for k in ("gap_mean_s", "gap_std_s",

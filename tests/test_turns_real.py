@@ -1,4 +1,4 @@
-"""Turn-taking of curated real conversation (issue 25 item 6): synth/turntaking.py's measurement on
+"""Turn-taking of curated real conversation (issue 25 item 6): pipelines/core/turntaking.py's measurement on
 accepted real examples' words, in the report and in `tandem curate`'s summary, next to Fisher."""
 
 import json
@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 from catalogs import report
 from catalogs.turns import format_real, real_turn_taking
-from synth.turntaking import FISHER
+from pipelines.core.turntaking import FISHER
 
 
 def w(ch, s, e):

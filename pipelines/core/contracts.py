@@ -110,6 +110,19 @@ SOURCE_SCHEMA = pa.schema(
     metadata={"tandem.schema": "sources", "tandem.schema_version": str(SCHEMA_VERSION)},
 )
 
+# Dedup signatures beside the shards (kinds `dedup` and `dupes`): filters/dedup.py computes them.
+SIGNATURE_SCHEMA = pa.schema([
+    ("example_id", pa.string()),
+    ("source_id", pa.string()),
+    ("audio_hash", pa.binary(16)),  # None when exact dedup is off or the example has no audio
+    ("minhash", pa.list_(pa.uint32())),  # None when the transcript is too short to compare
+    # Chromaprint items of the mix of both channels, quiet items 0 (None: near_audio off, no audio)
+    ("fingerprint", pa.list_(pa.uint32())),
+    # the examples this one was found to duplicate (its edges in the duplicate graph); kept so the
+    # clusters, and so the keeper of each, can be rebuilt after a crash or by the next run
+    ("duplicate_of", pa.list_(pa.string())),
+])
+
 REJECTION_SCHEMA = pa.schema(
     [
         ("rejection_id", pa.string()),

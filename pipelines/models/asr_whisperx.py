@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pipelines.models.asr import ASR_SR, Asr, to_16k_mono, top_languages
+
+from pipelines.models.asr_base import ASR_SR, Asr, to_16k_mono, top_languages
 from pipelines.models.registry import ModelMissing
 
 # A word the aligner could not place keeps Whisper's cross-attention time; its score is Whisper's
@@ -259,6 +260,7 @@ def load_aligner(lang: str, align_model: str | dict | None, device: str, cfg: di
     aligner anywhere (its words keep Whisper's times). A named aligner that is not here raises
     ModelMissing (with `download`, a hub id or torchaudio bundle is fetched instead)."""
     import whisperx
+
     from pipelines.models.fetch import (
         align_dir,
         aligner_path,

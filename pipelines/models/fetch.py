@@ -1,6 +1,6 @@
 """Production models in one cache directory that every node shares: layout, presence checks, fetch.
 
-Layout under `models.cache_dir` (see registry.cache_dir):
+Layout under `models.cache_dir` (see cache.cache_dir):
   models--*/   Hugging Face hub cache entries (the directory itself is the hub cache_dir):
                faster-whisper CTranslate2 models, wav2vec2 aligners from the hub, the pyannote
                diarization pipeline (pipelines/models/diarization.py reads it with the same cache_dir)
@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines.models.registry import ModelMissing, cache_dir, punkt_root
+from pipelines.core.stage import ModelMissing
+from pipelines.models.cache import cache_dir, punkt_root
 
 FETCH_HINT = "run `tandem models fetch --cache DIR` on a machine with hub access (HF_TOKEN set for gated models)"
 

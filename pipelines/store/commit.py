@@ -5,7 +5,7 @@ Layout of an output directory OUT:
   rejected/*.parquet    examples a filter rejected, audio kept (EXAMPLE_SCHEMA)
   rejections/*.parquet  why anything was rejected (REJECTION_SCHEMA)
   sources/*.parquet     every input seen, accepted or not (SOURCE_SCHEMA)
-  dedup/*.parquet       dedup signatures of the kept examples (filters.dedup.SIGNATURE_SCHEMA)
+  dedup/*.parquet       dedup signatures of the kept examples (contracts.SIGNATURE_SCHEMA)
   dupes/*.parquet       signatures of the examples rejected as duplicates, with what they duplicate
   _commits/*.json       one manifest per commit: the commit point
   _retired/<commit>/    files a commit retired (same relative paths), until `tandem gc`
@@ -35,8 +35,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from filters.dedup import SIGNATURE_SCHEMA
-from pipelines.core.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, SOURCE_SCHEMA
+from pipelines.core.contracts import EXAMPLE_SCHEMA, REJECTION_SCHEMA, SIGNATURE_SCHEMA, SOURCE_SCHEMA
 from pipelines.io.files import iter_rows, sha256_file
 
 KINDS = {"shards": EXAMPLE_SCHEMA, "rejected": EXAMPLE_SCHEMA, "rejections": REJECTION_SCHEMA,

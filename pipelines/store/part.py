@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filters.dedup import SIGNATURE_SCHEMA, DedupParams, signature
-from pipelines.core.contracts import EXAMPLE_SCHEMA, rejection_row, to_table
+from filters.dedup import DedupParams, signature
+from pipelines.core.contracts import EXAMPLE_SCHEMA, SIGNATURE_SCHEMA, rejection_row, to_table
 from pipelines.io.files import write_table_atomic
 from pipelines.store.commit import KINDS, STAGING
-
 from tandem import __version__
 
 

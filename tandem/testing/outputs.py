@@ -28,7 +28,7 @@ def dialogue_output(out: str | Path, *, run_id: str = "run1") -> dict:
     from catalogs.catalog import build
     from filters.stage import FilterStage
     from pipelines.store.writer import JobWriter
-    from synth.turntaking import measure
+    from pipelines.core.turntaking import measure
 
     from tandem.testing import filters as T
 

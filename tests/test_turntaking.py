@@ -6,7 +6,7 @@ import pytest
 from pipelines.core.config import load_config
 from synth.params import TimelineParams
 from synth.timeline import build_timeline
-from synth.turntaking import FISHER, format_per_minute, measure, off_fisher, per_minute
+from pipelines.core.turntaking import FISHER, format_per_minute, measure, off_fisher, per_minute
 
 from tandem.testing.synth import fake_backchannel, fake_turns
 
