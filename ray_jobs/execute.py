@@ -141,8 +141,9 @@ def init_ray(cfg: dict, address: str | None = None) -> bool:
     return True
 
 
-def stage_requests(stages: list[Stage], cfg: dict) -> list[tuple[Stage, Resources]]:
-    return [(s, Resources.for_stage(cfg, s.name)) for s in stages]
+def stage_requests(stages: list[Stage]) -> list[tuple[Stage, Resources]]:
+    """What each stage asks Ray for: its own `resources`, set where the stage was built."""
+    return [(s, s.resources) for s in stages]
 
 
 def check_fit(requests: list[tuple[Stage, Resources]], cluster: dict[str, float],
@@ -187,6 +188,7 @@ def start_index(out_dir: str, dedup) -> ActorIndex:
     """The index actor, on the driver's node (it lives and dies with the job), loaded before use."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     from pipelines.store.index import CommitIndex
     node = ray.get_runtime_context().get_node_id()
     handle = ray.remote(CommitIndex).options(
@@ -239,7 +241,7 @@ def _run_ray(items: Any, stages: list[Stage], cfg: dict, progress: bool, index: 
     import ray
     from ray.data import ActorPoolStrategy, DataContext, TaskPoolStrategy
 
-    requests = stage_requests(stages, cfg)
+    requests = stage_requests(stages)
     # the last operator writes the parts (FLAC decode for dedup hashes, Parquet): a stage's request
     write = Resources.for_stage(cfg, WRITE_STAGE)
     node_cpus = [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]

@@ -140,6 +140,24 @@ def test_check_fit_names_the_stages():
         check_fit([(A(gpu), Resources.for_stage(gpu, "asr"))], {"CPU": 2})
 
 
+def test_a_stage_asks_ray_for_its_own_resources():
+    from ray_jobs.execute import stage_requests
+
+    class Asr(Stage):
+        name = "asr"
+        default_resources = Resources(num_cpus=1.0)
+    built = Asr(resources=Resources(num_cpus=0.5, num_gpus=1))
+    assert built.device == "cuda"
+    # the config is not consulted again: what the stage was built with is what Ray is asked for
+    assert stage_requests([built]) == [(built, Resources(num_cpus=0.5, num_gpus=1))]
+    with pytest.raises(ResourceFitError, match="GPUs"):
+        check_fit(stage_requests([built]), {"CPU": 2})
+    plain = Asr()
+    assert plain.resources == Resources(num_cpus=1.0) and plain.resources is not Asr.default_resources
+    from_cfg = Asr({"resources": {"stages": {"asr": {"num_gpus": 0.5}}}})
+    assert stage_requests([from_cfg])[0][1].num_gpus == 0.5
+
+
 def test_requests_that_do_not_fit_fail_before_running(ray_session, tmp_path):
     cfg = toy_config(stages={"toy_work": {"num_cpus": 1.0, "concurrency": 2}})
     with pytest.raises(ResourceFitError, match="toy_work: 2 x 1.0 CPU"):

@@ -16,6 +16,7 @@ The same class runs in a unit test (`stage.run_items([...])`) and as a Ray Data 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import time
 import traceback
@@ -110,13 +111,17 @@ class Stage:
     # the run this stage works for (set by the runner): an attempt marker left by another run is a
     # job that ended (driver killed, cancelled), not a worker that died on the input
     attempt_run: str | None = None
+    # what the stage asks for when built in code; from_config overrides it from resources.stages.<name>
+    default_resources: Resources = Resources()
 
     def __init__(self, cfg: dict | None = None, *, resources: Resources | None = None):
         # `cfg` is the legacy form: stages not yet given typed parameters read it in setup()
         if cfg is not None:
             self.cfg = cfg
         if resources is None:
-            resources = Resources.for_stage(cfg, self.name) if cfg is not None else Resources()
+            resources = (Resources.for_stage(cfg, self.name) if cfg is not None
+                         else dataclasses.replace(self.default_resources))
+        # the one source of what an engine asks for (Ray actors and tasks, the local runner's threads)
         self.resources = resources
         self.counters = Counters()
         self._ready = False
