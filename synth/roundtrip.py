@@ -15,15 +15,18 @@ class RoundTripStage(Stage):
 
     `roundtrip_cer` is the worse (max) of the two channels, so an example passes a threshold only
     if both sides are intelligible; per-channel and mean CER go to `metrics`; the ASR segments go
-    to `segments` with their channel. Only a channel's speech (from its word times, padded) is
-    sent to ASR: Whisper hallucinates in the listening side's long silences."""
+    to `segments` with their channel and trust signals. Only a channel's speech (its word times,
+    padded) is sent to ASR: Whisper hallucinates in the listening side's long silences. Each
+    channel's speech is packed into full Whisper windows (pipelines/models/asr_windows.py, as
+    curation packs a speaker's turns), and the windows of every dialogue of a batch in one
+    language are decoded together, `batch_size` at a time."""
 
     name = ROUNDTRIP_NAME
     reads = ("examples",)
     writes = ("examples",)
     uses_model = True
 
-    def __init__(self, asr, models: dict, pad_s: float, best_of: int = 1, pack_sep_s: float | None = None, *,
+    def __init__(self, asr, models: dict, pad_s: float, best_of: int = 1, pack_sep_s: float | None = 0.3, *,
                  resources: Resources | None = None):
         super().__init__(resources=resources)
         self.asr_params, self.models, self.pad_s, self.best_of = asr, models, float(pad_s), int(best_of)
@@ -52,10 +55,10 @@ class RoundTripStage(Stage):
     _ahead: dict | None = None  # id(example) -> {channel: segments}, decoded by run_items
 
     def run_items(self, items: list[dict]) -> list[dict]:
-        """With batched decoding (batch_size > 1), the chunks of every example of the batch in one
-        language go to Whisper together, so a batch fills across dialogues; each item is then
-        scored in its own call (errors, retries and counters stay per item). If the joint decode
-        fails, each item decodes its own chunks and reports its own error."""
+        """The windows of every example of the batch in one language go to Whisper together, so
+        a batch fills across dialogues; each item is then scored in its own call (errors, retries
+        and counters stay per item). If the joint decode fails, each item decodes its own windows
+        and reports its own error."""
         self.ensure_setup()
         if self.asr_params.batch_size > 1 and len(items) > 1:
             exs = [ex for it in items if it.get("status") not in ("rejected", "retry") for ex in it.get("examples") or []]
@@ -68,49 +71,69 @@ class RoundTripStage(Stage):
         finally:
             self._ahead = None
 
-    def _decode(self, exs: list[dict]) -> dict[int, dict[int, list[dict]]]:
-        """ASR segments of each example's channels: {id(example): {channel: segments}}. Only a
-        channel's speech (its word times, padded) is sent; the chunks of all examples of one
-        language go in one transcribe_chunks call, the backend batching them by batch_size."""
-        from pipelines.io.audio import decode_flac
-        from pipelines.models.asr import speech_chunks, to_16k_mono
+    def windows(self, exs: list[dict]) -> tuple[list, list[tuple[dict, int]]]:
+        """Windows of the examples' channels, group k being channel `owners[k]` = (example,
+        channel): the channel's word spans padded by pad_s, packed first-fit into windows of at
+        most asr.chunk_max_s joined by pack_sep_s of silence (null: time-ordered chunks cut at
+        pauses over asr.chunk_gap_s, one window each)."""
+        import dataclasses
+
+        from pipelines.models.asr_windows import pack_windows, time_windows
         p = self.asr_params
-        by_lang: dict[str, list[tuple[int, int, list]]] = {}
-        packs: dict[tuple[int, int], list | None] = {}
+        groups, owners = [], []
         for ex in exs:
-            audio, sr = decode_flac(ex["audio"])
-            total = audio.shape[1] / sr
+            total = float(ex["duration_s"])
             for ch in (0, 1):
+                # padded here, clamped to this example's length: groups of many examples share one packing
                 regions = [(max(0.0, w["start_s"] - self.pad_s), min(total, w["end_s"] + self.pad_s))
                            for w in ex["words"] if w["channel"] == ch]
-                x16 = to_16k_mono(audio[ch], sr)
-                if self.pack_sep_s is None:
-                    chunks = [(s, x16[int(s * 16000): int(e * 16000)])
-                              for s, e in speech_chunks(regions, p.chunk_max_s, p.chunk_gap_s)]
-                    packs[(id(ex), ch)] = None
-                else:
-                    chunks, packs[(id(ex), ch)] = pack_channel(regions, x16, p.chunk_max_s, self.pack_sep_s)
-                by_lang.setdefault(ex["language"], []).append((id(ex), ch, chunks))
+                groups.append((ch, regions))
+                owners.append((ex, ch))
+        if self.pack_sep_s is None:  # one window per chunk, each keeping its (example, channel) group
+            wins = [dataclasses.replace(w, group=g) for g, grp in enumerate(groups)
+                    for w in time_windows([grp], p.chunk_max_s, p.chunk_gap_s, 0.0, 0.0, float("inf"), join=False)]
+        else:
+            wins = pack_windows(groups, p.chunk_max_s, 0.0, self.pack_sep_s, float("inf"))
+        return wins, owners
+
+    def _decode(self, exs: list[dict]) -> dict[int, dict[int, list[dict]]]:
+        """ASR segments of each example's channels on the dialogue clock: {id(example): {channel:
+        segments}}. The windows of all examples of one language go to one transcribe_windows."""
+        from pipelines.io.audio import decode_flac
+        from pipelines.models.asr import to_16k_mono
+        from pipelines.models.asr_windows import WINDOWS_PER_CALL_PER_BATCH, transcribe_windows, window_audio
+        p = self.asr_params
         out: dict[int, dict[int, list[dict]]] = {id(ex): {0: [], 1: []} for ex in exs}
-        for lang, parts in by_lang.items():
-            if p.batch_size <= 1:  # chunk by chunk anyway: nothing to gain from one call
-                for key, ch, chunks in parts:
-                    out[key][ch] = self.asr.transcribe_chunks(chunks, language=lang)
-                continue
-            flat, owner = [], []
-            for key, ch, chunks in parts:
-                flat.extend(chunks)
-                owner.extend([(key, ch)] * len(chunks))
-            for seg in self.asr.transcribe_chunks(flat, language=lang):  # in chunk order
-                if "chunk_index" not in seg:
-                    raise KeyError("the ASR backend's transcribe_chunks gives no chunk_index: batched round trip "
-                                   "cannot tell which dialogue a segment belongs to")
-                key, ch = owner[seg["chunk_index"]]
-                out[key][ch].append(seg)
-        for (key, ch), windows in packs.items():
-            if windows is not None:
-                for seg in out[key][ch]:
-                    seg["start_s"], seg["end_s"] = unpack_time(windows, seg["start_s"]), unpack_time(windows, seg["end_s"])
+        by_lang: dict[str, list[dict]] = {}
+        for ex in exs:
+            by_lang.setdefault(ex["language"], []).append(ex)
+        n_wins = n_retried = 0
+        for lang, group in by_lang.items():
+            wins, owners = self.windows(group)
+            x16 = {}
+            for ex in group:
+                audio, sr = decode_flac(ex["audio"])
+                for ch in (0, 1):
+                    x16[(id(ex), ch)] = to_16k_mono(audio[ch], sr)
+
+            def piece(w, s, e, owners=owners, x16=x16):
+                ex, ch = owners[w.group]
+                return x16[(id(ex), ch)][int(s * 16000): int(e * 16000)]
+
+            found, retry = transcribe_windows(
+                self.asr, wins, lambda w, piece=piece: window_audio(w, piece), lang,
+                per_call=max(1, p.batch_size) * WINDOWS_PER_CALL_PER_BATCH, max_s=p.chunk_max_s,
+                sep_s=self.pack_sep_s or 0.0, pad_s=self.pad_s)
+            for w, seg in found:
+                ex, ch = owners[w.group]
+                out[id(ex)][ch].append(seg)
+            n_wins, n_retried = n_wins + len(wins), n_retried + len(retry)
+        for chans in out.values():
+            for segs in chans.values():
+                segs.sort(key=lambda g: g["start_s"])  # first-fit windows: the text in the order it was said
+        c = self.counters.extra
+        c["windows"] = c.get("windows", 0) + n_wins
+        c["windows_retried"] = c.get("windows_retried", 0) + n_retried
         return out
 
     def process(self, item: dict) -> dict:
@@ -140,48 +163,6 @@ class RoundTripStage(Stage):
         if self.best_of > 1 and len(exs) > 1:
             keep_best(item)
         return item
-
-
-def pack_channel(regions: list[tuple[float, float]], x16, max_s: float, sep_s: float) -> tuple[list, list]:
-    """One channel's speech packed into windows of at most `max_s`: its regions (merged where less
-    than `sep_s` apart, a longer one split evenly) laid end to end in time order with `sep_s` of
-    silence between, so Whisper decodes about speech / max_s windows instead of one per stretch
-    of speech (each Whisper window costs the same encoder pass however short its audio; the
-    listening side's backchannels alone would each take one). Returns ([(offset_s, audio16k)],
-    [pieces per window]) with pieces (src_start_s, src_end_s, window_start_s); a window's
-    offset is its first piece's start, so its window times stay inside its own source span."""
-    import numpy as np
-    from pipelines.curate.transcribe import speech_pieces
-    pieces = speech_pieces(regions, max_s, sep_s)
-    windows: list[list[tuple[float, float, float]]] = []
-    end = 0.0
-    for s, e in pieces:  # in time order, so the text comes back in the order it was said
-        if windows and end + sep_s + (e - s) <= max_s + 1e-9:
-            windows[-1].append((s, e, end + sep_s))
-            end += sep_s + e - s
-        else:
-            windows.append([(s, e, 0.0)])
-            end = e - s
-    gap = np.zeros(round(sep_s * 16000), np.float32)
-    chunks = []
-    for w in windows:
-        parts = []
-        for k, (s, e, _) in enumerate(w):
-            parts += ([gap] if k else []) + [x16[int(s * 16000): int(e * 16000)]]
-        chunks.append((w[0][0], np.concatenate(parts)))
-    return chunks, windows
-
-
-def unpack_time(windows: list, t: float) -> float:
-    """A time that transcribe_chunks put on a packed window (its offset + window time) back on
-    the dialogue clock, clamped into the piece it falls in."""
-    import bisect
-    j = max(0, bisect.bisect_right([w[0][0] for w in windows], t) - 1)
-    w = windows[j]
-    tw = t - w[0][0]
-    k = max(0, bisect.bisect_right([p[2] for p in w], tw) - 1)
-    s, e, ws = w[k]
-    return min(max(s + tw - ws, s), e)
 
 
 def keep_best(item: dict) -> None:
