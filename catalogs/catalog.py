@@ -71,6 +71,7 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
     # the rejecting filter's own detection; `language` is the example's one label (see _finish)
     con.execute("ALTER TABLE rejections ADD COLUMN IF NOT EXISTS detected_language VARCHAR")
     con.execute("ALTER TABLE examples ADD COLUMN IF NOT EXISTS speaker_ids VARCHAR[]")  # older working copies
+    con.execute("ALTER TABLE sources ADD COLUMN IF NOT EXISTS uri_given VARCHAR")
     con.execute(f"CREATE TABLE IF NOT EXISTS shards ({_ddl(SHARD_SCHEMA)})")
     con.execute(f"CREATE TABLE IF NOT EXISTS runs ({_ddl(RUN_SCHEMA)})")
     con.execute("CREATE TABLE IF NOT EXISTS commits (commit_id VARCHAR, run_id VARCHAR, job VARCHAR, "
@@ -98,7 +99,10 @@ def _ingest_file(con, out_dir: Path, rel: str) -> None:
         con.execute(f"INSERT INTO rejections ({cols}, detected_language) SELECT {cols}, language "
                     "FROM read_parquet(?)", [path])
     elif kind == "sources":
-        _insert_from_parquet(con, "sources", path, ", ".join(f'"{c}"' for c in SOURCE_SCHEMA.names))
+        # files written before a column was added lack it: read as NULL
+        have = {r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [path]).fetchall()}
+        cols = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in SOURCE_SCHEMA.names)
+        _insert_from_parquet(con, "sources", path, cols)
 
 
 def _drop_file(con, rel: str, path: Path | None = None) -> None:

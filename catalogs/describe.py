@@ -49,7 +49,7 @@ _EX = {
 }
 _REJ = {
     "rejection_id": "id of the rejection row",
-    "uri": "the input file (or script id) the rejected item came from",
+    "uri": "the input file (absolute, resolved path; or script id) the rejected item came from",
     "source_id": "sources.source_id of the input (null when it could not be decoded)",
     "example_id": "examples.example_id of the rejected example; null when a whole source was rejected",
     "kind": "real | synthetic",
@@ -68,7 +68,7 @@ _REJ = {
 _SRC = {
     "source_id": "hash of the decoded audio (or of the script, for synthetic); the same recording under "
                  "two names has one source_id",
-    "uri": "the input as the job was given it",
+    "uri": "the input's absolute, resolved path (or script id), whatever directory the job ran in",
     "kind": "real | synthetic",
     "format": "container/codec of the input (wav, mp3, flac ...; script for synthetic)",
     "orig_sample_rate": "sample rate of the input file in Hz",
@@ -80,6 +80,8 @@ _SRC = {
     "work_key": "hash(source identity, config hash): what a rerun skips on",
     "config_hash": "hash of the job config",
     "run_id": "the run that ingested it",
+    "uri_given": ("the input as the user named it: the manifest's entry as written, or the path under the "
+                  "directory or glob as typed (null in outputs written before this column)"),
 }
 TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "examples": ("every example, accepted and rejected (no audio; the audio is in the `shard` file); "

@@ -75,15 +75,19 @@ def make_items(scripts: str | None, count: int, seed: int, languages: list[str],
                    "llm_cache": str(Path(out_dir) / "_llm_cache"),
                    "source_id": stable_hash("rendition", key, dseed, n=32), "language": req["language"]}
         return
+    import os
+    where = os.path.abspath(scripts)  # uris absolute, wherever the job ran; uri_given as typed
     for n, (line, s, err) in enumerate(iter_jsonl(scripts, languages)):
         if count > 0 and n >= count:
             return
         if err is not None:
-            uri = f"{scripts}#line{line}"
-            yield _bad_item(uri, err, f"{scripts}:{line}:{err}", dialogue_seed(seed, uri), cfg_hash)
+            uri = f"{where}#line{line}"
+            it = _bad_item(uri, err, f"{where}:{line}:{err}", dialogue_seed(seed, uri), cfg_hash)
+            yield {**it, "uri_given": f"{scripts}#line{line}"}
         else:
-            yield _item(s, f"{scripts}#{s['dialogue_id']}", dialogue_seed(seed, s["dialogue_id"], script_hash(s)),
-                        cfg_hash)
+            it = _item(s, f"{where}#{s['dialogue_id']}", dialogue_seed(seed, s["dialogue_id"], script_hash(s)),
+                       cfg_hash)
+            yield {**it, "uri_given": f"{scripts}#{s['dialogue_id']}"}
 
 
 def synthesis_stages(cfg: dict) -> list[Stage]:

@@ -94,7 +94,7 @@ EXAMPLE_SCHEMA = pa.schema(
 SOURCE_SCHEMA = pa.schema(
     [
         ("source_id", pa.string()),  # hash of the decoded audio (or of the script, for synthetic)
-        ("uri", pa.string()),
+        ("uri", pa.string()),  # absolute (resolved), wherever the job ran
         ("kind", pa.string()),
         ("format", pa.string()),
         ("orig_sample_rate", pa.int32()),
@@ -106,6 +106,9 @@ SOURCE_SCHEMA = pa.schema(
         ("work_key", pa.string()),  # hash(source id or uri, config hash): what resume skips on
         ("config_hash", pa.string()),
         ("run_id", pa.string()),
+        # the input as the user named it (manifest entry, path under the directory or glob as
+        # typed); last, so files written before it read with it null
+        ("uri_given", pa.string()),
     ],
     metadata={"tandem.schema": "sources", "tandem.schema_version": str(SCHEMA_VERSION)},
 )

@@ -8,13 +8,15 @@ from pathlib import Path
 
 from pipelines.core.contracts import stable_hash, work_key
 from pipelines.core.stage import Stage
-from pipelines.io.inputs import list_inputs  # noqa: F401 - its old home; callers import it here
+from pipelines.io.inputs import given_of, list_inputs  # noqa: F401 - list_inputs' old home; callers import it here
 
 
 def make_items(inputs: Iterable[str], cfg: dict, cfg_hash: str, out_dir: str) -> Iterator[dict]:
-    """One work item per input; the work key uses size and mtime so it costs no decoding."""
+    """One work item per input; the work key uses size and mtime so it costs no decoding, and the
+    absolute path, so the same job run from another directory resumes."""
     base_seed = int(cfg.get("seed", 0))
-    for uri in inputs:
+    for named in inputs:
+        uri = os.path.abspath(named) if "://" not in named else str(named)
         try:
             st = os.stat(uri)
             size, mtime = st.st_size, st.st_mtime_ns
@@ -22,7 +24,8 @@ def make_items(inputs: Iterable[str], cfg: dict, cfg_hash: str, out_dir: str) ->
             size, mtime = -1, -1  # ingest rejects it with the reason
         seed = int(stable_hash("seed", base_seed, uri), 16) % (2 ** 63)
         yield {
-            "uri": uri, "kind": "real", "work_key": work_key(f"{uri}|{size}|{mtime}", cfg_hash),
+            "uri": uri, "uri_given": given_of(named), "kind": "real",
+            "work_key": work_key(f"{uri}|{size}|{mtime}", cfg_hash),
             "seed": seed, "status": "ok", "rejections": [], "out_dir": str(out_dir), "cfg_hash": cfg_hash,
         }
 

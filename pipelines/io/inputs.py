@@ -5,8 +5,9 @@ wraps a spec and an item factory: iterated, it is the same; on Ray (`to_dataset`
 read in blocks by the workers (a directory walked, a manifest streamed, by one listing task), and
 the item factory runs per block there too, so the driver never holds the input list. A manifest
 is checked on the driver first, streamed: a bad line is an error naming the manifest and the
-line, before anything runs. Its uris are resolved paths, so one input named two ways is one
-work item (claimed once).
+line, before anything runs. Every uri is a resolved absolute path, so one input named two ways
+is one work item (claimed once) and a rerun from another directory finds the same work keys; each
+is an `Input`, a str that also keeps the name the user gave (`given`), stored as `uri_given`.
 """
 
 from __future__ import annotations
@@ -23,37 +24,56 @@ from pipelines.io.audio import AUDIO_EXTENSIONS
 LIST_BATCH = 256
 
 
-def list_inputs(spec: str) -> Iterator[str]:
+class Input(str):
+    """An input's uri (resolved, absolute) that also keeps `given`, the name the user gave: the
+    manifest's entry as written, or the path as the directory or glob was typed. A str, so item
+    factories that take paths take these unchanged."""
+
+    def __new__(cls, uri: str, given: str | None = None):
+        self = super().__new__(cls, uri)
+        self.given = uri if given is None else given
+        return self
+
+    def __reduce__(self):
+        return (Input, (str(self), self.given))
+
+
+def given_of(uri: str) -> str:
+    """The name the user gave for `uri` (itself when it is a plain str)."""
+    return getattr(uri, "given", str(uri))
+
+
+def list_inputs(spec: str) -> Iterator[Input]:
     """Audio files named by `spec`: a directory (recursive, by audio extension, sorted), a glob,
     a single file, or a manifest (.jsonl with a `uri` per line, .parquet with a `uri` column).
-    Manifest uris are resolved relative to the manifest's folder."""
+    Each is resolved to an absolute path (a manifest's relative to the manifest's folder)."""
     p = Path(spec)
     if p.is_dir():
         for root, dirs, files in os.walk(p):
             dirs.sort()
             for name in sorted(files):
                 if Path(name).suffix.lower() in AUDIO_EXTENSIONS:
-                    yield str(Path(root) / name)
+                    named = str(Path(root) / name)
+                    yield Input(_resolve(named, Path.cwd()), named)
         return
     if p.is_file() and p.suffix.lower() in (".jsonl", ".parquet"):
-        for _, uri in manifest_uris(p):
-            yield uri
+        yield from manifest_inputs(p)
         return
     if p.is_file():
-        yield str(p)
+        yield Input(_resolve(spec, Path.cwd()), spec)
         return
     if glob.has_magic(spec):
         hits = sorted(glob.iglob(spec, recursive=True))
         if not hits:
             raise FileNotFoundError(f"input {spec!r}: the pattern matches no file")
-        yield from (h for h in hits if Path(h).is_file())
+        yield from (Input(_resolve(h, Path.cwd()), h) for h in hits if Path(h).is_file())
         return
     raise FileNotFoundError(f"input {spec!r}: no such file, directory or manifest")
 
 
 def _resolve(uri: str, base: Path) -> str:
-    """A manifest's uri as a resolved path (relative to the manifest's folder), so `a.wav`,
-    `./a.wav`, `sub/../a.wav` and a symlink to it name one input, claimed once."""
+    """`uri` as a resolved absolute path (relative to `base`), so `a.wav`, `./a.wav`,
+    `sub/../a.wav` and a symlink to it name one input, claimed once."""
     if "://" in uri:
         return uri  # not a local path: ingest rejects it as missing
     try:
@@ -62,10 +82,22 @@ def _resolve(uri: str, base: Path) -> str:
         return os.path.abspath(base / uri)
 
 
+def manifest_inputs(p: Path) -> Iterator[Input]:
+    """The manifest's inputs, resolved, each keeping its entry as written."""
+    for _, uri, given in _manifest_entries(p):
+        yield Input(uri, given)
+
+
 def manifest_uris(p: Path) -> Iterator[tuple[int, str]]:
     """(line, resolved uri) of a .jsonl manifest, or (row, uri) of a .parquet one, streamed. A bad
     entry (not JSON, not an object, no `uri`, not a string, empty) is a ValueError naming the
     manifest and the line or row."""
+    for i, uri, _ in _manifest_entries(p):
+        yield i, uri
+
+
+def _manifest_entries(p: Path) -> Iterator[tuple[int, str, str]]:
+    """(line or row, resolved uri, uri as written), streamed."""
     base = p.parent
     if p.suffix.lower() == ".jsonl":
         with open(p, encoding="utf-8", errors="replace") as f:
@@ -78,7 +110,7 @@ def manifest_uris(p: Path) -> Iterator[tuple[int, str]]:
                     raise ValueError(f"manifest {p}, line {i}: not JSON ({e.args[0] if e.args else e})") from None
                 if not isinstance(obj, dict) or "uri" not in obj:
                     raise ValueError(f"manifest {p}, line {i}: expected a JSON object with a 'uri' field")
-                yield i, _checked_uri(obj["uri"], base, f"manifest {p}, line {i}")
+                yield i, _checked_uri(obj["uri"], base, f"manifest {p}, line {i}"), obj["uri"]
         return
     import pyarrow.parquet as pq
     pf = pq.ParquetFile(p)
@@ -88,7 +120,7 @@ def manifest_uris(p: Path) -> Iterator[tuple[int, str]]:
     for batch in pf.iter_batches(columns=["uri"], batch_size=4096):
         for uri in batch.column(0).to_pylist():
             row += 1
-            yield row, _checked_uri(uri, base, f"manifest {p}, row {row}")
+            yield row, _checked_uri(uri, base, f"manifest {p}, row {row}"), uri
 
 
 def _checked_uri(uri: object, base: Path, where: str) -> str:
@@ -124,14 +156,18 @@ def _walk(batch: dict, spec: str, kind: str) -> Iterator[dict]:
     """A listing task: yields the spec's files LIST_BATCH at a time (generator: streams)."""
     import numpy as np
     it = list_inputs(spec)
-    chunk: list[str] = []
+    chunk: list[Input] = []
+
+    def block() -> dict:
+        return {"uri": np.array([str(u) for u in chunk], dtype=object),
+                "given": np.array([u.given for u in chunk], dtype=object)}
     for uri in it:
         chunk.append(uri)
         if len(chunk) >= LIST_BATCH:
-            yield {"uri": np.array(chunk, dtype=object)}
+            yield block()
             chunk = []
     if chunk:
-        yield {"uri": np.array(chunk, dtype=object)}
+        yield block()
 
 
 def small_blocks(ds, rows: int):
@@ -147,12 +183,12 @@ def small_blocks(ds, rows: int):
 
 
 def uri_dataset(spec: str):
-    """A Ray dataset of {uri} rows, read in blocks by the workers."""
+    """A Ray dataset of {uri, given} rows, read in blocks by the workers."""
     import ray
     kind = _check_spec(spec, validate=False)  # InputListing validated it on the driver
     light = {"num_cpus": 0.01, "batch_format": "numpy"}
     if kind == "file":
-        return ray.data.from_items([{"uri": str(Path(spec))}])
+        return ray.data.from_items([{"uri": str(u), "given": u.given} for u in list_inputs(spec)])
     # one listing task streams the walk or the manifest (checked line by line, uris resolved):
     # Ray's own readers would skip that validation and fail with tracebacks naming no line
     ds = ray.data.from_items([{"spec": spec}])
@@ -164,7 +200,7 @@ def _items_block(batch: dict, make_items: Callable[[Iterable[str]], Iterator[dic
     import pickle
 
     import numpy as np
-    items = list(make_items([str(u) for u in batch["uri"]]))
+    items = list(make_items([Input(str(u), str(g)) for u, g in zip(batch["uri"], batch["given"], strict=True)]))
     return {"work_key": np.array([it["work_key"] for it in items], dtype=object),
             "payload": np.array([pickle.dumps(it, protocol=5) for it in items], dtype=object)}
 

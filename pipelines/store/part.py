@@ -142,7 +142,7 @@ def _item_rows(item: dict, entry: dict, verdict: dict, spec: PartSpec, rows: dic
     src.update(source_id=sid, uri=src.get("uri") or item.get("uri"), kind=src.get("kind") or item.get("kind"),
                status=status, num_examples=len(examples), work_key=item["work_key"],
                config_hash=spec.config_hash, run_id=spec.run_id)
-    for k in ("format", "orig_sample_rate", "orig_channels", "duration_s", "bytes"):
+    for k in ("uri_given", "format", "orig_sample_rate", "orig_channels", "duration_s", "bytes"):
         if src.get(k) is None and item.get(k) is not None:
             src[k] = item[k]
     rows["shards"].extend(examples)
