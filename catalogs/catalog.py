@@ -90,9 +90,11 @@ def _ingest_file(con, out_dir: Path, rel: str) -> None:
     if kind in ("shards", "rejected"):
         cols = ", ".join(f'"{c}"' for c in EXAMPLE_COLUMNS)
         status = "accepted" if kind == "shards" else "rejected"
-        # speaker labels are per source (SPEAKER_00, CH0, A): scoped by the source they come from
+        # shards hold speaker ids; older ones hold per-source labels (SPEAKER_00, CH0, A), scoped
+        # here as contracts.speaker_id does: a label with ':' is an id already
         con.execute(f"INSERT INTO examples ({cols}, status, shard, speaker_ids) SELECT {cols}, ?, ?, "
-                    "list_transform(speakers, lambda s: source_ids[1] || ':' || s) FROM read_parquet(?)",
+                    "list_transform(speakers, lambda s: CASE WHEN contains(s, ':') OR source_ids[1] IS NULL "
+                    "THEN s ELSE source_ids[1] || ':' || s END) FROM read_parquet(?)",
                     [status, rel, path])
     elif kind == "rejections":
         cols = ", ".join(f'"{c}"' for c in REJECTION_SCHEMA.names)

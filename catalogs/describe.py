@@ -22,7 +22,9 @@ _EX = {
                 "compression_ratio ...)",
     "text_ch0": "transcript of channel 0 (the main speaker)",
     "text_ch1": "transcript of channel 1 (the other side)",
-    "speakers": "speaker labels; speakers[0] is the main speaker (channel 0)",
+    "speakers": ("speaker ids, speakers[0] the main speaker (channel 0): real '<source_id>:<label>' (the "
+                 "diarizer's SPEAKER_00 or a channel's CH0, per source), synthetic '<tts>:<voice>' (one voice "
+                 "in many dialogues is one speaker); older outputs hold the bare labels"),
     "num_speakers": "number of distinct speakers in the example",
     "overlap_ratio": "share of the speech where both channels speak",
     "speech_ratio": "share of the duration that is speech (either channel)",
@@ -44,8 +46,8 @@ _EX = {
     "pipeline_version": "tandem version that made the example",
     "status": "accepted (in OUT/shards/) | rejected (in OUT/rejected/, reasons in rejections)",
     "shard": "the Parquet file holding the row, relative to OUT",
-    "speaker_ids": "speakers scoped to their source, '<source_ids[1]>:<label>' (labels such as SPEAKER_00, "
-                   "CH0, A are per source): unique across sources, the same speaker in every example of a source",
+    "speaker_ids": ("`speakers`, with a bare label of an older output scoped to its source "
+                    "('<source_ids[1]>:<label>'): split by these for speaker-disjoint sets"),
 }
 _REJ = {
     "rejection_id": "id of the rejection row",

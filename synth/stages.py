@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+from collections import Counter
 
 import numpy as np
 from pipelines.core.contracts import example_row, source_row, stable_hash
@@ -283,7 +284,9 @@ class SynthesizeStage(Stage):
         dur = audio.shape[1] / sr
         words = tl.words()
         ov_ratio, sp_ratio, flags = overlap_figures(words, dur)
-        rows = [{"channel": w["channel"], "speaker": w["speaker"], "word": w["word"],
+        tts_name = getattr(self.tts, "name", type(self.tts).__name__)
+        ids = voice_speaker_ids(speakers, voices, tts_name)
+        rows = [{"channel": w["channel"], "speaker": ids[w["speaker"]], "word": w["word"],
                  "start_s": round(w["start_s"], 4), "end_s": round(w["end_s"], 4),
                  "score": float(w.get("score", 1.0)), "overlap": f}
                 for w, f in zip(words, flags)]
@@ -295,7 +298,7 @@ class SynthesizeStage(Stage):
         heard["turn_taking_audio"]["backchannels"] = stats["backchannels"]
         params = {
             "script_id": sh, "dialogue_id": script["dialogue_id"], "style": script.get("style"),
-            "tts": getattr(self.tts, "name", type(self.tts).__name__),
+            "tts": tts_name, "speaker_ids": ids,
             "word_times": getattr(self.tts, "word_times", "engine"),
             "distinct_voices": len({v.name for v in voices.values()}) == len(voices),
             "voices": {s: voices[s].as_dict() for s in speakers}, "channels": channels,
@@ -308,10 +311,22 @@ class SynthesizeStage(Stage):
         return example_row(
             example_id=stable_hash(key, k, item["cfg_hash"]), kind="synthetic", language=lang,
             duration_s=dur, sample_rate=sr, num_samples=int(audio.shape[1]), audio=flac, words=rows,
-            text_ch0=text[0], text_ch1=text[1], speakers=speakers, num_speakers=len(speakers),
+            text_ch0=text[0], text_ch1=text[1], speakers=[ids[s] for s in speakers], num_speakers=len(speakers),
             overlap_ratio=ov_ratio, speech_ratio=sp_ratio, seed=seed,
             params=json.dumps(params, sort_keys=True, ensure_ascii=False), source_ids=[sh],
             config_hash=item["cfg_hash"], pipeline_version=__version__)
+
+
+def voice_speaker_ids(roles: list[str], voices: dict, tts: str) -> dict[str, str]:
+    """Speaker ids of a dialogue's roles (A, B): `<tts>:<voice>`. The voice is what is heard as the
+    speaker, so one voice in many dialogues is one speaker and a split by speaker id holds voices
+    out (ids scoped by dialogue would put every voice on both sides). Two roles cast with one
+    voice (a bank of one) stay two ids, `<tts>:<voice>#<role>`. A voice that is a file (a model, a
+    clip) goes by its file name, so ids do not depend on where the bank lies."""
+    from pathlib import PurePath
+    base = {r: f"{tts}:{'_'.join(PurePath(str(voices[r].name)).name.split())}" for r in roles}
+    n = Counter(base.values())
+    return {r: b if n[b] == 1 else f"{b}#{r}" for r, b in base.items()}
 
 
 def _bad_script(item: dict, detail: str) -> dict:

@@ -85,11 +85,13 @@ def test_example_rows_conform_and_words_sit_on_their_channel(examples):
         audio, sr = decode_flac(ex["audio"])
         assert audio.shape == (2, ex["num_samples"]) and sr == 24000
         assert ex["language"] == it["script"]["language"] and ex["kind"] == "synthetic"
-        assert ex["speakers"][0] == it["script"]["turns"][0]["speaker"]
         assert ex["source_ids"] == [it["source_id"]] and it["source"]["source_id"] == it["source_id"]
         assert 0 < ex["overlap_ratio"] < 0.5 and 0.4 < ex["speech_ratio"] <= 1.0
         p = json.loads(ex["params"])
         assert set(p) >= {"voices", "timeline", "augment", "timeline_draws", "targets", "turn_taking"}
+        # speakers are ids of their voices, the main (first) speaker first
+        assert ex["speakers"][0] == p["speaker_ids"][it["script"]["turns"][0]["speaker"]]
+        assert p["speaker_ids"] == {r: f"espeak:{v['name']}" for r, v in p["voices"].items()}
         tt = p["turn_taking"]
         assert tt["ipu_s"] + tt["pause_s"] + tt["gap_s"] - tt["overlap_s"] == pytest.approx(tt["span_s"], abs=0.05)
         assert p["word_times"] == "engine" and p["distinct_voices"] is True

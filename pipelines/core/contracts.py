@@ -68,7 +68,8 @@ EXAMPLE_SCHEMA = pa.schema(
         ("segments", pa.list_(SEGMENT)),  # ASR segments with Whisper's trust signals
         ("text_ch0", pa.string()),
         ("text_ch1", pa.string()),
-        ("speakers", pa.list_(pa.string())),  # speakers[0] is the main speaker (channel 0)
+        # speaker ids (speaker_id below), speakers[0] the main speaker (channel 0)
+        ("speakers", pa.list_(pa.string())),
         ("num_speakers", pa.int16()),
         ("overlap_ratio", pa.float32()),
         ("speech_ratio", pa.float32()),
@@ -196,6 +197,16 @@ def stable_hash(*parts: Any, n: int = 16) -> str:
             h.update(json.dumps(p, sort_keys=True, separators=(",", ":"), default=str).encode())
         h.update(b"\x1f")
     return h.hexdigest()[:n]
+
+
+def speaker_id(scope: str | None, label: str) -> str:
+    """A speaker id unique across sources: `<scope>:<label>` (a diarizer's SPEAKER_00 or a
+    channel's CH0 means something only within its source). A label with a ':' is an id already
+    (shards since speaker ids: real `<source_id>:<label>`, synthetic `<tts>:<voice>`), so ids of
+    older shards and newer ones are scoped once."""
+    if ":" in label or not scope:
+        return label
+    return f"{scope}:{label}"
 
 
 def work_key(source_key: str, config_hash: str) -> str:

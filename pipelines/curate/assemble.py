@@ -222,9 +222,11 @@ class AssembleStage(Stage):
                     audio = np.stack([mono * m0, mono * m1], axis=1)
                 present = [k for k, v in spk_spans.items() if any(e > t0 and s < t1 for s, e in v)]
                 others = sorted((k for k in present if k != main), key=lambda k: -total[k])
-                speakers = [main] + others
+                sid = item["source_id"]  # labels are the diarizer's, per source: stored as speaker ids
+                speakers = [contracts.speaker_id(sid, k) for k in [main, *others]]
                 ov, spr = _ratios({k: spk_spans[k] for k in present}, t0, t1)
-                wrows = [{"channel": int(w["channel"]), "speaker": w["speaker"], "word": w["word"],
+                wrows = [{"channel": int(w["channel"]), "speaker": contracts.speaker_id(sid, w["speaker"]),
+                          "word": w["word"],
                           "start_s": round(w["start_s"] - t0, 3), "end_s": round(w["end_s"] - t0, 3),
                           "score": float(w["score"]), "overlap": bool(w["overlap"])} for w in ws]
                 segs, langs = [], {}
