@@ -21,6 +21,7 @@ import io
 import tempfile
 from pathlib import Path
 
+from pipelines.core.contracts import speaker_id
 from pipelines.io.files import write_atomic
 from pipelines.train.export import SPEAKER_LABELS, _rows, under
 
@@ -38,8 +39,8 @@ def _probe(shard: str, row: dict) -> tuple[int, int]:
 
 def supervisions(row: dict, duration: float) -> list:
     """lhotse SupervisionSegments: one per (channel, speaker), with word alignments; the speaker is
-    scoped to the example's source, `<source_id>:<label>` (labels like SPEAKER_00 or A are per
-    source), so speaker-disjoint splits work across sources."""
+    the shard's speaker id (contracts.speaker_id: a per-source label of an older shard is scoped to
+    the example's source), so speaker-disjoint splits work across sources."""
     from lhotse import SupervisionSegment
     from lhotse.supervision import AlignmentItem
     groups: dict[tuple[int, str], list[dict]] = {}
@@ -58,7 +59,7 @@ def supervisions(row: dict, duration: float) -> list:
         out.append(SupervisionSegment(
             id=f"{row['example_id']}-ch{ch}-{spk}", recording_id=row["example_id"], start=round(start, 4),
             duration=round(max(0.0, end - start), 4), channel=ch, text=" ".join(w["word"] for w in ws),
-            language=row.get("language"), speaker=f"{scope}:{spk}" if scope else spk, alignment={"word": items},
+            language=row.get("language"), speaker=speaker_id(scope, spk), alignment={"word": items},
             custom={"role": SPEAKER_LABELS[ch]}))
     return out
 
