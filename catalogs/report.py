@@ -173,15 +173,22 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     quality_summary = {}
     for ax, col in zip(axes.flat, qcols):
         data = _sample(con, col)
-        bins = _bins([v for vals in data.values() for v in vals] + list(thr.get(col, {}).values()))
-        for lab, vals in sorted(data.items()):
-            ax.hist(vals, bins=bins, alpha=0.55, label=lab)
-        for j, (kind, v) in enumerate(sorted(thr.get(col, {}).items())):
-            ax.axvline(v, color="red" if kind.startswith("real") else "purple", ls=("--", ":", "-.")[min(j, 2)],
-                       lw=1.2, label=f"threshold {kind}")
-        ax.set_title(col)
-        ax.legend(fontsize=7)
         quality_summary[col] = {lab: _pct(vals) for lab, vals in data.items()}
+        if col == "roundtrip_cer":  # per language, each with its own threshold
+            _plot_by_language(ax, _sample_by_language(con, col), thr.get(col, {}))
+            continue
+        # thresholds only of the kinds this panel holds, one line per value
+        kinds = {lab.split(" ", 1)[0] for lab in data}
+        lines = _threshold_lines({k: v for k, v in thr.get(col, {}).items() if k.split(" ", 1)[0] in kinds})
+        bins = _bins([v for vals in data.values() for v in vals] + list(lines))
+        for lab, vals in sorted(data.items()):
+            ax.hist(vals, bins=bins, alpha=0.55, label=f"{lab} (n={len(vals)})")
+        for j, (v, who) in enumerate(sorted(lines.items())):
+            ax.axvline(v, color="red" if who.startswith("real") else "purple", ls=("--", ":", "-.")[min(j, 2)],
+                       lw=1.2, label=f"threshold {v:g}: {who}")
+        ax.set_title(col)
+        if data:
+            ax.legend(fontsize=7)
     fig.suptitle("Quality distributions (dashed: filter thresholds)")
     save(fig, "quality.png", "Quality distributions",
          "Vertical lines: the thresholds of the config given, per kind and per language where one differs.")
@@ -202,20 +209,13 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     spk = _rows(con, "SELECT num_speakers, kind, count(*) AS n FROM examples WHERE status = 'accepted' "
                      "GROUP BY ALL ORDER BY ALL")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    kinds = sorted({r["kind"] for r in spk})
-    for i, k in enumerate(kinds):
-        xs = [r["num_speakers"] for r in spk if r["kind"] == k and r["num_speakers"] is not None]
-        ys = [r["n"] for r in spk if r["kind"] == k and r["num_speakers"] is not None]
-        axes[0].bar([x + i * 0.4 for x in xs], ys, 0.4, label=k)
-    axes[0].set_xlabel("speakers per example")
-    axes[0].set_ylabel("accepted examples")
-    axes[0].legend(fontsize=8)
-    axes[0].set_title("Speakers per example")
+    _plot_speaker_counts(axes[0], spk)
     ov = _sample(con, "overlap_ratio", "AND status = 'accepted'")
     for lab, vals in sorted(ov.items()):
         axes[1].hist(vals, bins=_bins([v for vs in ov.values() for v in vs]), alpha=0.6, label=lab)
     axes[1].set_xlabel("overlap ratio")
-    axes[1].legend(fontsize=8)
+    if ov:
+        axes[1].legend(fontsize=8)
     axes[1].set_title("Overlapping speech")
     save(fig, "speakers_overlap.png", "Speakers per example and overlap ratio")
 
@@ -250,6 +250,59 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
               for f, t, c in plots]
     (rdir / "index.html").write_text(_html(summary, inline, listen.section(players, SAMPLE_SEED)))
     return rdir / "index.html"
+
+
+def _plot_speaker_counts(ax, spk: list[dict]) -> None:
+    """Accepted examples per speaker count, bars side by side per kind on integer ticks."""
+    from matplotlib.ticker import MaxNLocator
+    rows = [r for r in spk if r["num_speakers"] is not None]
+    kinds = sorted({r["kind"] for r in rows})
+    width = 0.8 / max(len(kinds), 1)
+    for i, k in enumerate(kinds):
+        xs = [int(r["num_speakers"]) for r in rows if r["kind"] == k]
+        ys = [r["n"] for r in rows if r["kind"] == k]
+        ax.bar([x + (i - (len(kinds) - 1) / 2) * width for x in xs], ys, width, label=f"{k} (n={sum(ys)})")
+    counts = sorted({int(r["num_speakers"]) for r in rows})
+    ax.set_xticks(counts, [str(c) for c in counts])  # a count of speakers is a whole number
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("speakers per example")
+    ax.set_ylabel("accepted examples")
+    if rows:
+        ax.legend(fontsize=8)
+    ax.set_title("Speakers per example")
+
+
+def _threshold_lines(thr: dict[str, float]) -> dict[float, str]:
+    """{value: who} for threshold lines: the kinds and languages sharing a value on one line."""
+    out: dict[float, list[str]] = {}
+    for who, v in sorted(thr.items()):
+        out.setdefault(v, []).append(who)
+    return {v: ", ".join(ws) for v, ws in out.items()}
+
+
+def _sample_by_language(con, col: str) -> dict[str, list[float]]:
+    """Finite values of `col` per language (every kind and status), sampled as _sample does."""
+    sql = (f"SELECT coalesce(language, '?'), \"{col}\" FROM examples WHERE \"{col}\" IS NOT NULL "
+           f"AND NOT isnan(\"{col}\"::DOUBLE) USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE ({SAMPLE_SEED})")
+    out: dict[str, list[float]] = {}
+    for lang, v in con.execute(sql).fetchall():
+        out.setdefault(lang, []).append(float(v))
+    return out
+
+
+def _plot_by_language(ax, data: dict[str, list[float]], thr: dict[str, float]) -> None:
+    """One outline histogram per language, labelled with its count and drawn with its own
+    threshold in the same colour (a language without its own takes the synthetic default)."""
+    bins = _bins([v for vals in data.values() for v in vals] + list(thr.values()))
+    for lang, vals in sorted(data.items()):
+        t = thr.get(f"synthetic {lang}", thr.get("synthetic"))
+        label = f"{lang} (n={len(vals)}" + (f", max {t:g})" if t is not None else ")")
+        _, _, patches = ax.hist(vals, bins=bins, histtype="step", lw=1.5, label=label)
+        if t is not None:
+            ax.axvline(t, color=patches[0].get_edgecolor(), ls="--", lw=1.0)
+    ax.set_title("roundtrip_cer by language (dashed: its threshold)")
+    if data:
+        ax.legend(fontsize=7)
 
 
 def _turn_taking(con) -> dict:
