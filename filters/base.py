@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
+
 from pipelines.core.contracts import rejection_row
 
 NAN = float("nan")
@@ -47,9 +48,20 @@ class Filter:
     # measure() needs the decoded audio (False: works on text/metadata only)
     needs_audio: bool = True
 
-    def measure(self, example: dict, audio: np.ndarray | None) -> dict[str, float]:
-        """Metrics of one example; audio is float32 [channels, T] at example['sample_rate']."""
+    def check(self) -> None:
+        """Driver-side: raise ModelMissing for a model this filter needs and cannot find."""
+
+    def setup(self, threads: int = 1) -> None:
+        """Load models once per worker, before the first example."""
+
+    def measure(self, example: dict, audio: np.ndarray | None,
+                regions: list[list[tuple[float, float]]] | None = None) -> dict[str, float]:
+        """Metrics of one example; audio is float32 [channels, T] at example['sample_rate'];
+        `regions`: per channel, the speech regions curation already found (None: not known)."""
         raise NotImplementedError
+
+    def columns(self, metrics: dict, example: dict) -> None:
+        """Set the example's typed columns this filter owns from its metrics (default: none)."""
 
     def decide(self, metrics: dict, example: dict) -> Decision:
         """Keep or reject from `metrics` alone (plus the example's metadata), by this filter's thresholds."""
@@ -146,6 +158,14 @@ def num(metrics: dict, key: str) -> float:
 
 def finite(x: float) -> bool:
     return x is not None and not math.isnan(x) and not math.isinf(x)
+
+
+def finite_number(v) -> bool:
+    """`v` reads as a finite float (None, NaN, inf, text that is no number: False)."""
+    try:
+        return v is not None and finite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def fmt(x: float, nd: int = 3) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+
 from filters.base import (
     KINDS,
     NAN,
@@ -140,7 +141,7 @@ class LanguageFilter(Filter):
     def text_languages(self) -> list[str]:
         return list(self.p.languages) + list(self.p.text_extra_languages)
 
-    def measure(self, example: dict, audio: np.ndarray | None) -> dict[str, float]:
+    def measure(self, example: dict, audio: np.ndarray | None, regions=None) -> dict[str, float]:
         p = self.p
         kind = example.get("kind")
         m: dict[str, float] = {}
@@ -171,6 +172,9 @@ class LanguageFilter(Filter):
                     heard.append((min(len(x) / sr, 30.0), top))
             m.update(_heard(heard))
         return m
+
+    def columns(self, metrics: dict, example: dict) -> None:
+        example["lid_language"], example["lid_prob"] = self.reconcile(metrics, example.get("kind"))
 
     def reconcile(self, metrics: dict, kind: str | None) -> tuple[str | None, float]:
         """Detected language and its confidence: weighted vote of the audio (Whisper per channel,

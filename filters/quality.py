@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+
 from filters.base import (
     NAN,
     Decision,
@@ -26,6 +27,7 @@ from filters.base import (
     num,
     threshold,
 )
+from pipelines.core import spans
 
 SR16 = 16000
 EPS = 1e-10
@@ -144,8 +146,7 @@ def spectral_flatness(x: np.ndarray, sr: int) -> float:
 
 
 def regions_union(regions: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
-    from pipelines.models.vad import merge_regions
-    return [(s, e) for s, e in merge_regions((r for rs in regions for r in rs), 0.0)]
+    return [(s, e) for s, e in spans.merge((r for rs in regions for r in rs), 0.0)]
 
 
 def longest_gap(regions: list[tuple[float, float]], duration: float) -> float:
@@ -193,7 +194,7 @@ class QualityFilter(Filter):
 
     name = "quality"
 
-    def __init__(self, params: QualityParams, vad=None, dnsmos=None):
+    def __init__(self, params: QualityParams, vad=None, dnsmos=None, asr=None):
         self.p = params
         self.vad = vad
         self.dnsmos = dnsmos
@@ -207,6 +208,9 @@ class QualityFilter(Filter):
         silero_path()
         if self.p.dnsmos:
             dnsmos_dir()
+
+    def setup(self, threads: int = 1) -> None:
+        self.load(threads)
 
     def load(self, threads: int = 1) -> QualityFilter:
         if self.vad is None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 
-from filters.base import Decision, Filter, first_rejection, rejection_for
+from filters.base import Decision, Filter, finite_number, first_rejection, rejection_for
 from filters.language import LanguageFilter, LanguageParams
 from filters.quality import QualityFilter, QualityParams
 from filters.trust import TrustFilter, TrustParams
+from pipelines.core import spans
 from pipelines.core.stage import Resources, Stage
 from pipelines.models.asr import AsrParams, build_asr, check_asr
 
@@ -103,20 +104,18 @@ class FilterStage(Stage):
         enabled = enabled_filters(cfg)
         kw = {n: PARAMS[n].from_config(cfg) for n in enabled}
         # a synthetic example arrives with its round-trip CER unless the synth job skipped that stage
-        roundtrip_done = bool((section(cfg, "synth").get("roundtrip") or {}).get("enabled", True))
+        roundtrip_done = bool(section(cfg, "synth")["roundtrip"]["enabled"])
         needs_asr = ("language" in kw and kw["language"].needs_asr) or \
             ("trust" in kw and kw["trust"].compute_roundtrip and not roundtrip_done)
         return cls(enabled, **kw, asr=AsrParams.from_config(cfg) if needs_asr else None,
                    models=section(cfg, "models"), resources=Resources.for_stage(cfg, cls.name))
 
     def _filters(self, asr=None) -> list[Filter]:
-        return [FILTERS[n](self.params[n], asr=asr) if n != "quality" else QualityFilter(self.params[n])
-                for n in self.enabled]
+        return [FILTERS[n](self.params[n], asr=asr) for n in self.enabled]
 
     def check(self) -> None:
         for f in self._filters():
-            if isinstance(f, QualityFilter):
-                f.check()
+            f.check()
         if self.asr_params is not None:
             check_asr(self.asr_params, self.models)
 
@@ -128,8 +127,7 @@ class FilterStage(Stage):
             asr = build_asr(self.asr_params, self.models, device=self.device, threads=self.resources.threads)
         self.filters = self._filters(asr)
         for f in self.filters:
-            if isinstance(f, QualityFilter):
-                f.load(self.resources.threads)
+            f.setup(self.resources.threads)
 
     def measure(self, example: dict, item: dict | None = None) -> dict[str, float]:
         from pipelines.io.audio import decode_flac
@@ -141,16 +139,13 @@ class FilterStage(Stage):
                 raise ValueError(f"example {example.get('example_id')}: audio does not decode as FLAC ({e})") from e
             example["sample_rate"] = example.get("sample_rate") or sr
         m = stored_metrics(example)
+        regions = upstream_regions(example, item or {})
         for f in self.filters:
             if example.get("kind") in f.applies_to:
-                if isinstance(f, QualityFilter):
-                    m.update(f.measure(example, audio, upstream_regions(example, item or {})))
-                else:
-                    m.update(f.measure(example, audio))
-        if example.get("kind") == "real":
-            regions = upstream_regions(example, item or {})
-            if regions:  # measured, never decided on: the report and `tandem curate` pool them
-                m.update(turn_metrics(regions))
+                m.update(f.measure(example, audio, regions))
+        if example.get("kind") == "real" and regions:
+            # measured, never decided on: the report and `tandem curate` pool them
+            m.update(turn_metrics(regions))
         return m
 
     def process(self, item: dict) -> dict:
@@ -181,15 +176,12 @@ def fill_columns(example: dict, metrics: dict, filters: list[Filter]) -> None:
     for k, col in COLUMNS.items():
         if k in metrics:
             example[col] = metrics[k]
-    if "q.speech_ratio" in metrics and not _finite(example.get("speech_ratio")):
+    if "q.speech_ratio" in metrics and not finite_number(example.get("speech_ratio")):
         example["speech_ratio"] = metrics["q.speech_ratio"]
-    if "t.roundtrip_cer" in metrics and not _finite(example.get("roundtrip_cer")):
+    if "t.roundtrip_cer" in metrics and not finite_number(example.get("roundtrip_cer")):
         example["roundtrip_cer"] = metrics["t.roundtrip_cer"]
     for f in filters:
-        if isinstance(f, LanguageFilter):
-            lang, p = f.reconcile(metrics, example.get("kind"))
-            example["lid_language"] = lang
-            example["lid_prob"] = p
+        f.columns(metrics, example)
     example["metrics"] = {k: float(v) for k, v in metrics.items()}
 
 
@@ -220,33 +212,10 @@ def upstream_regions(example: dict, item: dict) -> list[list[tuple[float, float]
         per = [[tuple(r) for r in item["speech_ch"][c]] for c in (0, 1)]
     else:
         main = p["main_speaker"]
-        spans: list[list[tuple[float, float]]] = [[], []]
+        own: list[list[tuple[float, float]]] = [[], []]
         for t in item.get("turns") or []:
-            spans[0 if t["speaker"] == main else 1].append((t["start_s"], t["end_s"]))
+            own[0 if t["speaker"] == main else 1].append((t["start_s"], t["end_s"]))
         for w in example.get("words") or []:
-            spans[int(w["channel"])].append((w["start_s"] + t0, w["end_s"] + t0))
-        per = [_intersect([tuple(r) for r in speech], sp) for sp in spans]
+            own[int(w["channel"])].append((w["start_s"] + t0, w["end_s"] + t0))
+        per = [spans.intersect([tuple(r) for r in speech], sp) for sp in own]
     return [[(max(s, t0) - t0, min(e, t1) - t0) for s, e in rs if e > t0 and s < t1] for rs in per]
-
-
-def _intersect(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Where both region lists hold (each merged first), sorted."""
-    from pipelines.models.vad import merge_regions
-    a, b = merge_regions(a, 0.0), merge_regions(b, 0.0)
-    out, i, j = [], 0, 0
-    while i < len(a) and j < len(b):
-        s, e = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if e > s:
-            out.append((s, e))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def _finite(v) -> bool:
-    try:
-        return v is not None and math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False

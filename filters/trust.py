@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+
 from filters.base import (
     NAN,
     Decision,
@@ -17,6 +18,7 @@ from filters.base import (
     FilterParams,
     Threshold,
     finite,
+    finite_number,
     fmt,
     num,
     threshold,
@@ -100,7 +102,7 @@ class TrustFilter(Filter):
     def from_config(cls, cfg: dict, asr=None) -> TrustFilter:
         return cls(TrustParams.from_config(cfg), asr)
 
-    def measure(self, example: dict, audio: np.ndarray | None) -> dict[str, float]:
+    def measure(self, example: dict, audio: np.ndarray | None, regions=None) -> dict[str, float]:
         p = self.p
         m: dict[str, float] = {}
         text = " ".join(t for t in (example.get("text_ch0"), example.get("text_ch1")) if t) or \
@@ -112,13 +114,13 @@ class TrustFilter(Filter):
         m.update(word_checks(example.get("words") or [], float(example.get("duration_s") or 0.0), p.max_word_s))
         segs = example.get("segments") or []
         if segs:
-            nsp = [float(s["no_speech_prob"]) for s in segs if _f(s.get("no_speech_prob"))]
-            alp = [float(s["avg_logprob"]) for s in segs if _f(s.get("avg_logprob"))]
-            cr = [float(s["compression_ratio"]) for s in segs if _f(s.get("compression_ratio"))]
+            nsp = [float(s["no_speech_prob"]) for s in segs if finite_number(s.get("no_speech_prob"))]
+            alp = [float(s["avg_logprob"]) for s in segs if finite_number(s.get("avg_logprob"))]
+            cr = [float(s["compression_ratio"]) for s in segs if finite_number(s.get("compression_ratio"))]
             # Whisper's own silence rule: no_speech_prob high AND the decoder unsure
             m["s.count"] = float(len(segs))
             m["s.no_speech_segments"] = float(sum(
-                1 for s in segs if _f(s.get("no_speech_prob")) and _f(s.get("avg_logprob"))
+                1 for s in segs if finite_number(s.get("no_speech_prob")) and finite_number(s.get("avg_logprob"))
                 and float(s["no_speech_prob"]) > p.no_speech_prob and float(s["avg_logprob"]) < p.silence_logprob))
             m["s.max_no_speech_prob"] = max(nsp) if nsp else NAN
             m["s.min_avg_logprob"] = min(alp) if alp else NAN
@@ -199,10 +201,3 @@ class TrustFilter(Filter):
         if finite(v) and v > t("max_word_len"):
             return rej("long_word", f"a word of {int(v)} characters > {t('max_word_len'):g} ({lang})")
         return Decision.ok(self.name)
-
-
-def _f(v) -> bool:
-    try:
-        return v is not None and finite(float(v))
-    except (TypeError, ValueError):
-        return False

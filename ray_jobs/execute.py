@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
+from pipelines.core.config import section
 from pipelines.core.contracts import stable_hash
 from pipelines.core.stage import Resources, Stage
 from pipelines.io.inputs import small_blocks
@@ -131,13 +132,13 @@ def init_ray(cfg: dict, address: str | None = None) -> bool:
     import ray
     if ray.is_initialized():
         return False
-    res = cfg.get("resources", {})
-    addr = address or res.get("address") or os.environ.get("RAY_ADDRESS")
+    res = section(cfg, "resources")
+    addr = address or res["address"] or os.environ.get("RAY_ADDRESS")
     kw = {"log_to_driver": True, "configure_logging": True, "logging_level": "warning"}
     if addr:
         ray.init(address=addr, **kw)
     else:
-        ray.init(num_cpus=res.get("num_cpus"), include_dashboard=False, **kw)
+        ray.init(num_cpus=res["num_cpus"], include_dashboard=False, **kw)
     return True
 
 

@@ -6,15 +6,17 @@ import sys
 import time
 from pathlib import Path
 
+from pipelines.core.config import section
+
 
 def filter_stages(cfg: dict) -> list:
     from filters.stage import FilterStage
-    return [FilterStage.from_config(cfg)] if cfg.get("filters", {}).get("enabled", True) else []
+    return [FilterStage.from_config(cfg)] if section(cfg, "filters")["enabled"] else []
 
 
 def dedup_index(out_dir, cfg: dict):
     """The dedup settings the writer's index matches with (None: filters off, no dedup)."""
-    if not cfg.get("filters", {}).get("enabled", True):
+    if not section(cfg, "filters")["enabled"]:
         return None
     from filters.dedup import DedupParams
     return DedupParams.from_config(cfg)

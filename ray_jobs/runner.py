@@ -129,9 +129,9 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
     out_dir = Path(out_dir)
     for s in stages:  # a missing model fails the job here, before any item is touched
         s.check()
-    res = cfg.get("resources", {})
-    local = bool(res.get("local"))
-    progress = bool(res.get("progress", True))
+    res = section(cfg, "resources")
+    local = bool(res["local"])
+    progress = bool(res["progress"])
     h = config_hash(cfg)
     run_id = new_run_id()
     catalog = CatalogPublisher(out_dir, max_share=float(section(cfg, "catalog")["publish_max_share"]))

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from pipelines.core import contracts
 from pipelines.core.config import config_hash, load_config
-from pipelines.curate.chain import curation_stages, list_inputs, make_items, run_local
+from pipelines.curate.chain import curation_stages, list_inputs, make_items
+from tandem.testing.curate import curate_local
 from pipelines.io.audio import decode_flac
 
 from tandem.testing.audio import EN_TURNS_2, make_conversation, two_channel, write_audio, write_broken_files
@@ -30,7 +31,7 @@ def run(conv, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     # 6 s examples force cuts inside a 16 s conversation
     cfg = load_config(overrides={"examples": {"max_duration_s": 6.0}})
-    items = list(run_local([conv["mono"], conv["duplex"]], cfg, config_hash(cfg), str(out)))
+    items = list(curate_local([conv["mono"], conv["duplex"]], cfg, config_hash(cfg), str(out)))
     return {i["uri"]: i for i in items}, out, cfg
 
 
@@ -139,6 +140,6 @@ def test_random_main_speaker_is_seeded(conv, tmp_path):
 def test_broken_inputs_flow_through_chain(tmp_path):
     expected = write_broken_files(tmp_path / "in")
     cfg = load_config()
-    items = list(run_local(list_inputs(str(tmp_path / "in")), cfg, config_hash(cfg), str(tmp_path / "out")))
+    items = list(curate_local(list_inputs(str(tmp_path / "in")), cfg, config_hash(cfg), str(tmp_path / "out")))
     got = {i["uri"].rsplit("/", 1)[-1]: i["rejections"][0]["reason"] for i in items}
     assert got == expected

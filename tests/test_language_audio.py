@@ -13,7 +13,7 @@ from filters.language import LanguageFilter
 from filters.stage import FilterStage
 from pipelines.core import contracts
 from pipelines.core.config import config_hash, load_config
-from pipelines.curate.chain import run_local
+from tandem.testing.curate import curate_local
 
 from tandem.testing import filters as T
 from tandem.testing.audio import make_conversation, sample_paths
@@ -50,7 +50,7 @@ def curated(cfg, tmp_path_factory):
     sf.write(paths["real_en"], x, sr, subtype="PCM_16")
     filt = FilterStage.from_config(cfg)
     out = {}
-    for it in run_local([str(p) for p in paths.values()], cfg, config_hash(cfg), str(d / "out")):
+    for it in curate_local([str(p) for p in paths.values()], cfg, config_hash(cfg), str(d / "out")):
         out[next(k for k, p in paths.items() if str(p) == it["uri"])] = filt(it)
     return out
 

@@ -52,6 +52,14 @@ def section(cfg: dict, name: str) -> dict[str, Any]:
     return out
 
 
+def setting(cfg: dict, name: str) -> Any:
+    """One top-level scalar (`seed`, ...): `cfg`'s value, else its documented default; KeyError
+    for a name the defaults do not know (a typo is an error, not a silent default)."""
+    if name in cfg:
+        return cfg[name]
+    return copy.deepcopy(_cached_defaults()[name])
+
+
 def typed_section(cls: type, cfg: dict, name: str, **extra: Any):
     """Dataclass `cls` filled from section `name` (YAML defaults applied) plus `extra` fields.
 

@@ -5,8 +5,9 @@ config by `from_config`, the only place that reads the config), declares its res
 its models on the driver in `check()` so a missing model fails the job at start, and loads them
 eagerly in `setup()` once per worker.
 
-Items are plain dicts (the work item of one source or one dialogue). A stage reads and writes
-named keys; an item that a previous stage rejected passes through untouched. An `InputError`
+Items are plain dicts (the work item of one source or one dialogue) whose keys and types
+pipelines/core/item.py declares; a stage's `reads` must be present before it runs and its
+`writes` present and typed after (else a bug: the item is retried). An item that a previous stage rejected passes through untouched. An `InputError`
 raised inside `process` (the input's own fault: undecodable, empty, no speech ...) becomes a
 rejection naming the stage and its reason; any other exception is a failure of the stage (a bug,
 or the infrastructure): the item is handed on as `retry`, never committed, and the next run
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipelines.core import attempts
+from pipelines.core import item as item_contract
 from pipelines.core.contracts import rejection_row
 
 # A model stage's worker may die on an item this many times before the item is quarantined.
@@ -114,6 +116,10 @@ class Stage:
     # what the stage asks for when built in code; from_config overrides it from resources.stages.<name>
     default_resources: Resources = Resources()
 
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        item_contract.check_declared(cls.__name__, tuple(cls.reads) + tuple(cls.writes))
+
     def __init__(self, cfg: dict | None = None, *, resources: Resources | None = None):
         # `cfg` is the legacy form: stages not yet given typed parameters read it in setup()
         if cfg is not None:
@@ -198,7 +204,10 @@ class Stage:
         c = self.counters
         for attempt in range(self.transient_retries + 1):
             try:
-                return self.process(item)
+                out = self.process(item)
+                if out.get("status") == "ok":
+                    item_contract.check_writes(self.name, self.writes, out)
+                return out
             except InputError as e:  # the input's fault, and only then: a rejection
                 return reject(item, stage=self.name, reason=e.reason, detail=str(e))
             except Exception as e:  # noqa: BLE001 - a failing stage must not stop the job

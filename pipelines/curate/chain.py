@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
+from pipelines.core.config import setting
 from pipelines.core.contracts import stable_hash, work_key
 from pipelines.core.stage import Stage
 from pipelines.io.inputs import given_of, list_inputs  # noqa: F401 - list_inputs' old home; callers import it here
@@ -14,7 +14,7 @@ from pipelines.io.inputs import given_of, list_inputs  # noqa: F401 - list_input
 def make_items(inputs: Iterable[str], cfg: dict, cfg_hash: str, out_dir: str) -> Iterator[dict]:
     """One work item per input; the work key uses size and mtime so it costs no decoding, and the
     absolute path, so the same job run from another directory resumes."""
-    base_seed = int(cfg.get("seed", 0))
+    base_seed = int(setting(cfg, "seed"))
     for named in inputs:
         uri = os.path.abspath(named) if "://" not in named else str(named)
         try:
@@ -38,21 +38,3 @@ def curation_stages(cfg: dict) -> list[Stage]:
     from pipelines.curate.transcribe import TranscribeStage
     from pipelines.curate.vad import VadStage
     return [s.from_config(cfg) for s in (IngestStage, VadStage, DiarizeStage, TranscribeStage, AssembleStage)]
-
-
-def cleanup(item: dict) -> None:
-    """Remove an item's work file (items rejected after ingest keep one otherwise)."""
-    if item.get("work_path"):
-        Path(item["work_path"]).unlink(missing_ok=True)
-
-
-def run_local(inputs: Iterable[str], cfg: dict, cfg_hash: str, out_dir: str) -> Iterator[dict]:
-    """The chain in-process without Ray (tests, debugging); rejected items' work files removed."""
-    stages = curation_stages(cfg)
-    keep = bool((cfg.get("examples") or {}).get("keep_work", False))
-    for item in make_items(inputs, cfg, cfg_hash, out_dir):
-        for st in stages:
-            item = st(item)
-        if item.get("status") == "rejected" and not keep:
-            cleanup(item)
-        yield item

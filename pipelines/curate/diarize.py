@@ -1,12 +1,10 @@
-"""The diarize stage: speaker turns of each source, written to `turns` and OUT/rttm/<source_id>.rttm."""
+"""The diarize stage: speaker turns of each source, written to `turns` (the writer commits them as
+OUT/rttm/<source_id>.rttm with the rest of the part)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pipelines.core.config import typed_section
 from pipelines.core.stage import Resources, Stage, reject
-from pipelines.io.rttm import write_rttm
 from pipelines.models.diarization import DiarizeParams, Diarizer
 
 
@@ -54,7 +52,6 @@ class DiarizeStage(Stage):
         else:
             turns = self.diarizer(item["work_path"], item["speech"], seed=int(item.get("seed") or 0))
         item["turns"] = turns
-        write_rttm(Path(item["out_dir"]) / "rttm" / f"{item['source_id']}.rttm", item["source_id"], turns)
         n = len({t["speaker"] for t in turns})
         self.counters.extra["speakers"] = self.counters.extra.get("speakers", 0) + n
         if not turns:

@@ -49,6 +49,7 @@ class VadStage(Stage):
             item["speech_ch"] = per
             item["speech"] = merge_regions([tuple(r) for p in per for r in p], 0.0)
         else:
+            item["speech_ch"] = None  # one channel: the downmix is all there is
             item["speech"] = self.vad.file_regions(item["work_path"])
         sp = sum(e - s for s, e in item["speech"])
         self.counters.extra["speech_s"] = self.counters.extra.get("speech_s", 0.0) + sp

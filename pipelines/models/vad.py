@@ -10,18 +10,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from pipelines.core import spans
+
 VAD_SR = 16000
 
 
 def merge_regions(regions: Iterable[tuple[float, float]], gap_s: float) -> list[list[float]]:
-    """Sorted regions with gaps shorter than `gap_s` joined."""
-    out: list[list[float]] = []
-    for s, e in sorted(regions):
-        if out and s - out[-1][1] <= gap_s:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([float(s), float(e)])
-    return out
+    """Sorted regions with gaps shorter than `gap_s` joined (pipelines/core/spans.py)."""
+    return spans.merge(regions, gap_s)
 
 
 class SileroVad:

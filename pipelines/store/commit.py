@@ -7,6 +7,7 @@ Layout of an output directory OUT:
   sources/*.parquet     every input seen, accepted or not (SOURCE_SCHEMA)
   dedup/*.parquet       dedup signatures of the kept examples (contracts.SIGNATURE_SCHEMA)
   dupes/*.parquet       signatures of the examples rejected as duplicates, with what they duplicate
+  rttm/<source_id>.rttm each diarized source's speaker turns (text; committed like the rest)
   _commits/*.json       one manifest per commit: the commit point
   _retired/<commit>/    files a commit retired (same relative paths), until `tandem gc`
   _staging/<part>/      files of a part (pipelines.store.part) not yet committed
@@ -40,6 +41,7 @@ from pipelines.io.files import iter_rows, sha256_file
 
 KINDS = {"shards": EXAMPLE_SCHEMA, "rejected": EXAMPLE_SCHEMA, "rejections": REJECTION_SCHEMA,
          "sources": SOURCE_SCHEMA, "dedup": SIGNATURE_SCHEMA, "dupes": SIGNATURE_SCHEMA}
+TEXT_KINDS = ("rttm",)  # committed, checksummed and retired like the Parquet kinds; not read as tables
 COMMITS = "_commits"
 STAGING = "_staging"
 RETIRED = "_retired"
@@ -65,7 +67,7 @@ def manifests(out_dir: str | Path) -> list[dict]:
 
 def committed_files(out_dir: str | Path, kind: str) -> list[Path]:
     """Committed, not retired files of `kind` (shards, rejected, rejections, sources), in commit order."""
-    if kind not in KINDS:
+    if kind not in KINDS and kind not in TEXT_KINDS:
         raise ValueError(f"unknown file kind {kind!r}; one of {sorted(KINDS)}")
     out_dir = Path(out_dir)
     live: dict[str, None] = {}

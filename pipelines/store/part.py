@@ -20,7 +20,9 @@ from typing import Any
 
 from filters.dedup import DedupParams, signature
 from pipelines.core.contracts import EXAMPLE_SCHEMA, SIGNATURE_SCHEMA, rejection_row, to_table
-from pipelines.io.files import write_table_atomic
+from pipelines.core.ids import checked_id
+from pipelines.io.files import sha256_file, write_table_atomic
+from pipelines.io.rttm import write_rttm
 from pipelines.store.commit import KINDS, STAGING
 from tandem import __version__
 
@@ -92,8 +94,28 @@ def write_part(items: list[dict], spec: PartSpec, index: Any, part_id: str | Non
             # a rejected item still has its decoded work file; its life ends here
             Path(item["work_path"]).unlink(missing_ok=True)
     files = write_rows(rows, spec, part_id)
+    files.update(_write_turns(done, entries, verdicts, spec, part_id))
     return {"part_id": part_id, "files": files, "work_keys": [it["work_key"] for it in done],
             "counts": counts, "retry": retry, "stats": stats, "pid": os.getpid()}
+
+
+def _write_turns(items: list[dict], entries: list[dict], verdicts: list[dict], spec: PartSpec,
+                 part_id: str) -> dict[str, dict]:
+    """Each diarized source's speaker turns as rttm/<source_id>.rttm, staged and committed with the
+    part (a worker never writes a public file); a duplicate source adds none."""
+    files = {}
+    stage = Path(spec.out) / STAGING / part_id
+    for item, entry, verdict in zip(items, entries, verdicts, strict=True):
+        turns = item.get("turns")
+        # the items the diarize stage ran on (synthesis scripts also name a `turns` key)
+        diarized = "diarize" in (item.get("timings") or {})
+        if not diarized or turns is None or verdict["duplicate_of"] is not None or not entry["source_id"]:
+            continue
+        rel = f"rttm/{checked_id(entry['source_id'], 'source_id')}.rttm"
+        path = write_rttm(stage / rel, entry["source_id"], turns)
+        files[rel] = {"rows": len(turns), "bytes": path.stat().st_size, "sha256": sha256_file(path),
+                      "part": part_id}
+    return files
 
 
 def _item_rows(item: dict, entry: dict, verdict: dict, spec: PartSpec, rows: dict, counts: dict) -> None:

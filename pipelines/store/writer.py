@@ -65,7 +65,7 @@ class JobWriter:
                              row_group_rows=int(sh["row_group_rows"]), compression=sh["compression"],
                              dedup=(dedup if isinstance(dedup, DedupParams) else
                                     DedupParams.from_config(cfg) if dedup is not None else None),
-                             keep_work=bool((cfg.get("examples") or {}).get("keep_work", False)))
+                             keep_work=bool(section(cfg, "examples")["keep_work"]))
         if self.spec.dedup is not None and self.spec.dedup.near_audio:
             from filters.fingerprint import check_available
             check_available()  # a missing FFmpeg fails the job at start, never every example

@@ -30,6 +30,7 @@ import numpy as np
 
 from pipelines.core.config import config_hash, load_config
 from pipelines.core.contracts import example_row, source_row, stable_hash, work_key
+from pipelines.core.item import declare
 from pipelines.core.stage import Stage, reject
 from pipelines.io.audio import encode_flac
 
@@ -37,6 +38,9 @@ FAULT_ENV = "TANDEM_TOY_FAULT"
 DRIVER_PID_ENV = "TANDEM_TOY_DRIVER_PID"
 TOY_SAMPLE_RATE = 24000
 
+
+# the toy job's own item keys
+declare(toy_key=(str,), pcm=(np.ndarray,), flac=(bytes,), flatness=(float,))
 
 def make_items(n: int, cfg: dict, *, start: int = 0, duration_s: float = 1.0, sleep_s: float = 0.0,
                reject_every: int = 0, prefix: str = "toy", out_dir: str | None = None) -> Iterator[dict]:
