@@ -18,12 +18,12 @@ and the index's signatures.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+
 from filters.base import first_rejection, rejection_for
 from filters.dedup import signature
 from filters.stage import build_filters, decide_example
@@ -32,35 +32,40 @@ from pipelines.store.commit import committed_files
 from pipelines.store.settle import dedup_rejection
 
 
-def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=print) -> dict:
+def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=print,
+             argv: list[str] | None = None) -> dict:
     """Re-decide every committed example under `cfg`; returns counts (moved, kept, rejected, by reason)."""
     from pipelines.core.config import config_hash
-    from pipelines.core.contracts import stable_hash
+    from pipelines.core.contracts import utc_now
     from pipelines.store.index import CommitIndex
     from pipelines.store.writer import JobWriter
     from ray_jobs.jobs import dedup_index
+    from ray_jobs.runner import _write_record, new_run_id, start_record
 
     out = Path(out_dir)
     if not (out / "_commits").is_dir():
         raise FileNotFoundError(f"{out}: no committed shards to re-filter (run curate or synth first)")
     chash = config_hash(cfg)
-    run_id = run_id or f"filter-{time.strftime('%Y%m%dT%H%M%S')}-{stable_hash(chash, time.time(), n=6)}"
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    run_id = run_id or new_run_id()
     # the lock first: what is committed cannot change under us from here on; the index starts
     # with an empty duplicate graph, rebuilt from the examples that pass (see module doc)
     writer = JobWriter(out, cfg, run_id=run_id, job="filter", config_hash=chash, dedup=dedup_index(out, cfg),
                        index_factory=lambda d: CommitIndex(out, d, signatures=False))
+    # the run's record, written under the lock like every job's (the next `tandem filter` starts
+    # from its config)
+    record = start_record(run_id, "filter", cfg, argv)
     try:
-        counts = _refilter_held(out, cfg, writer, chash, run_id, log)
+        _write_record(out, record)
+        try:
+            counts = _refilter_held(out, cfg, writer, chash, run_id, log)
+        except BaseException:
+            record.update(status="failed", finished_at=utc_now())
+            _write_record(out, record)
+            raise
+        record.update(status="finished", finished_at=utc_now())
+        _write_record(out, record)
     finally:
         writer.release()
-    from pipelines.core.config import config_json
-    from pipelines.store.writer import write_run_record
-    # the next `tandem filter` starts from this config
-    write_run_record(out, {"run_id": run_id, "job": "filter", "started_at": started, "status": "finished",
-                           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                           "config_hash": chash, "config": config_json(cfg), "stages": "[]",
-                           "argv": "[]", "versions": "{}", "pipeline_version": None})
     try:
         from catalogs.catalog import build
     except ImportError:

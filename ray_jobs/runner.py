@@ -39,7 +39,6 @@ from pipelines.store.commit import OutputError
 from pipelines.store.writer import JobWriter, write_run_record
 from ray_jobs.execute import _address_from_argv, _run_ray, init_ray, run_local, start_index
 from ray_jobs.progress import StageTable, format_stage_table
-
 from tandem import __version__
 
 VERSIONS_OF = ("ray", "pyarrow", "duckdb", "numpy", "torch", "faster-whisper", "pyannote.audio")
@@ -59,6 +58,14 @@ def library_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             pass
     return out
+
+
+def start_record(run_id: str, job: str, cfg: dict, argv: list[str] | None) -> dict:
+    """A run's record as it starts (status running); every job writes this one shape."""
+    return {"run_id": run_id, "job": job, "started_at": utc_now(), "finished_at": None, "status": "running",
+            "config_hash": config_hash(cfg), "config": config_json(cfg), "pipeline_version": __version__,
+            "versions": json.dumps(library_versions(), sort_keys=True), "stages": "[]",
+            "argv": json.dumps(list(argv if argv is not None else sys.argv))}
 
 
 def _write_record(out_dir: Path, record: dict) -> None:
@@ -156,10 +163,7 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
 def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog, *, run_id, h,
               local, progress, t0) -> dict:
     """The job while its writer holds the output's lock."""
-    record = {"run_id": run_id, "job": job, "started_at": utc_now(), "finished_at": None, "status": "running",
-              "config_hash": h, "config": config_json(cfg), "pipeline_version": __version__,
-              "versions": json.dumps(library_versions(), sort_keys=True), "stages": "[]",
-              "argv": json.dumps(list(argv if argv is not None else sys.argv))}
+    record = start_record(run_id, job, cfg, argv)
     _write_record(out_dir, record)
     _reserve(out_dir, run_id)
     for s in stages:  # attempt markers of this run tell a worker death from a job that ended
