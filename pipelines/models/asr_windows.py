@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.core import spans
 from pipelines.models.asr import speech_chunks
 from pipelines.models.asr_base import ASR_SR, Asr
 
@@ -65,17 +66,10 @@ def speech_pieces(regions, max_s: float, sep_s: float, pad_s: float = 0.0,
                   total_s: float = float("inf")) -> list[tuple[float, float]]:
     """Speech regions padded by `pad_s` (within [0, total_s]), merged where closer than `sep_s`,
     a span longer than `max_s` split evenly; in time order."""
-    spans: list[list[float]] = []
-    for s, e in sorted(regions):
-        s, e = max(0.0, s - pad_s), min(total_s, e + pad_s)
-        if e <= s:
-            continue
-        if spans and s - spans[-1][1] <= sep_s:
-            spans[-1][1] = max(spans[-1][1], e)
-        else:
-            spans.append([s, e])
+    padded = ((max(0.0, s - pad_s), min(total_s, e + pad_s)) for s, e in regions)
+    merged = spans.merge(((s, e) for s, e in padded if e > s), sep_s)
     pieces: list[tuple[float, float]] = []
-    for s, e in spans:
+    for s, e in merged:
         n = max(1, int(np.ceil((e - s) / max_s - 1e-9)))
         step = (e - s) / n
         pieces.extend((s + i * step, s + (i + 1) * step) for i in range(n))
@@ -137,35 +131,9 @@ def time_windows(groups: list[tuple[int | None, list[tuple[float, float]]]], max
     return out
 
 
-def _in(t: float, spans: list[tuple[float, float]]) -> bool:
-    """`t` inside one of the sorted, disjoint `spans`."""
-    k = bisect.bisect_right(spans, (t, float("inf"))) - 1
-    return k >= 0 and spans[k][0] <= t <= spans[k][1]
-
-
-def _union(spans) -> list[tuple[float, float]]:
-    out: list[list[float]] = []
-    for s, e in sorted(spans):
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        elif e > s:
-            out.append([s, e])
-    return [(s, e) for s, e in out]
-
-
 def foreign_spans(own, others) -> list[tuple[float, float]]:
     """Time inside `others` (another speaker's turns) and outside `own`: sorted, disjoint."""
-    own, out = _union(own), []
-    for s, e in _union(others):
-        for a, b in own:
-            if b <= s or a >= e:
-                continue
-            if a > s:
-                out.append((s, a))
-            s = max(s, b)
-        if e > s:
-            out.append((s, e))
-    return out
+    return spans.subtract(others, own)
 
 
 def _text_parts(text: str, words: list[dict], cuts: list[tuple[int, int]], joiner: str) -> list[str]:
@@ -200,7 +168,7 @@ def unpack_segment(seg: dict, win: Window, language: str | None = None,
         k = win.piece_of((w["start_s"] + w["end_s"]) / 2)
         m = {**w, "start_s": win.to_source(w["start_s"], k), "end_s": win.to_source(w["end_s"], k)}
         mapped.append(m)
-        if foreign and _in((m["start_s"] + m["end_s"]) / 2, foreign):
+        if foreign and spans.contains(foreign, (m["start_s"] + m["end_s"]) / 2):
             last = None
             continue
         if last == k:
