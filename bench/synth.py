@@ -2,17 +2,20 @@
 
     .venv/bin/python bench/synth.py [--dialogues 12] [--cer-per-language 10] [--seed 0] [--backend espeak]
     .venv/bin/python bench/synth.py --turn-taking 40 --seeds 3,7,11  # IPU / pause / gap / overlap vs Fisher, on the audio
-    .venv/bin/python bench/synth.py --dialogues 0 --cer-per-language 24 --seed 5 --set synth.roundtrip.batch_size=8
+    .venv/bin/python bench/synth.py --dialogues 0 --cer-per-language 2 --seed 6  # round trip vs bare batched Whisper
 
 Prints dialogue audio seconds per wall second for the synthesis stage (TTS + timeline + mix +
 augment + FLAC, run as a Ray batch runs it: SynthesizeStage.run_items, which speaks the next
 dialogue while this one is mixed) and for the bare TTS calls alone on the same sentences (a second
 instance of the same backend, word times included), measured in the same run, and the throughput
 ratio; then the CPU seconds of both (this process plus the TTS worker processes: what the stage
-costs, steadier than wall time on a shared machine); then the round-trip CER (max and mean of the
-two channels) per language, how many dialogues the filters.trust limit would reject, and the CER of
-each transcript against the next dialogue's script (audio saying the wrong text: a limit below its
-minimum rejects all of those). --backend piper runs English only.
+costs, steadier than wall time on a shared machine); then the round trip beside a bare batched
+faster-whisper pass (BatchedInferencePipeline, its own VAD) over the same channels with the same
+model, and beside the old per-channel path (pack_sep_s null, batch 1): wall and CPU seconds, and the
+CER (max of the two channels) per language as mean / p50 / p90 for each, how many dialogues the
+filters.trust limit would reject, and the CER of each transcript against the next dialogue's script
+(audio saying the wrong text: a limit below its minimum rejects all of those). --backend piper runs
+English only.
 """
 
 from __future__ import annotations
@@ -35,8 +38,11 @@ def main() -> int:
     ap.add_argument("--dialogues", type=int, default=12, help="dialogues for the throughput figure")
     ap.add_argument("--cer-per-language", type=int, default=10, help="dialogues per language for CER (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rt-batch", type=int, default=4,
-                    help="dialogues per round-trip call (the ASR batches their chunks when synth.roundtrip.batch_size > 1)")
+    ap.add_argument("--rt-batch", type=int, default=6,
+                    help="dialogues per round-trip call (the ASR batches their windows when synth.roundtrip.batch_size > 1)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="where the round trip (and its bare baseline) decodes; TTS runs on the CPU either way")
+    ap.add_argument("--no-old", action="store_true", help="skip the old per-channel path (the slowest)")
     ap.add_argument("--backend", default="espeak", choices=["espeak", "piper"])
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. asr.batch_size=1")
@@ -47,7 +53,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from pipelines.core.config import _merge, config_hash, load_config, parse_overrides
-    from synth.job import RoundTripStage, SynthesizeStage, make_items
+    from synth.job import SynthesizeStage, make_items
     from synth.scripts import split_sentences
     from synth.tts.registry import make_tts
     cfg = load_config(overrides=_merge({"synth": {"tts": {"backend": args.backend}}},
@@ -95,62 +101,118 @@ def main() -> int:
               f"loaded machine, load average now {os.getloadavg()[0]:.1f})")
 
     if args.cer_per_language > 0:
-        from pipelines.core.config import section
-        from synth.roundtrip import cer
-        limits = section(cfg, "filters")["trust"]["max_roundtrip_cer"]
-        rt = RoundTripStage.from_config(cfg)
-        rt.ensure_setup()
-        n = args.cer_per_language * len(langs)
-        per: dict[str, list[tuple[float, float, float]]] = {lang: [] for lang in langs}
-        said: dict[str, list[tuple[dict, dict]]] = {lang: [] for lang in langs}  # (transcripts, scripts)
-        t_asr, asr_audio = 0.0, 0.0
-        cer_items = list(make_items(None, n, args.seed + 1, langs, cfg, h, "/unused"))
-        for i in range(0, n, args.rt_batch):  # as Ray batches reach the stages
-            done = syn.run_items([dict(it) for it in cer_items[i:i + args.rt_batch]])
-            t0 = time.perf_counter()
-            done = rt.run_items(done)
-            t_asr += time.perf_counter() - t0
-            for it in done:
-                if it["status"] != "ok":
-                    print("rejected:", it["rejections"][0]["detail"][:200])
-                    continue
-                ex = it["examples"][0]
-                m = ex["metrics"]
-                per[ex["language"]].append((ex["roundtrip_cer"], m["roundtrip_cer_mean"], m["roundtrip_cer_ch0"]))
-                said[ex["language"]].append(({ch: " ".join(s["text"] for s in ex["segments"] if s["channel"] == ch)
-                                              for ch in (0, 1)}, {ch: ex[f"text_ch{ch}"] or "" for ch in (0, 1)}))
-                asr_audio += ex["duration_s"]
-        print(f"\nround trip (Whisper base, language given, synth.roundtrip.batch_size {rt.asr_params.batch_size}, "
-              f"{args.rt_batch} dialogues per call, {rt.device}) over {n} dialogues, {asr_audio:.0f} s: "
-              f"{t_asr:.0f} s wall in the round trip")
-        print("lang  n   CER max-of-channels (median / p90)   over filters.trust limit   CER mean (median)   "
-              "CER ch0 (median)   wrong script (min / median)")
-        for lang, v in per.items():
-            if not v:
-                continue
-            mx = sorted(x[0] for x in v)
-            p90 = mx[min(len(mx) - 1, int(0.9 * len(mx)))]
-            lim = float(limits.get(lang, limits["default"]))
-            over = sum(x > lim for x in mx)
-            # each transcript against the next dialogue's script: audio saying the wrong text,
-            # which a limit must reject; a limit under this minimum passes none of them
-            sv = said[lang]
-            wrong = sorted(max(cer(sv[(j + 1) % len(sv)][1][ch], sv[j][0][ch]) for ch in (0, 1))
-                           for j in range(len(sv))) if len(sv) > 1 else [float("nan")]
-            print(f"{lang:4} {len(v):2}   {statistics.median(mx):.3f} / {p90:.3f}"
-                  f"                    {over:3}/{len(mx)} > {lim:g}"
-                  f"                {statistics.median(x[1] for x in v):.3f}"
-                  f"               {statistics.median(x[2] for x in v):.3f}"
-                  f"              {wrong[0]:.3f} / {statistics.median(wrong):.3f}")
+        _roundtrip(syn, args, langs, cfg, h)
     return 0
+
+
+def _roundtrip(syn, args, langs, cfg, h) -> None:
+    """The round trip against a bare batched faster-whisper pass over the same channels (the same
+    model, batch size, beam and language, in this process), and against the old per-channel path
+    (synth.roundtrip.pack_sep_s null, batch_size 1), block by block in turn so a loaded machine
+    weighs on all three alike; then CER per language (max of the two channels) for each."""
+    import dataclasses
+
+    import numpy as np
+    from faster_whisper import BatchedInferencePipeline
+
+    from pipelines.core.config import section
+    from pipelines.io.audio import decode_flac
+    from pipelines.models.asr import to_16k_mono
+    from synth.job import RoundTripStage, make_items
+    from synth.roundtrip import cer
+    limits = section(cfg, "filters")["trust"]["max_roundtrip_cer"]
+    new = RoundTripStage.from_config(cfg)
+    gpus = 1.0 if args.device == "cuda" else 0.0  # the stage decodes on cuda when it asks for a GPU
+    new.resources = dataclasses.replace(new.resources, num_gpus=gpus)
+    new.ensure_setup()
+    old = RoundTripStage(dataclasses.replace(new.asr_params, batch_size=1), new.models, new.pad_s, 1, None,
+                         resources=dataclasses.replace(new.resources, num_gpus=gpus))
+    old.ensure_setup()  # the same WhisperModel (cached per process), decoded window by window
+    bare = BatchedInferencePipeline(new.asr.model)
+    bs, beam = max(1, new.asr_params.batch_size), new.asr_params.beam_size
+    paths = ["new", "bare"] + ([] if args.no_old else ["old"])
+    wall = {k: 0.0 for k in paths}
+    cpu = {k: 0.0 for k in paths}
+    per: dict[str, dict[str, list[float]]] = {k: {lang: [] for lang in langs} for k in paths}
+    said: dict[str, list[tuple[dict, dict]]] = {lang: [] for lang in langs}  # (transcripts, scripts)
+    n = args.cer_per_language * len(langs)
+    audio_s = speech_s = 0.0
+    cer_items = list(make_items(None, n, args.seed + 1, langs, cfg, h, "/unused"))
+    for i in range(0, n, args.rt_batch):  # as Ray batches reach the stages
+        done = [it for it in syn.run_items([dict(it) for it in cer_items[i:i + args.rt_batch]])
+                if it["status"] == "ok"]
+        for k in paths:
+            block = [{**it, "examples": [dict(ex) for ex in it["examples"]]} for it in done]
+            t0, c0 = time.perf_counter(), time.process_time()
+            if k == "bare":
+                hyps = []
+                for it in block:
+                    ex = it["examples"][0]
+                    audio, sr = decode_flac(ex["audio"])
+                    hyp = {}
+                    for ch in (0, 1):
+                        segs, _ = bare.transcribe(to_16k_mono(audio[ch], sr), language=ex["language"],
+                                                  batch_size=bs, beam_size=beam)
+                        hyp[ch] = " ".join(s.text.strip() for s in segs)
+                    hyps.append(hyp)
+            else:
+                block = (new if k == "new" else old).run_items(block)
+            wall[k] += time.perf_counter() - t0
+            cpu[k] += time.process_time() - c0
+            for j, it in enumerate(block):
+                ex = it["examples"][0]
+                if k == "bare":
+                    per[k][ex["language"]].append(max(cer(ex[f"text_ch{ch}"] or "", hyps[j][ch]) for ch in (0, 1)))
+                    continue
+                if it["status"] != "ok":
+                    print(k, "rejected:", it["rejections"][0]["detail"][:200])
+                    continue
+                per[k][ex["language"]].append(ex["roundtrip_cer"])
+                if k == "new":
+                    said[ex["language"]].append(({ch: " ".join(s["text"] for s in ex["segments"] if s["channel"] == ch)
+                                                  for ch in (0, 1)}, {ch: ex[f"text_ch{ch}"] or "" for ch in (0, 1)}))
+                    audio_s += ex["duration_s"]
+                    speech_s += sum(w["end_s"] - w["start_s"] for w in ex["words"])
+    ex = new.counters.extra
+    print(f"\nround trip over {n} dialogues ({audio_s:.0f} s of dialogue, {speech_s:.0f} s of words on both "
+          f"channels), {args.rt_batch} dialogues per block, Whisper base on {new.device}, language given, "
+          f"batch {bs}, beam {beam}; load average now {os.getloadavg()[0]:.1f}")
+    print(f"new: {ex.get('windows', 0)} windows, {ex.get('windows_retried', 0)} retried, "
+          f"{new.asr.counts.get('fallback_chunks', 0) if hasattr(new.asr, 'counts') else 0} fell back; "
+          f"old: {old.counters.extra.get('windows', 0)} windows")
+    print("path                                   wall s    CPU s   wall / bare   CPU / bare")
+    names = {"new": "round trip (packed, batched)", "bare": "bare BatchedInferencePipeline",
+             "old": "old per-channel (pack null, batch 1)"}
+    for k in paths:
+        print(f"{names[k]:38} {wall[k]:7.1f}  {cpu[k]:7.1f}   {wall[k] / wall['bare']:9.2f}   "
+              f"{cpu[k] / cpu['bare']:9.2f}")
+    print(f"round trip: {audio_s / wall['new']:.1f} dialogue-hours per {new.device}-hour "
+          f"(bare pass {audio_s / wall['bare']:.1f})")
+    print("\nCER max-of-channels per dialogue: mean / p50 / p90")
+    print("lang  n  " + "".join(f"{k:>22}" for k in paths) + "   new over limit   wrong script min / median")
+    for lang in langs:
+        row = f"{lang:4} {len(per['new'][lang]):2}  "
+        for k in paths:
+            v = per[k][lang]
+            row += (f"   {np.mean(v):.3f} / {np.percentile(v, 50):.3f} / {np.percentile(v, 90):.3f}"
+                    if v else f"{'-':>22}")
+        lim = float(limits.get(lang, limits["default"]))
+        # each transcript against the next dialogue's script: audio saying the wrong text, which a
+        # limit must reject; a limit under this minimum passes none of them
+        sv = said[lang]
+        wrong = sorted(max(cer(sv[(j + 1) % len(sv)][1][ch], sv[j][0][ch]) for ch in (0, 1))
+                       for j in range(len(sv))) if len(sv) > 1 else [float("nan")]
+        row += f"   {sum(x > lim for x in per['new'][lang]):3}/{len(per['new'][lang])} > {lim:g}"
+        row += f"      {wrong[0]:.3f} / {statistics.median(wrong):.3f}"
+        print(row)
 
 
 def _turn_taking(syn, args, langs, cfg, h) -> int:
     """Turn-taking of --turn-taking N dialogues per seed, measured on their audio (VAD per channel),
     per seed (audio and planned) and pooled over the seeds."""
+    from pipelines.core.turntaking import FISHER, KEYS
     from synth.job import make_items
     from synth.summary import format_summary, summarize
-    from pipelines.core.turntaking import FISHER, KEYS
     seeds = [int(x) for x in str(args.seeds or args.seed).split(",")]
     rows, per_seed = [], []
     for seed in seeds:
