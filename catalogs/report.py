@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import time
 from pathlib import Path
+
+from catalogs import plots as figs
+from catalogs.plots import hms
 
 SAMPLE_ROWS = 200_000
 SAMPLE_SEED = 0
@@ -104,14 +106,6 @@ def _thresholds(cfg: dict, languages: list[str]) -> dict[str, dict[str, float]]:
     return out
 
 
-def hms(seconds: float | None) -> str:
-    """Seconds as h:mm:ss."""
-    if seconds is None or not math.isfinite(float(seconds)):
-        return "n/a"
-    s = round(float(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str | Path | None = None) -> Path:
     """Write the report; returns the path of index.html."""
     import matplotlib
@@ -158,7 +152,7 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     # 2. durations
     d = _sample(con, "duration_s")
     fig, ax = plt.subplots(figsize=(8, 4))
-    bins = _bins([v for vals in d.values() for v in vals], 30)
+    bins = figs.bins([v for vals in d.values() for v in vals], 30)
     for lab, vals in sorted(d.items()):
         ax.hist(vals, bins=bins, alpha=0.6, label=lab)
     ax.set_xlabel("duration (s)")
@@ -175,12 +169,12 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
         data = _sample(con, col)
         quality_summary[col] = {lab: _pct(vals) for lab, vals in data.items()}
         if col == "roundtrip_cer":  # per language, each with its own threshold
-            _plot_by_language(ax, _sample_by_language(con, col), thr.get(col, {}))
+            figs.by_language(ax, _sample_by_language(con, col), thr.get(col, {}))
             continue
         # thresholds only of the kinds this panel holds, one line per value
         kinds = {lab.split(" ", 1)[0] for lab in data}
-        lines = _threshold_lines({k: v for k, v in thr.get(col, {}).items() if k.split(" ", 1)[0] in kinds})
-        bins = _bins([v for vals in data.values() for v in vals] + list(lines))
+        lines = figs.threshold_lines({k: v for k, v in thr.get(col, {}).items() if k.split(" ", 1)[0] in kinds})
+        bins = figs.bins([v for vals in data.values() for v in vals] + list(lines))
         for lab, vals in sorted(data.items()):
             ax.hist(vals, bins=bins, alpha=0.55, label=f"{lab} (n={len(vals)})")
         for j, (v, who) in enumerate(sorted(lines.items())):
@@ -209,10 +203,10 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     spk = _rows(con, "SELECT num_speakers, kind, count(*) AS n FROM examples WHERE status = 'accepted' "
                      "GROUP BY ALL ORDER BY ALL")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    _plot_speaker_counts(axes[0], spk)
+    figs.speaker_counts(axes[0], spk)
     ov = _sample(con, "overlap_ratio", "AND status = 'accepted'")
     for lab, vals in sorted(ov.items()):
-        axes[1].hist(vals, bins=_bins([v for vs in ov.values() for v in vs]), alpha=0.6, label=lab)
+        axes[1].hist(vals, bins=figs.bins([v for vs in ov.values() for v in vs]), alpha=0.6, label=lab)
     axes[1].set_xlabel("overlap ratio")
     if ov:
         axes[1].legend(fontsize=8)
@@ -222,7 +216,7 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     # 7. turn-taking of synthetic data, measured on the words (pipelines/core/turntaking.py)
     tt = _turn_taking(con)
     if tt["dialogues"]:
-        save(_plot_turn_taking(plt, tt), "turn_taking.png", "Turn-taking of synthetic dialogues, measured",
+        save(figs.turn_taking(plt, tt), "turn_taking.png", "Turn-taking of synthetic dialogues, measured",
              "Moshi Table 9 definitions on each channel's words: IPU, pause, gap, overlap seconds per minute "
              "against Fisher; floor-transfer offsets (negative: overlapped), pause and overlap lengths, "
              "backchannels per minute of each dialogue. Regenerate with: tandem report OUT.")
@@ -252,34 +246,6 @@ def build_report(out_dir: str | Path, cfg: dict | None = None, report_dir: str |
     return rdir / "index.html"
 
 
-def _plot_speaker_counts(ax, spk: list[dict]) -> None:
-    """Accepted examples per speaker count, bars side by side per kind on integer ticks."""
-    from matplotlib.ticker import MaxNLocator
-    rows = [r for r in spk if r["num_speakers"] is not None]
-    kinds = sorted({r["kind"] for r in rows})
-    width = 0.8 / max(len(kinds), 1)
-    for i, k in enumerate(kinds):
-        xs = [int(r["num_speakers"]) for r in rows if r["kind"] == k]
-        ys = [r["n"] for r in rows if r["kind"] == k]
-        ax.bar([x + (i - (len(kinds) - 1) / 2) * width for x in xs], ys, width, label=f"{k} (n={sum(ys)})")
-    counts = sorted({int(r["num_speakers"]) for r in rows})
-    ax.set_xticks(counts, [str(c) for c in counts])  # a count of speakers is a whole number
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("speakers per example")
-    ax.set_ylabel("accepted examples")
-    if rows:
-        ax.legend(fontsize=8)
-    ax.set_title("Speakers per example")
-
-
-def _threshold_lines(thr: dict[str, float]) -> dict[float, str]:
-    """{value: who} for threshold lines: the kinds and languages sharing a value on one line."""
-    out: dict[float, list[str]] = {}
-    for who, v in sorted(thr.items()):
-        out.setdefault(v, []).append(who)
-    return {v: ", ".join(ws) for v, ws in out.items()}
-
-
 def _sample_by_language(con, col: str) -> dict[str, list[float]]:
     """Finite values of `col` per language (every kind and status), sampled as _sample does."""
     sql = (f"SELECT coalesce(language, '?'), \"{col}\" FROM examples WHERE \"{col}\" IS NOT NULL "
@@ -288,21 +254,6 @@ def _sample_by_language(con, col: str) -> dict[str, list[float]]:
     for lang, v in con.execute(sql).fetchall():
         out.setdefault(lang, []).append(float(v))
     return out
-
-
-def _plot_by_language(ax, data: dict[str, list[float]], thr: dict[str, float]) -> None:
-    """One outline histogram per language, labelled with its count and drawn with its own
-    threshold in the same colour (a language without its own takes the synthetic default)."""
-    bins = _bins([v for vals in data.values() for v in vals] + list(thr.values()))
-    for lang, vals in sorted(data.items()):
-        t = thr.get(f"synthetic {lang}", thr.get("synthetic"))
-        label = f"{lang} (n={len(vals)}" + (f", max {t:g})" if t is not None else ")")
-        _, _, patches = ax.hist(vals, bins=bins, histtype="step", lw=1.5, label=label)
-        if t is not None:
-            ax.axvline(t, color=patches[0].get_edgecolor(), ls="--", lw=1.0)
-    ax.set_title("roundtrip_cer by language (dashed: its threshold)")
-    if data:
-        ax.legend(fontsize=7)
 
 
 def _turn_taking(con) -> dict:
@@ -334,43 +285,6 @@ def _real_turn_taking(con) -> dict:
                       f"USING SAMPLE reservoir({REAL_TT_ROWS} ROWS) REPEATABLE ({SAMPLE_SEED})")
     return real_turn_taking({"metrics": m, "words": w} for batch in iter(lambda: cur.fetchmany(1024), [])
                             for m, w in batch)
-
-
-def _plot_turn_taking(plt, tt: dict):
-    from pipelines.core.turntaking import KEYS
-    fig, axes = plt.subplots(1, 5, figsize=(17, 3.4))
-    pm, fi = tt["per_minute"], tt["fisher"]
-    x = range(len(KEYS))
-    ratio = [pm[k] / fi[k] for k in KEYS]
-    axes[0].axhspan(0.9, 1.1, color="green", alpha=0.15)  # within 10% of Fisher
-    axes[0].axhline(1.0, color="k", lw=0.8)
-    axes[0].bar(list(x), ratio, 0.6)
-    for i, k in enumerate(KEYS):
-        axes[0].annotate(f"{pm[k]:.1f}\n/{fi[k]:.1f}", (i, ratio[i]), ha="center", va="bottom", fontsize=7)
-    axes[0].set_xticks(list(x), list(KEYS))
-    axes[0].set_ylim(0, max(1.5, max(ratio) * 1.25))
-    axes[0].set_ylabel("measured / Fisher (s per minute)")
-    axes[0].set_title(f"{tt['dialogues']} dialogues, {hms(60 * pm['minutes'])} (green: Fisher ±10%)", fontsize=9)
-    for ax, key, label in zip(axes[1:], ("fto_s", "pauses_s", "overlaps_s", "backchannels_per_min"),
-                              ("floor-transfer offset (s)", "pause length (s)", "overlap length (s)",
-                               "backchannels per minute")):
-        vals = tt["lists"][key]
-        ax.hist(vals, bins=_bins(vals, 30))
-        ax.set_xlabel(label)
-        if key == "fto_s":
-            ax.axvline(0.0, color="k", lw=0.8)
-    axes[1].set_ylabel("count")
-    return fig
-
-
-def _bins(vals: list[float], n: int = 25):
-    """Common bin edges for every series of one plot, so narrow series stay visible."""
-    import numpy as np
-    if not vals:
-        return n
-    lo, hi = float(min(vals)), float(max(vals))
-    pad = max((hi - lo) * 0.02, abs(hi) * 0.01, 1e-3)
-    return np.linspace(lo - pad, hi + pad, n + 1)
 
 
 def _pct(vals: list[float]) -> dict[str, float]:

@@ -4,7 +4,7 @@ line per language (with its count and threshold), thresholds shared by kinds dra
 import matplotlib
 import matplotlib.pyplot as plt
 
-from catalogs import report
+from catalogs import plots, report
 from pipelines.core.config import load_config
 
 matplotlib.use("Agg")
@@ -14,7 +14,7 @@ def test_speakers_per_example_on_integer_ticks():
     spk = [{"num_speakers": 1, "kind": "real", "n": 3}, {"num_speakers": 2, "kind": "real", "n": 7},
            {"num_speakers": 2, "kind": "synthetic", "n": 12}, {"num_speakers": 3, "kind": "real", "n": 1}]
     fig, ax = plt.subplots()
-    report._plot_speaker_counts(ax, spk)
+    plots.speaker_counts(ax, spk)
     fig.canvas.draw()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3"]
     assert all(float(t).is_integer() for t in ax.get_yticks())
@@ -32,7 +32,7 @@ def test_roundtrip_panel_one_line_per_language_with_counts():
     assert len(thr) == 12  # what the panel used to list: every kind x language
     data = {lang: [0.05 * (i + 1)] * (i + 2) for i, lang in enumerate(langs)}
     fig, ax = plt.subplots()
-    report._plot_by_language(ax, data, thr)
+    plots.by_language(ax, data, thr)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == [f"{lang} (n={i + 2}, max {thr.get('synthetic ' + lang, thr['synthetic']):g})"
                       for i, lang in enumerate(langs)]
@@ -40,5 +40,5 @@ def test_roundtrip_panel_one_line_per_language_with_counts():
 
 
 def test_threshold_lines_shared_values_drawn_once():
-    lines = report._threshold_lines({"real": 0.35, "synthetic": 0.35, "synthetic fr": 0.65})
+    lines = plots.threshold_lines({"real": 0.35, "synthetic": 0.35, "synthetic fr": 0.65})
     assert lines == {0.35: "real, synthetic", 0.65: "synthetic fr"}
