@@ -57,10 +57,50 @@ def shard_paths(source: str | Path | Sequence[str | Path]) -> list[Path]:
                 raise LoaderError(f"{p}: no committed shards and no *.parquet files here")
         else:
             paths = [p]
-    for p in paths:
-        if not p.is_file():
-            raise LoaderError(f"{p}: shard not found")
-    return paths
+    return [_existing(p) for p in paths]
+
+
+def where_now(path: str | Path) -> Path | None:
+    """Where committed shard `path` (OUT/<kind>/<name>.parquet) is now: a reader that listed it
+    before a re-filter or dedup settling retired it finds it under OUT/_retired/<commit>/
+    (pipelines.store.commit.locate); None when it is not an output's file or `gc` deleted it."""
+    p = Path(path)
+    out = p.parent.parent
+    try:
+        from pipelines.store.commit import COMMITS, locate
+    except ImportError:  # a tree without the shard writer: plain files
+        return None
+    if not (out / COMMITS).is_dir():
+        return None
+    q = locate(out, f"{p.parent.name}/{p.name}")
+    return q if q is not None and q.is_file() else None
+
+
+def _existing(p: Path) -> Path:
+    if p.is_file():
+        return p
+    q = where_now(p)
+    if q is None:
+        raise LoaderError(f"{p}: shard not found (a retired shard stays in OUT/_retired/ until `tandem gc` "
+                          "deletes it)")
+    return q
+
+
+_MOVED: dict[str, str] = {}
+
+
+def _current(path: str) -> str:
+    """`path`, or where it went when a commit retired it after the units were listed."""
+    if path in _MOVED:
+        return _MOVED[path]
+    if os.path.exists(path):
+        return path
+    q = where_now(path)
+    if q is None:
+        raise LoaderError(f"{path}: shard not found: retired by a later commit and deleted by `tandem gc`, "
+                          "or removed by hand")
+    _MOVED[path] = str(q)
+    return _MOVED[path]
 
 
 def _output_dir_shards(out_dir: Path) -> list[Path]:
@@ -182,8 +222,9 @@ def select_units(source: str | Path | Sequence[str | Path], sql: str | None = No
 
 
 def _read_rows(unit: Unit, columns: list[str] | None) -> list[dict]:
-    verify_shard(unit.path, unit.sha256)
-    pf = _cached_parquet(unit.path)
+    path = _current(unit.path)  # the same bytes under _retired/ when a commit retired the shard
+    verify_shard(path, unit.sha256)
+    pf = _cached_parquet(path)
     try:
         # one thread: DataLoader workers are the parallelism, and small row groups pay for threads
         t = pf.read_row_group(unit.row_group, columns=columns, use_threads=False)
