@@ -35,6 +35,11 @@ def test_listing_is_absolute_and_keeps_the_given_name(tmp_path, monkeypatch):
         assert [u.given for u in got] == given, spec
         assert got == [str((d / g.rsplit("/", 1)[-1]).resolve()) for g in given], spec
         assert all(os.path.isabs(u) for u in got)
+    # a listing task on a Ray worker lists against the driver's directory, wherever it runs
+    here = list(list_inputs("in/*.wav"))
+    monkeypatch.chdir(tmp_path)
+    there = list(list_inputs("in/*.wav", cwd=str(tmp_path / "data")))
+    assert there == here and [u.given for u in there] == [u.given for u in here]
 
 
 def test_rerun_from_another_directory_resumes(tmp_path, monkeypatch):

@@ -43,30 +43,32 @@ def given_of(uri: str) -> str:
     return getattr(uri, "given", str(uri))
 
 
-def list_inputs(spec: str) -> Iterator[Input]:
+def list_inputs(spec: str, cwd: str | None = None) -> Iterator[Input]:
     """Audio files named by `spec`: a directory (recursive, by audio extension, sorted), a glob,
     a single file, or a manifest (.jsonl with a `uri` per line, .parquet with a `uri` column).
-    Each is resolved to an absolute path (a manifest's relative to the manifest's folder)."""
-    p = Path(spec)
+    Each is resolved to an absolute path: a relative spec against `cwd` (default: this process's;
+    a listing task on a Ray worker gets the driver's), a manifest's entries against its folder."""
+    base = Path(cwd) if cwd else Path.cwd()
+    p = base / spec  # an absolute spec stays itself
     if p.is_dir():
         for root, dirs, files in os.walk(p):
             dirs.sort()
+            under = Path(spec) / os.path.relpath(root, p)  # as typed ("." parts dropped)
             for name in sorted(files):
                 if Path(name).suffix.lower() in AUDIO_EXTENSIONS:
-                    named = str(Path(root) / name)
-                    yield Input(_resolve(named, Path.cwd()), named)
+                    yield Input(_resolve(os.path.join(root, name), base), str(under / name))
         return
     if p.is_file() and p.suffix.lower() in (".jsonl", ".parquet"):
         yield from manifest_inputs(p)
         return
     if p.is_file():
-        yield Input(_resolve(spec, Path.cwd()), spec)
+        yield Input(_resolve(spec, base), spec)
         return
     if glob.has_magic(spec):
-        hits = sorted(glob.iglob(spec, recursive=True))
+        hits = sorted(glob.iglob(spec, root_dir=base, recursive=True))
         if not hits:
             raise FileNotFoundError(f"input {spec!r}: the pattern matches no file")
-        yield from (Input(_resolve(h, Path.cwd()), h) for h in hits if Path(h).is_file())
+        yield from (Input(_resolve(h, base), h) for h in hits if (base / h).is_file())
         return
     raise FileNotFoundError(f"input {spec!r}: no such file, directory or manifest")
 
@@ -152,10 +154,10 @@ def _check_spec(spec: str, validate: bool = True) -> str:
     raise FileNotFoundError(f"input {spec!r}: no such file, directory or manifest")
 
 
-def _walk(batch: dict, spec: str, kind: str) -> Iterator[dict]:
+def _walk(batch: dict, spec: str, kind: str, cwd: str | None = None) -> Iterator[dict]:
     """A listing task: yields the spec's files LIST_BATCH at a time (generator: streams)."""
     import numpy as np
-    it = list_inputs(spec)
+    it = list_inputs(spec, cwd)
     chunk: list[Input] = []
 
     def block() -> dict:
@@ -192,7 +194,9 @@ def uri_dataset(spec: str):
     # one listing task streams the walk or the manifest (checked line by line, uris resolved):
     # Ray's own readers would skip that validation and fail with tracebacks naming no line
     ds = ray.data.from_items([{"spec": spec}])
-    return small_blocks(ds.map_batches(_walk, fn_kwargs={"spec": spec, "kind": kind}, batch_size=None,
+    # the driver's directory: a relative spec names files there, wherever the worker runs
+    return small_blocks(ds.map_batches(_walk, fn_kwargs={"spec": spec, "kind": kind, "cwd": os.getcwd()},
+                                       batch_size=None,
                                        **light), LIST_BATCH)
 
 
