@@ -19,6 +19,7 @@ from pipelines.models.diarization import DIAR_SR, DiarizeParams, Diarizer
 from pipelines.models.overlap import clip_turns, exclusive_of, overlap_turns
 
 from tandem.testing.audio import sample_paths
+from tests.test_vad_diarize import _BandEncoder  # one copy of the stand-in encoder
 
 
 def _params(**kw) -> DiarizeParams:
@@ -93,24 +94,6 @@ class _PastTheEnd:
         a[Segment(0.0, dur / 2)] = "A"
         a[Segment(dur / 2 - 1.0, dur + 1.5)] = "B"
         return a
-
-
-class _BandEncoder:
-    """Stand-in speaker encoder: the window's energy below and above 500 Hz."""
-
-    def __init__(self):
-        import torch
-        self.w = torch.nn.Parameter(torch.zeros(1))
-
-    def parameters(self):
-        return iter([self.w])
-
-    def __call__(self, waveforms, weights):
-        import torch
-        spec = torch.fft.rfft(waveforms[:, 0]).abs()
-        f = torch.fft.rfftfreq(waveforms.shape[-1], 1 / DIAR_SR)
-        e = torch.stack([spec[:, f < 500].sum(1), spec[:, f >= 500].sum(1)], 1)
-        return e / e.norm(dim=1, keepdim=True)
 
 
 @pytest.mark.parametrize("n", [30 * DIAR_SR + 160, 30 * DIAR_SR + 1, 12345 * 7])
