@@ -60,6 +60,7 @@ class RoundTripStage(Stage):
         and counters stay per item). If the joint decode fails, each item decodes its own windows
         and reports its own error."""
         self.ensure_setup()
+        items = list(items)  # the Ray engine streams a batch in
         if self.asr_params.batch_size > 1 and len(items) > 1:
             exs = [ex for it in items if it.get("status") not in ("rejected", "retry") for ex in it.get("examples") or []]
             try:

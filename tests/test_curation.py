@@ -127,7 +127,7 @@ def test_two_channel_source_keeps_channels(run, conv):
     it = items[conv["duplex"]]
     assert it["status"] == "ok" and it["two_channel"], it["rejections"]
     _check_words_on_channels(it, conv["words"], main="B")  # B was written on channel 0
-    assert it["examples"][0]["speakers"][0] == "CH0"
+    assert it["examples"][0]["speakers"][0] == f"{it['source_id']}:CH0"
 
 
 def test_random_main_speaker_is_seeded(conv, tmp_path):

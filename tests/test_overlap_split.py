@@ -157,7 +157,7 @@ def test_assembly_puts_overlap_on_both_channels(tmp_path):
     item = st.process({"work_path": str(p), "turns": turns, "segments": [_seg(words)], "source_id": "s",
                        "seed": 0, "cfg_hash": "h", "sample_rate": sr, "duration_s": 10.0, "uri": str(p)})
     (ex,) = item["examples"]
-    assert ex["speakers"] == ["A", "B"]
+    assert ex["speakers"] == ["s:A", "s:B"]  # scoped by the source
     got = {w["word"]: (w["channel"], w["overlap"]) for w in ex["words"]}
     assert got == {"one": (0, False), "two": (0, True), "three": (1, False)}
     audio, _ = decode_flac(ex["audio"])
