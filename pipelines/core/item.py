@@ -60,7 +60,7 @@ class ItemContractError(TypeError):
 
 
 def declare(**fields: tuple[type, ...]) -> None:
-    """Keys a job of its own adds (the toy job of the tests); a key's type cannot change."""
+    """Keys a job of its own adds (a Stage subclass's `item_fields`); a key's type cannot change."""
     for k, t in fields.items():
         if FIELDS.get(k, t) != t:
             raise ItemContractError(f"item key {k!r} is declared already as {FIELDS[k]}")
@@ -79,6 +79,8 @@ def check_writes(stage: str, writes: tuple[str, ...], item: dict) -> None:
         if k not in item:
             raise ItemContractError(f"stage {stage}: declares it writes {k!r} but the item has none")
         v = item[k]
+        if k not in FIELDS:
+            raise ItemContractError(f"stage {stage}: writes {k!r}, which no module declares")
         if v is not None and not isinstance(v, FIELDS[k]):
             raise ItemContractError(f"stage {stage}: wrote {k!r} as {type(v).__name__}, "
                                     f"declared {' | '.join(t.__name__ for t in FIELDS[k])}")

@@ -118,6 +118,8 @@ class Stage:
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
+        # a job's own keys (the tests' toy job) travel with its stage classes
+        item_contract.declare(**getattr(cls, "item_fields", {}))
         item_contract.check_declared(cls.__name__, tuple(cls.reads) + tuple(cls.writes))
 
     def __init__(self, cfg: dict | None = None, *, resources: Resources | None = None):
@@ -155,6 +157,9 @@ class Stage:
 
     def ensure_setup(self) -> None:
         if not self._ready:
+            # again where the class was rebuilt from a pickle (cloudpickle fills a by-value class
+            # after __init_subclass__ ran on its empty skeleton)
+            item_contract.declare(**getattr(type(self), "item_fields", {}))
             self.setup()
             self._ready = True
 

@@ -30,7 +30,6 @@ import numpy as np
 
 from pipelines.core.config import config_hash, load_config
 from pipelines.core.contracts import example_row, source_row, stable_hash, work_key
-from pipelines.core.item import declare
 from pipelines.core.stage import Stage, reject
 from pipelines.io.audio import encode_flac
 
@@ -39,8 +38,9 @@ DRIVER_PID_ENV = "TANDEM_TOY_DRIVER_PID"
 TOY_SAMPLE_RATE = 24000
 
 
-# the toy job's own item keys
-declare(toy_key=(str,), pcm=(np.ndarray,), flac=(bytes,), flatness=(float,))
+# the toy job's own item keys, declared by each stage class (a class pickled by value, as Ray
+# sends those of a `python -m` main module, declares them again where it is rebuilt)
+TOY_FIELDS = {"toy_key": (str,), "pcm": (np.ndarray,), "flac": (bytes,), "flatness": (float,)}
 
 def make_items(n: int, cfg: dict, *, start: int = 0, duration_s: float = 1.0, sleep_s: float = 0.0,
                reject_every: int = 0, prefix: str = "toy", out_dir: str | None = None) -> Iterator[dict]:
@@ -107,6 +107,7 @@ def _fire(mode: str, index: str, marker: str) -> None:
 class ToyTone(Stage):
     """A two-channel tone whose pitch comes from the item key (int16, compact for transport)."""
 
+    item_fields = TOY_FIELDS
     name = "toy_tone"
     reads = ("toy_key", "duration_s")
     writes = ("pcm", "sample_rate")
@@ -129,6 +130,7 @@ class ToyTone(Stage):
 class ToyWork(Stage):
     """Model-like stage: FLAC encode plus an FFT-heavy metric; optional sleep; fault injection."""
 
+    item_fields = TOY_FIELDS
     name = "toy_work"
     reads = ("pcm", "sample_rate")
     writes = ("flac", "flatness")
@@ -157,6 +159,7 @@ class ToyWork(Stage):
 class ToyAssemble(Stage):
     """One example row and the source row per item; every k-th item is rejected with a reason."""
 
+    item_fields = TOY_FIELDS
     name = "toy_assemble"
     reads = ("flac", "flatness")
     writes = ("examples", "source")
