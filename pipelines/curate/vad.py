@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipelines.core import spans
 from pipelines.core.config import typed_section
 from pipelines.core.stage import Resources, Stage, reject
-from pipelines.models.vad import SileroVad, merge_regions
+from pipelines.models.vad import SileroVad
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class VadStage(Stage):
         if item.get("two_channel"):
             per = [self.vad.file_regions(item["work_path"], ch) for ch in (0, 1)]
             item["speech_ch"] = per
-            item["speech"] = merge_regions([tuple(r) for p in per for r in p], 0.0)
+            item["speech"] = spans.merge([tuple(r) for p in per for r in p], 0.0)
         else:
             item["speech_ch"] = None  # one channel: the downmix is all there is
             item["speech"] = self.vad.file_regions(item["work_path"])

@@ -6,18 +6,11 @@ CPU where the TorchScript build slowed 25-fold (measured).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 
 from pipelines.core import spans
 
 VAD_SR = 16000
-
-
-def merge_regions(regions: Iterable[tuple[float, float]], gap_s: float) -> list[list[float]]:
-    """Sorted regions with gaps shorter than `gap_s` joined (pipelines/core/spans.py)."""
-    return spans.merge(regions, gap_s)
 
 
 class SileroVad:
@@ -67,4 +60,4 @@ class SileroVad:
             x = b[:, channel] if channel is not None else b.mean(axis=1)
             out.extend(self.regions(x, t))
             t += len(x) / VAD_SR
-        return merge_regions(out, merge_gap_s)
+        return spans.merge(out, merge_gap_s)
