@@ -84,7 +84,8 @@ def main() -> int:
         except Exception as e:  # noqa: BLE001 - an engine that cannot run offline here is reported, not fatal
             print(f"{engine}: skipped, it does not load here ({type(e).__name__}: {str(e)[:200]})")
             continue
-        from synth.tts.align import aligner_dir, load_aligner
+        from pipelines.models.aligner import load_aligner
+        from synth.tts.align import aligner_dir
         align_model = section(cfg, "synth")["tts"]["align_model"]
         model = build_asr(AsrParams.from_config(cfg), section(cfg, "models")).model
         items = list(make_items(None, args.per_language * len(langs), args.seed, langs, cfg, config_hash(cfg), "/u"))
@@ -105,7 +106,7 @@ def main() -> int:
                 d = aligner_dir(align_model, ex["language"])
                 if d:
                     tools.add(f"wav2vec2 CTC aligner {d}")
-                    hyp = load_aligner(d).align(" ".join(w["word"] for w in ref), x16, 16000)
+                    hyp = load_aligner(ex["language"], d, "cpu", cfg).align_script(" ".join(w["word"] for w in ref), x16, 16000)
                 else:
                     tools.add("faster-whisper word timestamps (embedded Whisper base, language given)")
                     hyp = whisper_words(model, x16, ex["language"])

@@ -1,11 +1,13 @@
-"""Word times for engines that give none: CTC forced alignment (torchaudio) of the known script,
-and Whisper word-time matching, labelled and scored below 1."""
+"""Word times for engines that give none: forced alignment of the known script with the project's
+one aligner (WhisperX's, pipelines/models/aligner.py), and Whisper word-time matching, labelled and
+scored below 1."""
 
 import numpy as np
 import pytest
 import torch
 from pipelines.models.registry import ModelMissing
-from synth.tts.align import WHISPER_MATCH_SCALE, CtcAligner, whisper_match_words
+from pipelines.models.aligner import load_aligner
+from synth.tts.align import WHISPER_MATCH_SCALE, whisper_match_words
 from synth.tts.base import WordTimer
 
 from tandem.testing.synth import tiny_wav2vec2
@@ -15,7 +17,7 @@ SR = 16000
 
 @pytest.fixture(scope="module")
 def aligner(tmp_path_factory):
-    return CtcAligner(tiny_wav2vec2(tmp_path_factory.mktemp("w2v") / "m"))
+    return load_aligner("fr", str(tiny_wav2vec2(tmp_path_factory.mktemp("w2v") / "m")), "cpu", None)
 
 
 class _Out:
@@ -43,7 +45,7 @@ def test_alignment_recovers_known_times(aligner, monkeypatch):
     audio = np.zeros(SR * 2, np.float32)  # 2 s; the stand-in model gives 100 frames of 20 ms
     marks = {10: "o", 11: "u", 12: "i", 30: "|", 50: "n", 51: "o", 52: "n", 90: "x"}
     monkeypatch.setattr(aligner, "model", _peaked(aligner, 100, marks))
-    words = aligner.align("Oui, non!", audio, SR)
+    words = aligner.align_script("Oui, non!", audio, SR)
     assert [w["word"] for w in words] == ["Oui,", "non!"]
     assert words[0]["start_s"] == pytest.approx(0.20) and words[0]["end_s"] == pytest.approx(0.26)
     assert words[1]["start_s"] == pytest.approx(1.00) and words[1]["end_s"] == pytest.approx(1.06)
@@ -53,19 +55,19 @@ def test_alignment_recovers_known_times(aligner, monkeypatch):
 def test_random_model_scores_low_and_times_stay_inside(aligner):
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(SR * 3)).astype(np.float32)
-    words = aligner.align("bonjour à tous, ça va?", audio, SR)
+    words = aligner.align_script("bonjour à tous, ça va?", audio, SR)
     assert [w["word"] for w in words] == ["bonjour", "à", "tous,", "ça", "va?"]
     for w in words:
         assert 0 <= w["start_s"] <= w["end_s"] <= 3.0
         assert w["score"] < 0.5  # an aligner that recognises nothing does not look exact
     # audio too short for the script: every word still gets a time, scored 0
-    short = aligner.align("bonjour à tous", audio[:800], SR)
+    short = aligner.align_script("bonjour à tous", audio[:800], SR)
     assert len(short) == 3 and all(w["score"] == 0.0 for w in short)
 
 
 def test_missing_aligner_is_a_clear_error(tmp_path):
     with pytest.raises(ModelMissing, match="no config.json"):
-        CtcAligner(tmp_path)
+        load_aligner("fr", str(tmp_path), "cpu", None)
     with pytest.raises(ModelMissing, match="not a wav2vec2 CTC directory"):
         WordTimer({"fr": str(tmp_path)}).check(["fr"])
     assert WordTimer({"fr": str(tmp_path)}).method("en") == "whisper-match"

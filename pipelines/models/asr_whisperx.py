@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.models.aligner import Aligner, load_aligner  # noqa: F401 - load_aligner: the backend's loader
 from pipelines.models.asr_base import ASR_SR, Asr, to_16k_mono, top_languages
 from pipelines.models.registry import ModelMissing
 
@@ -99,9 +100,9 @@ class WhisperXAsr(Asr):
     backend = "whisperx"
 
     def __init__(self, model: Any, *, device: str, batch_size: int, beam_size: int,
-                 aligners: dict[str, tuple[Any, dict]] | None = None, align_loader: Any = None):
+                 aligners: dict[str, Aligner | None] | None = None, align_loader: Any = None):
         """`model`: a faster-whisper WhisperModel (whisperx.load_model(...).model); `aligners`:
-        {language: (wav2vec2 model, whisperx metadata)}; `align_loader(lang)` loads one more or
+        {language: Aligner} (pipelines/models/aligner.py); `align_loader(lang)` loads one more or
         returns None when the language has no aligner (its words keep Whisper's times)."""
         self.model = model
         self.device = device
@@ -176,21 +177,12 @@ class WhisperXAsr(Asr):
     def align(self, seg: dict) -> list[dict]:
         """Words of one Whisper segment: aligned times where the aligner placed the word, else
         Whisper's, each clamped into the segment's chunk."""
-        import whisperx
         off, audio = seg.pop("chunk")
         wwords = seg.pop("whisper_words")
         s0, s1 = off, off + len(audio) / ASR_SR
-        aligned: list[dict] = []
         al = self._aligner(seg["language"])
-        if al is not None:
-            model_a, meta = al
-            res = whisperx.align([{"text": seg["text"], "start": 0.0, "end": s1 - s0}], model_a, meta, audio,
-                                 self.device, return_char_alignments=False)
-            known = meta["dictionary"]
-            for sent in res["segments"]:  # every sentence align split this segment into
-                aligned.extend(sent.get("words") or [])
-        else:
-            known = {}
+        aligned = al.align_text(seg["text"], audio) if al is not None else []
+        known = al.vocab if al is not None else {}
         out = []
         a_norm = [_norm(w.get("word", "")) for w in aligned]
         w_norm = [_norm(w["word"]) for w in wwords]
@@ -249,42 +241,3 @@ def load_whisperx_model(path: str, device: str, compute_type: str, threads: int,
             f"whisperx ASR model {path!r} could not be loaded ({type(e).__name__}: {e}); set asr.model to a "
             "local CTranslate2 directory, or prepare the cache with `tandem models fetch`") from e
     return pipe.model
-
-
-_ALIGNERS: dict[tuple, tuple[Any, dict] | None] = {}
-
-
-def load_aligner(lang: str, align_model: str | dict | None, device: str, cfg: dict | None,
-                 download: bool = False) -> tuple[Any, dict] | None:
-    """(wav2vec2 model, whisperx metadata) for `lang`, once per process; None for a language with no
-    aligner anywhere (its words keep Whisper's times). A named aligner that is not here raises
-    ModelMissing (with `download`, a hub id or torchaudio bundle is fetched instead)."""
-    import whisperx
-
-    from pipelines.models.fetch import (
-        align_dir,
-        aligner_path,
-        aligner_ref,
-        hub_dir,
-        is_torchaudio_bundle,
-        use_punkt,
-    )
-    ref = aligner_ref(lang, align_model)
-    if ref is None:
-        return None
-    key = (lang, str(ref), device)
-    if key not in _ALIGNERS:
-        use_punkt(cfg, [lang])
-        if not download:
-            aligner_path(lang, align_model, cfg)  # ModelMissing with the fix when absent
-        is_dir = Path(ref).is_dir()
-        try:
-            _ALIGNERS[key] = whisperx.load_align_model(
-                lang, device, model_name=ref if is_dir or align_model else None,
-                model_dir=None if is_dir else str(align_dir(cfg) if is_torchaudio_bundle(ref) else hub_dir(cfg)),
-                model_cache_only=not download)
-        except Exception as e:
-            raise ModelMissing(f"wav2vec2 aligner {ref!r} for {lang!r} could not be loaded "
-                               f"({type(e).__name__}: {e}); set asr.align_model to a local wav2vec2 directory "
-                               "or run `tandem models fetch`") from e
-    return _ALIGNERS[key]

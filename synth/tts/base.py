@@ -44,22 +44,33 @@ class WordTimer:
         return "forced-alignment" if aligner_dir(self.align_model, language) else "whisper-match"
 
     def check(self, languages: list[str]) -> None:
+        from pipelines.models.fetch import aligner_path
         from synth.tts.align import aligner_dir
         for lang in languages:
-            d = aligner_dir(self.align_model, lang)
-            if d:
-                from pathlib import Path
+            ref = aligner_dir(self.align_model, lang)
+            if not ref:
+                continue
+            from pathlib import Path
 
-                from pipelines.models.registry import ModelMissing
-                if not (Path(d) / "config.json").exists():
-                    raise ModelMissing(f"synth.tts.align_model for {lang!r}: {d} is not a wav2vec2 CTC directory "
-                                       "(no config.json)")
+            from pipelines.models.registry import ModelMissing
+            if Path(ref).is_dir() and not (Path(ref) / "config.json").exists():
+                raise ModelMissing(f"synth.tts.align_model for {lang!r}: {ref} is not a wav2vec2 CTC directory "
+                                   "(no config.json)")
+            try:
+                aligner_path(lang, ref, self._cfg)
+            except ModelMissing as e:
+                raise ModelMissing(f"synth.tts.align_model for {lang!r}: {e}") from e
+
+    @property
+    def _cfg(self) -> dict:
+        return {"models": self.models or {}}
 
     def words(self, text: str, audio: np.ndarray, sr: int, language: str) -> list[dict]:
-        from synth.tts.align import aligner_dir, load_aligner, whisper_match_words
-        d = aligner_dir(self.align_model, language)
-        if d:
-            return load_aligner(d, threads=self.threads).align(text, audio, sr)
+        from pipelines.models.aligner import load_aligner
+        from synth.tts.align import aligner_dir, whisper_match_words
+        ref = aligner_dir(self.align_model, language)
+        if ref:
+            return load_aligner(language, ref, "cpu", self._cfg).align_script(text, audio, sr)
         if self._asr is None:
             from pipelines.models.asr import build_asr
             if self.asr_params is None:
