@@ -306,3 +306,43 @@ def run_local(items: Iterable[dict], stages: list[Stage], index) -> Iterator[dic
         for stage in stages:
             item = stage(item)
         yield item
+
+
+# ---- the engine interface -----------------------------------------------------------------------
+
+class Executor:
+    """Runs a chain of stages over items into a job's writer (datatrove's executor shape): each
+    engine claims work through `writer.index`, runs every stage, and hands finished work to the
+    writer, yielding one timing row per finished item (the progress table's input)."""
+
+    name = "executor"
+
+    def run(self, items: Any, stages: list[Stage], writer) -> Iterator[dict]:
+        raise NotImplementedError
+
+
+class LocalExecutor(Executor):
+    """In this process, item by item; the writer stages and commits items itself."""
+
+    name = "local"
+
+    def run(self, items: Any, stages: list[Stage], writer) -> Iterator[dict]:
+        for item in run_local(items, stages, writer.index):
+            writer.add(item)
+            yield item
+
+
+class RayExecutor(Executor):
+    """Ray Data operators (actor pools for model stages); workers write parts into the writer's
+    staging area and the driver adopts their manifests."""
+
+    name = "ray"
+
+    def __init__(self, cfg: dict, progress: bool):
+        self.cfg, self.progress = cfg, progress
+        self.part_items = int(section(cfg, "shards")["max_items_per_commit"])
+
+    def run(self, items: Any, stages: list[Stage], writer) -> Iterator[dict]:
+        for part in _run_ray(items, stages, self.cfg, self.progress, writer.index, writer.spec, self.part_items):
+            if writer.add_part(part):
+                yield from part["stats"]

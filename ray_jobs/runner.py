@@ -37,7 +37,7 @@ from pipelines.core.contracts import utc_now
 from pipelines.core.stage import Stage
 from pipelines.store.commit import OutputError
 from pipelines.store.writer import JobWriter, write_run_record
-from ray_jobs.execute import _address_from_argv, _run_ray, init_ray, run_local, start_index
+from ray_jobs.execute import Executor, LocalExecutor, RayExecutor, _address_from_argv, init_ray, start_index
 from ray_jobs.progress import StageTable, format_stage_table
 from tandem import __version__
 
@@ -150,8 +150,9 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
         writer = JobWriter(out_dir, cfg, run_id=run_id, job=job, config_hash=h, dedup=dedup,
                            on_commit=catalog.ingest, index_factory=factory)
         try:
+            engine = LocalExecutor() if local else RayExecutor(cfg, progress)
             return _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog,
-                             run_id=run_id, h=h, local=local, progress=progress, t0=t0)
+                             run_id=run_id, h=h, engine=engine, t0=t0)
         finally:
             writer.release()  # after the last record and catalog publication: they are the holder's too
     finally:
@@ -161,7 +162,7 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
 
 
 def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog, *, run_id, h,
-              local, progress, t0) -> dict:
+              engine: Executor, t0) -> dict:
     """The job while its writer holds the output's lock."""
     record = start_record(run_id, job, cfg, argv)
     _write_record(out_dir, record)
@@ -172,16 +173,8 @@ def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog
     catalog.publish(force=True)
     table = StageTable([s.name for s in stages])
     try:
-        if local:
-            for item in run_local(items, stages, writer.index):
-                table.add(item)
-                writer.add(item)
-        else:
-            part_items = int(section(cfg, "shards")["max_items_per_commit"])
-            for part in _run_ray(items, stages, cfg, progress, writer.index, writer.spec, part_items):
-                if writer.add_part(part):
-                    for st in part["stats"]:
-                        table.add(st)
+        for row in engine.run(items, stages, writer):
+            table.add(row)
         writer.commit()
         writer.settle()  # each duplicate cluster keeps its canonical example, whatever the arrival order
         totals = dict(writer.totals)

@@ -1,4 +1,4 @@
-"""The curation chain in-process for tests: the local engine (ray_jobs.execute.run_local) and the
+"""The curation chain in-process for tests: the local engine (ray_jobs.execute.LocalExecutor) and the
 job's writer, so a test sees each item and the committed output (shards, sources, rttm/) as
 `tandem curate` with resources.local writes them."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pipelines.curate.chain import curation_stages, make_items
 from pipelines.store.writer import JobWriter
-from ray_jobs.execute import run_local
+from ray_jobs.execute import LocalExecutor
 from ray_jobs.runner import new_run_id
 
 
@@ -18,9 +18,7 @@ def curate_local(inputs: Iterable[str], cfg: dict, cfg_hash: str, out_dir: str |
     writer = JobWriter(out_dir, cfg, run_id=new_run_id(), job="curate", config_hash=cfg_hash)
     try:
         stages = curation_stages(cfg)
-        for item in run_local(make_items(inputs, cfg, cfg_hash, str(out_dir)), stages, writer.index):
-            writer.add(item)
-            yield item
+        yield from LocalExecutor().run(make_items(inputs, cfg, cfg_hash, str(out_dir)), stages, writer)
         writer.commit()
     finally:
         writer.release()
