@@ -74,7 +74,7 @@ def run_shards(clips, args):
     try:
         cfg = {"shards": {"target_bytes": 64 << 20, "row_group_rows": 8, "max_items_per_commit": 10_000}}
         t0 = time.perf_counter()
-        w = JobWriter(out, cfg, run_id="bench", job="bench", config_hash="bench",
+        w = JobWriter.from_config(out, cfg, run_id="bench", job="bench", config_hash="bench",
                              on_commit=lambda m: publish.ingest_commit(out, m))
         for i, a in enumerate(clips):
             ex = example_row(example_id=stable_hash("b", i), kind="synthetic", language="en",

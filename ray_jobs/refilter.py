@@ -49,7 +49,7 @@ def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=prin
     run_id = run_id or new_run_id()
     # the lock first: what is committed cannot change under us from here on; the index starts
     # with an empty duplicate graph, rebuilt from the examples that pass (see module doc)
-    writer = JobWriter(out, cfg, run_id=run_id, job="filter", config_hash=chash, dedup=dedup_index(out, cfg),
+    writer = JobWriter.from_config(out, cfg, run_id=run_id, job="filter", config_hash=chash, dedup=dedup_index(out, cfg),
                        index_factory=lambda d: CommitIndex(out, d, signatures=False))
     # the run's record, written under the lock like every job's (the next `tandem filter` starts
     # from its config)

@@ -147,7 +147,7 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
         if not local:
             started_ray = init_ray(cfg, address or _address_from_argv(argv))
         factory = None if local else (lambda d: start_index(str(out_dir), d))
-        writer = JobWriter(out_dir, cfg, run_id=run_id, job=job, config_hash=h, dedup=dedup,
+        writer = JobWriter.from_config(out_dir, cfg, run_id=run_id, job=job, config_hash=h, dedup=dedup,
                            on_commit=catalog.ingest, index_factory=factory)
         try:
             engine = LocalExecutor() if local else RayExecutor(cfg, progress)

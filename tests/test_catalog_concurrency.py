@@ -147,7 +147,7 @@ def test_crashed_holder_is_taken_over_and_its_staging_dropped(tmp_path):
 
 def test_a_writer_whose_lease_was_taken_stops_before_its_commit_point(tmp_path):
     from pipelines.store.commit import manifests
-    w = JobWriter(tmp_path, {"shards": {"max_items_per_commit": 100}}, run_id="slow", job="t")
+    w = JobWriter.from_config(tmp_path, {"shards": {"max_items_per_commit": 100}}, run_id="slow", job="t")
     w.add(tone_item(0))
     w.lock._stop.set()  # paused past its lease: no heartbeat ...
     lock = json.loads((tmp_path / "_lock.json").read_text())
@@ -165,7 +165,7 @@ def test_a_writer_whose_lease_was_taken_stops_before_its_commit_point(tmp_path):
 
 def test_commit_order_is_the_sequence_not_the_clock(tmp_path):
     from pipelines.store.commit import COMMITS, manifests
-    w = JobWriter(tmp_path, {"shards": {"max_items_per_commit": 1}}, run_id="a", job="t")
+    w = JobWriter.from_config(tmp_path, {"shards": {"max_items_per_commit": 1}}, run_id="a", job="t")
     for i in range(3):
         w.add(tone_item(i))
     w.close()
@@ -174,7 +174,7 @@ def test_commit_order_is_the_sequence_not_the_clock(tmp_path):
         m["created_at"] = f"2020-01-0{3 - m['seq']}T00:00:00.000000Z"
         p.write_text(json.dumps(m))
     assert [m["seq"] for m in manifests(tmp_path)] == [0, 1, 2]
-    w2 = JobWriter(tmp_path, {"shards": {"max_items_per_commit": 1}}, run_id="b", job="t")
+    w2 = JobWriter.from_config(tmp_path, {"shards": {"max_items_per_commit": 1}}, run_id="b", job="t")
     w2.add(tone_item(3))
     w2.close()
     assert [m["seq"] for m in manifests(tmp_path)] == [0, 1, 2, 3]
@@ -185,7 +185,7 @@ def test_retired_files_stay_until_gc_after_the_grace_period(tmp_path):
 
     from pipelines.store.commit import collect_garbage, committed_files, locate, manifests, retired_path
     from ray_jobs.gc import parse_duration
-    w = JobWriter(tmp_path, {"shards": {"max_items_per_commit": 10}}, run_id="a", job="t")
+    w = JobWriter.from_config(tmp_path, {"shards": {"max_items_per_commit": 10}}, run_id="a", job="t")
     for i in range(2):
         w.add(tone_item(i))
     w.commit()

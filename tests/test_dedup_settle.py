@@ -63,7 +63,7 @@ def test_the_same_examples_are_kept_in_any_commit_order(tmp_path, order):
     items = _items()
     seq = {"forward": items, "backward": items[::-1], "mixed": [items[2], items[4], items[0], items[5],
                                                                 items[3], items[1]]}[order]
-    w = JobWriter(tmp_path, CFG, run_id="r1", job="t", config_hash="h", dedup=True)
+    w = JobWriter.from_config(tmp_path, CFG, run_id="r1", job="t", config_hash="h", dedup=True)
     for it in seq:
         w.add(it)
     w.close()
@@ -80,7 +80,7 @@ def test_the_same_examples_are_kept_in_any_commit_order(tmp_path, order):
         assert st["sources"][it["source_id"]] == (("accepted", 1) if kept else ("rejected", 0))
     assert verify(tmp_path) == []
     # settled for good: the next run's index finds nothing to move
-    w2 = JobWriter(tmp_path, CFG, run_id="r2", job="t", config_hash="h", dedup=True)
+    w2 = JobWriter.from_config(tmp_path, CFG, run_id="r2", job="t", config_hash="h", dedup=True)
     assert w2.index.settle_plan() == []
     w2.release()
 
@@ -88,14 +88,14 @@ def test_the_same_examples_are_kept_in_any_commit_order(tmp_path, order):
 def test_a_run_that_dies_before_settling_is_settled_by_the_next(tmp_path):
     a, b = tone_item(1), _copy(1, 1)
     first, second = sorted([a, b], key=_eid, reverse=True)  # the non-canonical copy commits first
-    w = JobWriter(tmp_path, CFG, run_id="r1", job="t", config_hash="h", dedup=True)
+    w = JobWriter.from_config(tmp_path, CFG, run_id="r1", job="t", config_hash="h", dedup=True)
     w.add(first)
     w.add(second)
     w.commit()
     w.release()  # killed before its settle
     assert _state(tmp_path)["shards"] == {_eid(first)}
     n_commits = len(manifests(tmp_path))
-    w2 = JobWriter(tmp_path, CFG, run_id="r2", job="t", config_hash="h", dedup=True)
+    w2 = JobWriter.from_config(tmp_path, CFG, run_id="r2", job="t", config_hash="h", dedup=True)
     assert [p["example_id"] for p in w2.index.settle_plan()] == sorted([_eid(a), _eid(b)])
     totals = w2.close()
     assert totals["settled"] == 2 and len(manifests(tmp_path)) == n_commits + 1  # one commit
@@ -115,10 +115,10 @@ def test_a_later_run_can_move_the_keeper_and_a_refilter_after_it_still_works(tmp
     from ray_jobs.refilter import refilter
     a, b = tone_item(1), _copy(1, 1)
     big, small = sorted([a, b], key=_eid, reverse=True)
-    w = JobWriter(tmp_path, CFG, run_id="r1", job="t", config_hash="h", dedup=True)
+    w = JobWriter.from_config(tmp_path, CFG, run_id="r1", job="t", config_hash="h", dedup=True)
     w.add(big)
     w.close()
-    w = JobWriter(tmp_path, CFG, run_id="r2", job="t", config_hash="h", dedup=True)
+    w = JobWriter.from_config(tmp_path, CFG, run_id="r2", job="t", config_hash="h", dedup=True)
     w.add(small)  # the canonical copy arrives in a later run
     assert w.close()["settled"] == 2
     assert _state(tmp_path)["shards"] == {_eid(small)}
@@ -128,7 +128,7 @@ def test_a_later_run_can_move_the_keeper_and_a_refilter_after_it_still_works(tmp
     assert st["shards"] == {_eid(small)} and st["rejections"] == {_eid(big): "duplicate_audio"}
     # rows a re-filtering rewrote are found by their ids: a third copy still settles
     third = _copy(1, 0)
-    w = JobWriter(tmp_path, CFG, run_id="r3", job="t", config_hash="h", dedup=True)
+    w = JobWriter.from_config(tmp_path, CFG, run_id="r3", job="t", config_hash="h", dedup=True)
     w.add(third)
     w.close()
     keep = min(_eid(small), _eid(third))
@@ -157,7 +157,7 @@ def _named(uri: str) -> dict:
 def test_a_source_under_two_names_is_kept_under_the_smallest_uri(tmp_path, first, settled_by):
     from catalogs import catalog, publish
     uris = [first, ({"tone_1.wav", "a_copy.flac"} - {first}).pop()]
-    w = JobWriter(tmp_path, CFG, run_id="r1", job="t", config_hash="h",
+    w = JobWriter.from_config(tmp_path, CFG, run_id="r1", job="t", config_hash="h",
                   on_commit=lambda m: publish.ingest_commit(tmp_path, m))
     for u in uris:
         w.add(_named(u))
@@ -166,7 +166,7 @@ def test_a_source_under_two_names_is_kept_under_the_smallest_uri(tmp_path, first
     else:
         w.commit()
         w.release()  # killed before settling
-        JobWriter(tmp_path, CFG, run_id="r2", job="t", config_hash="h").close()
+        JobWriter.from_config(tmp_path, CFG, run_id="r2", job="t", config_hash="h").close()
     src = {r["uri"]: (r["status"], r["num_examples"]) for r in iter_rows(committed_files(tmp_path, "sources"))}
     assert src == {"a_copy.flac": ("accepted", 1), "tone_1.wav": ("duplicate", 0)}
     rej = sorted((r["uri"], r["reason"]) for r in iter_rows(committed_files(tmp_path, "rejections")))
@@ -179,7 +179,7 @@ def test_a_source_under_two_names_is_kept_under_the_smallest_uri(tmp_path, first
         assert [tuple(r) for r in rows] == rej
         _, rows = catalog.query(tmp_path, "SELECT uri, status FROM sources ORDER BY uri")
         assert [tuple(r) for r in rows] == [("a_copy.flac", "accepted"), ("tone_1.wav", "duplicate")]
-    w = JobWriter(tmp_path, CFG, run_id="r3", job="t", config_hash="h")
+    w = JobWriter.from_config(tmp_path, CFG, run_id="r3", job="t", config_hash="h")
     assert w.index.source_plan() == [] and w.index.settle_plan() == []
     w.release()
 
@@ -235,7 +235,7 @@ def _curate_and_refilter(out, items) -> dict:
     import copy
 
     from ray_jobs.refilter import refilter
-    w = JobWriter(out, RCFG, run_id="r1", job="t", config_hash="h", dedup=True)
+    w = JobWriter.from_config(out, RCFG, run_id="r1", job="t", config_hash="h", dedup=True)
     for it in copy.deepcopy(items):
         w.add(it)
     w.close()
@@ -287,7 +287,7 @@ def test_refiltering_gives_the_same_output_whatever_order_it_visits_examples_in(
         assert retired and all(retired_path(out, c, rel).exists() and not (out / rel).exists()
                                for c, rel in retired)  # left for `tandem gc`, outside the globbed folders
     # settled for good: a later run's index, loaded from the output, finds nothing to move
-    w = JobWriter(a, RCFG, run_id="r2", job="t", config_hash="h", dedup=True)
+    w = JobWriter.from_config(a, RCFG, run_id="r2", job="t", config_hash="h", dedup=True)
     assert w.index.settle_plan() == [] and w.index.stats()["duplicate_examples"] == 4
     w.release()
 
@@ -297,7 +297,7 @@ def test_a_refiltering_killed_midway_is_completed_by_the_next_one(tmp_path, monk
     items = _refilter_items()
     _curate_and_refilter(tmp_path / "clean", items)
     out = tmp_path / "killed"
-    w = JobWriter(out, RCFG, run_id="r1", job="t", config_hash="h", dedup=True)
+    w = JobWriter.from_config(out, RCFG, run_id="r1", job="t", config_hash="h", dedup=True)
     for it in items:
         w.add(it)
     w.close()

@@ -38,7 +38,7 @@ def out(tmp_path_factory):
     exs.append(T.example(T.white_noise(3, seed=3), kind="synthetic", language="en", example_id="noise",
                          words=words[:2], text=("good morning", ""), roundtrip_cer=0.9))
     d = tmp_path_factory.mktemp("refilter")
-    w = JobWriter(d, cfg, run_id="run1", job="synth")
+    w = JobWriter.from_config(d, cfg, run_id="run1", job="synth")
     st = FilterStage.from_config(cfg)
     for i, ex in enumerate(exs):
         w.add(st(T.item([ex], uri=f"script-{i}", kind="synthetic")))

@@ -91,7 +91,7 @@ def test_a_crash_after_the_commit_point_is_rolled_forward_with_its_retirements(t
     settled_output(tmp_path)
     keep = _check_exact(tmp_path)
     old = committed_files(tmp_path, "shards")
-    w = W.JobWriter(tmp_path, {}, run_id="crash", job="t")
+    w = W.JobWriter.from_config(tmp_path, {}, run_id="crash", job="t")
     w.add_rows("shards", list(iter_rows(old)))
     w.retire(old)
     monkeypatch.setattr(W, "roll_forward", lambda *a, **k: 0)  # killed right after the manifest rename

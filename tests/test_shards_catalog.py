@@ -16,7 +16,7 @@ CFG = {"shards": {"target_bytes": 1 << 30, "row_group_rows": 2, "max_items_per_c
 
 
 def write(out, items, run_id="run1", cfg=CFG):
-    w = JobWriter(out, cfg, run_id=run_id, job="test", config_hash="h",
+    w = JobWriter.from_config(out, cfg, run_id=run_id, job="test", config_hash="h",
                          on_commit=lambda m: publish.ingest_commit(out, m))
     for it in items:
         w.add(it)
@@ -57,7 +57,7 @@ def test_rebuild_equals_incremental(tmp_path):
 def test_rerun_skips_committed_and_drops_duplicate_audio(tmp_path):
     w, _ = write(tmp_path, [tone_item(i) for i in range(4)])
     assert len(w.committed_work_keys()) == 4
-    w2 = JobWriter(tmp_path, CFG, run_id="run2", job="test", config_hash="h")
+    w2 = JobWriter.from_config(tmp_path, CFG, run_id="run2", job="test", config_hash="h")
     assert w2.committed_work_keys() == w.committed_work_keys()
     dup = tone_item(2)
     dup["work_key"] = "another-name"
@@ -87,7 +87,7 @@ def dying_replace(src, dst):
         os._exit(9)
     return real_replace(src, dst)
 os.replace = dying_replace
-w = JobWriter(out, {"shards": {"max_items_per_commit": 2}}, run_id="crash", job="t", config_hash="h")
+w = JobWriter.from_config(out, {"shards": {"max_items_per_commit": 2}}, run_id="crash", job="t", config_hash="h")
 for i in range(6):
     w.add(tone_item(i))
 w.close()
@@ -103,7 +103,7 @@ def test_interrupted_write_leaves_nothing_visible_and_resume_completes(tmp_path)
         [committed_files(tmp_path, "shards")[0].name]
     assert not any(p.name.startswith(".") for p in (tmp_path / "shards").iterdir())
     # resume: recovery drops the staged leftovers, committed keys are skipped
-    w = JobWriter(tmp_path, CFG, run_id="resume", job="t", config_hash="h")
+    w = JobWriter.from_config(tmp_path, CFG, run_id="resume", job="t", config_hash="h")
     assert w.recovered["dropped_uncommitted"] == 1
     for i in range(6):
         it = tone_item(i)
@@ -126,7 +126,7 @@ def test_unwritable_output_is_a_clear_error(tmp_path):
         target.mkdir()
         target.chmod(0o500)
     with pytest.raises(OutputError, match=str(target)):
-        JobWriter(target, CFG, run_id="x", job="t")
+        JobWriter.from_config(target, CFG, run_id="x", job="t")
 
 
 def test_duckdb_and_hf_datasets_read_a_shard(tmp_path):
@@ -164,7 +164,7 @@ def test_dedup_signatures_are_committed_and_reloaded_by_the_next_run(tmp_path):
     from pipelines.core.config import load_config
     from pipelines.io.files import iter_rows
     cfg = load_config(overrides={"shards": {"max_items_per_commit": 2}})
-    w = JobWriter(tmp_path, cfg, run_id="r1", job="t", config_hash="h", dedup=True)
+    w = JobWriter.from_config(tmp_path, cfg, run_id="r1", job="t", config_hash="h", dedup=True)
     long = "we should meet on tuesday to go over the budget for next year and the hiring plan"
     near = tone_item(5)
     near["examples"][0].update(text_ch0=long, text_ch1="")
@@ -181,7 +181,7 @@ def test_dedup_signatures_are_committed_and_reloaded_by_the_next_run(tmp_path):
     assert sum(s["minhash"] is not None for s in sigs) == 1  # "hello1 world1" is too short to compare
     assert not (tmp_path / "_state" / "dedup").exists()  # no index pickled at each commit
     # the next run loads the committed signatures: another copy is still caught
-    w2 = JobWriter(tmp_path, cfg, run_id="r2", job="t", config_hash="h", dedup=True)
+    w2 = JobWriter.from_config(tmp_path, cfg, run_id="r2", job="t", config_hash="h", dedup=True)
     # kept and rejected signatures both load (3 distinct audio hashes), and the two edges
     assert w2.index.stats()["signatures"] == 3 and w2.index.stats()["duplicate_examples"] == 2
     assert len(list(iter_rows(committed_files(tmp_path, "dupes")))) == 2
@@ -195,7 +195,7 @@ def test_refilter_rechecks_a_promoted_example_against_the_index(tmp_path):
     from pipelines.io.files import iter_rows
     from ray_jobs.refilter import refilter
     cfg = load_config(overrides={"filters": {"enabled": ["quality"], "quality": {"dnsmos": False}}})
-    w = JobWriter(tmp_path, cfg, run_id="r1", job="t", config_hash="h", dedup=True)
+    w = JobWriter.from_config(tmp_path, cfg, run_id="r1", job="t", config_hash="h", dedup=True)
     w.add(tone_item(1))
     for n, it in ((1, _copy_of(1, 1)), (2, tone_item(2))):  # filtered out earlier: a copy, and a new one
         ex = it.pop("examples")[0]

@@ -47,7 +47,7 @@ def test_real_speaker_ids_unique_across_sources_in_shards_catalog_and_lhotse(tmp
     h = config_hash(cfg)
     out = tmp_path / "out"
     stage = AssembleStage.from_config(cfg)
-    writer = JobWriter(out, cfg, run_id="run-speakers", job="curate", config_hash=h)
+    writer = JobWriter.from_config(out, cfg, run_id="run-speakers", job="curate", config_hash=h)
     try:
         for name in ("one", "two", "three"):
             it = stage(_diarized(tmp_path, name, cfg, h))

@@ -17,7 +17,7 @@ def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("rep") / "out"
     cfg = load_config(overrides={"synth": {"roundtrip": {"enabled": False}}})
     st = SynthesizeStage.from_config(cfg)
-    w = JobWriter(out, {"shards": {"row_group_rows": 4, "max_items_per_commit": 3, "target_bytes": 1 << 40,
+    w = JobWriter.from_config(out, {"shards": {"row_group_rows": 4, "max_items_per_commit": 3, "target_bytes": 1 << 40,
                                    "compression": "zstd"}}, run_id="r", job="synth", config_hash=config_hash(cfg))
     for it in make_items(None, 8, 2, ["en", "fr", "de", "es"], cfg, config_hash(cfg), str(out)):
         w.add(st(it))

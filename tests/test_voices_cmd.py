@@ -28,7 +28,7 @@ def _curated_output(out: Path) -> None:
                                 sample_rate=sr, num_samples=len(x),
                                 audio=encode_flac(np.stack([x, np.zeros_like(x)]), sr), words=words)
     cfg = {"shards": {"row_group_rows": 4, "max_items_per_commit": 1, "target_bytes": 1 << 40, "compression": "zstd"}}
-    w = JobWriter(out, cfg, run_id="r", job="curate", config_hash="c")
+    w = JobWriter.from_config(out, cfg, run_id="r", job="curate", config_hash="c")
     w.add({"uri": "sample.wav", "kind": "real", "work_key": "wk", "status": "ok", "examples": [row],
            "source": {"source_id": "s", "uri": "sample.wav", "kind": "real", "duration_s": len(x) / sr}})
     w.close()

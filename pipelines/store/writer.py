@@ -10,13 +10,14 @@ run, and in `close()`) makes each cluster of duplicates keep its canonical examp
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 from filters.dedup import DedupParams
-from pipelines.core.config import section
+from pipelines.core.config import section, typed_section
 from pipelines.core.contracts import stable_hash, utc_now
 from pipelines.io.files import write_json_atomic
 from pipelines.store.commit import (
@@ -36,6 +37,19 @@ from pipelines.store.settle import settle
 
 from tandem import __version__
 
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardParams:
+    """The `shards` section (meanings in pipelines/core/defaults/00_core.yaml)."""
+
+    target_bytes: int
+    row_group_rows: int
+    compression: str
+    max_items_per_commit: int
+    lock_lease_s: float
+
+
 COUNTS = ("items", "examples", "rejected_examples", "rejections", "duplicates", "audio_s", "retry")
 
 
@@ -45,27 +59,25 @@ class JobWriter:
     A source is committed together with all its examples, rejected examples and rejections, so a
     crash loses whole items only and a rerun redoes exactly those (no gap, no duplicate). The
     writer holds the output's lock from construction to `close()`/`release()`; a second writer
-    gets `LockHeld` naming the holder. `dedup` (anything but None) turns on exact and
-    near-duplicate matching with the config's `filters.dedup` settings. `index` is the run's
+    gets `LockHeld` naming the holder. `dedup` (DedupParams; None: off) turns on exact and
+    near-duplicate matching; `from_config` builds both from a job's config. `index` is the run's
     `CommitIndex`, or `index_factory(dedup params)` makes it (an actor's proxy under Ray); by
     default the writer loads one in-process.
     """
 
-    def __init__(self, out_dir: str | Path, cfg: dict, *, run_id: str, job: str,
-                 config_hash: str | None = None, on_commit=None, dedup=None, index=None, index_factory=None):
+    def __init__(self, out_dir: str | Path, shards: ShardParams, *, run_id: str, job: str,
+                 config_hash: str | None = None, on_commit=None, dedup: DedupParams | None = None,
+                 keep_work: bool = False, index=None, index_factory=None):
         self.out = Path(out_dir)
         self.run_id = run_id
         self.job = job
         self.config_hash = config_hash
         self.on_commit = on_commit
-        sh = section(cfg, "shards")
-        self.target_bytes = int(sh["target_bytes"])
-        self.max_items = int(sh["max_items_per_commit"])
+        self.target_bytes = int(shards.target_bytes)
+        self.max_items = int(shards.max_items_per_commit)
         self.spec = PartSpec(out=str(self.out), run_id=run_id, config_hash=config_hash,
-                             row_group_rows=int(sh["row_group_rows"]), compression=sh["compression"],
-                             dedup=(dedup if isinstance(dedup, DedupParams) else
-                                    DedupParams.from_config(cfg) if dedup is not None else None),
-                             keep_work=bool(section(cfg, "examples")["keep_work"]))
+                             row_group_rows=int(shards.row_group_rows), compression=shards.compression,
+                             dedup=dedup, keep_work=bool(keep_work))
         if self.spec.dedup is not None and self.spec.dedup.near_audio:
             from filters.fingerprint import check_available
             check_available()  # a missing FFmpeg fails the job at start, never every example
@@ -76,7 +88,7 @@ class JobWriter:
             probe.unlink()
         except OSError as e:
             raise OutputError(f"output directory {self.out} is not writable: {e.strerror or e}") from None
-        self.lock = OutputLock(self.out, run_id=run_id, job=job, lease_s=float(sh["lock_lease_s"])).acquire()
+        self.lock = OutputLock(self.out, run_id=run_id, job=job, lease_s=float(shards.lock_lease_s)).acquire()
         try:
             self.recovered = recover(self.out)
             self._seq = next_seq(manifests(self.out))
@@ -89,6 +101,14 @@ class JobWriter:
         self._reset()
         self.totals = {k: 0 for k in COUNTS} | {"audio_s": 0.0, "commits": 0, "parts": 0, "settled": 0}
         self.retry: list[dict] = []  # items left uncommitted after transient failures
+
+    @classmethod
+    def from_config(cls, out_dir: str | Path, cfg: dict, *, dedup=None, **kw) -> JobWriter:
+        """The writer a job assembles from its config: `shards`, `examples.keep_work`, and with
+        `dedup` (anything but None) the `filters.dedup` settings unless DedupParams are given."""
+        d = dedup if isinstance(dedup, DedupParams) else DedupParams.from_config(cfg) if dedup is not None else None
+        return cls(out_dir, typed_section(ShardParams, cfg, "shards"), dedup=d,
+                   keep_work=bool(section(cfg, "examples")["keep_work"]), **kw)
 
     # committed state -------------------------------------------------------------------------
     def committed_work_keys(self) -> set[str]:

@@ -15,7 +15,7 @@ from ray_jobs.runner import new_run_id
 
 def curate_local(inputs: Iterable[str], cfg: dict, cfg_hash: str, out_dir: str | Path) -> Iterator[dict]:
     """Items as the writer takes them; the last part is committed when the iteration ends."""
-    writer = JobWriter(out_dir, cfg, run_id=new_run_id(), job="curate", config_hash=cfg_hash)
+    writer = JobWriter.from_config(out_dir, cfg, run_id=new_run_id(), job="curate", config_hash=cfg_hash)
     try:
         stages = curation_stages(cfg)
         yield from LocalExecutor().run(make_items(inputs, cfg, cfg_hash, str(out_dir)), stages, writer)

@@ -94,7 +94,7 @@ def make_output_dir(out_dir: str | Path, n_examples: int = 24, *, per_item: int 
 
     cfg = {"shards": {"row_group_rows": row_group_rows, "max_items_per_commit": items_per_commit,
                       "target_bytes": 1 << 40, "compression": "zstd"}}
-    w = JobWriter(out_dir, cfg, run_id="test-run", job="test", config_hash="cfg0")
+    w = JobWriter.from_config(out_dir, cfg, run_id="test-run", job="test", config_hash="cfg0")
     rows = [synthetic_example(i, seed=seed, duration_s=durations[i % len(durations)], sample_rate=sample_rate,
                               language=languages[i % len(languages)]) for i in range(n_examples)]
     for k in range(0, n_examples, per_item):

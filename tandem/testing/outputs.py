@@ -45,7 +45,7 @@ def dialogue_output(out: str | Path, *, run_id: str = "run1") -> dict:
     en = exs[0]
     exs.append(("en-copy", "en", en[2], en[3], en[4]))  # the same audio under another name
     ids = {}
-    w = JobWriter(out, cfg, run_id=run_id, job="synth", config_hash="docs", dedup=True)
+    w = JobWriter.from_config(out, cfg, run_id=run_id, job="synth", config_hash="docs", dedup=True)
     st = FilterStage.from_config(cfg)
     for i, (name, lang, a, ws, tx) in enumerate(exs):
         eid = stable_hash("docs-example", name)
@@ -92,7 +92,7 @@ def settled_output(out: str | Path) -> dict:
     items.sort(key=lambda it: it["examples"][0]["example_id"], reverse=True)
     items.append(tone_item(7))
     cfg = load_config(overrides={"shards": {"max_items_per_commit": 1}})
-    w = JobWriter(out, cfg, run_id="r1", job="t", config_hash="h", dedup=True)
+    w = JobWriter.from_config(out, cfg, run_id="r1", job="t", config_hash="h", dedup=True)
     for it in items:
         w.add(it)
     totals = w.close()
