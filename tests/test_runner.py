@@ -129,7 +129,7 @@ def test_check_fit_names_the_stages():
     class B(Stage):
         name = "tts"
     cfg = {"resources": {"stages": {"asr": {"num_cpus": 1, "concurrency": 2}, "tts": {"num_cpus": 0.5}}}}
-    reqs = [(A(cfg), Resources.for_stage(cfg, "asr")), (B(cfg), Resources.for_stage(cfg, "tts"))]
+    reqs = [(A.from_config(cfg), Resources.for_stage(cfg, "asr")), (B.from_config(cfg), Resources.for_stage(cfg, "tts"))]
     check_fit(reqs, {"CPU": 2.5})
     with pytest.raises(ResourceFitError, match=r"ask for 2.5 CPUs but the Ray cluster has 2(?s:.*)asr: 2 x 1"):
         check_fit(reqs, {"CPU": 2})
@@ -137,7 +137,7 @@ def test_check_fit_names_the_stages():
         check_fit(reqs, {"CPU": 4}, node_cpus=[0.75, 0.75])
     gpu = {"resources": {"stages": {"asr": {"num_cpus": 0.25, "num_gpus": 1}}}}
     with pytest.raises(ResourceFitError, match="GPUs"):
-        check_fit([(A(gpu), Resources.for_stage(gpu, "asr"))], {"CPU": 2})
+        check_fit([(A.from_config(gpu), Resources.for_stage(gpu, "asr"))], {"CPU": 2})
 
 
 def test_a_stage_asks_ray_for_its_own_resources():
@@ -154,7 +154,7 @@ def test_a_stage_asks_ray_for_its_own_resources():
         check_fit(stage_requests([built]), {"CPU": 2})
     plain = Asr()
     assert plain.resources == Resources(num_cpus=1.0) and plain.resources is not Asr.default_resources
-    from_cfg = Asr({"resources": {"stages": {"asr": {"num_gpus": 0.5}}}})
+    from_cfg = Asr.from_config({"resources": {"stages": {"asr": {"num_gpus": 0.5}}}})
     assert stage_requests([from_cfg])[0][1].num_gpus == 0.5
 
 

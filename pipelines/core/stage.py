@@ -122,13 +122,10 @@ class Stage:
         item_contract.declare(**getattr(cls, "item_fields", {}))
         item_contract.check_declared(cls.__name__, tuple(cls.reads) + tuple(cls.writes))
 
-    def __init__(self, cfg: dict | None = None, *, resources: Resources | None = None):
-        # `cfg` is the legacy form: stages not yet given typed parameters read it in setup()
-        if cfg is not None:
-            self.cfg = cfg
+    def __init__(self, *, resources: Resources | None = None):
+        # a stage never holds the job's config: from_config reads its parameters and resources
         if resources is None:
-            resources = (Resources.for_stage(cfg, self.name) if cfg is not None
-                         else dataclasses.replace(self.default_resources))
+            resources = dataclasses.replace(self.default_resources)
         # the one source of what an engine asks for (Ray actors and tasks, the local runner's threads)
         self.resources = resources
         self.counters = Counters()
@@ -137,8 +134,9 @@ class Stage:
     # -- to override ---------------------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg: dict) -> Stage:
-        """The stage with its typed parameters read from a job config (its own section only)."""
-        return cls(cfg)
+        """The stage with its typed parameters read from a job config (its own section only); a
+        stage without parameters gets its resources (`resources.stages.<name>`) and nothing else."""
+        return cls(resources=Resources.for_stage(cfg, cls.name))
 
     def check(self) -> None:
         """Driver-side, before the job starts: raise ModelMissing (saying how to provide it) for a

@@ -30,7 +30,7 @@ import numpy as np
 
 from pipelines.core.config import config_hash, load_config
 from pipelines.core.contracts import example_row, source_row, stable_hash, work_key
-from pipelines.core.stage import Stage, reject
+from pipelines.core.stage import Resources, Stage, reject
 from pipelines.io.audio import encode_flac
 
 FAULT_ENV = "TANDEM_TOY_FAULT"
@@ -164,8 +164,12 @@ class ToyAssemble(Stage):
     reads = ("flac", "flatness")
     writes = ("examples", "source")
 
+    def __init__(self, cfg_hash: str, *, resources: Resources | None = None):
+        super().__init__(resources=resources)
+        self.cfg_hash = cfg_hash
+
     def process(self, item: dict) -> dict:
-        h = config_hash(self.cfg)
+        h = self.cfg_hash
         sr = item["sample_rate"]
         dur = float(item["duration_s"])
         item["source"] = source_row(source_id=item["source_id"], uri=item["uri"], kind="synthetic",
@@ -187,7 +191,9 @@ class ToyAssemble(Stage):
 
 
 def toy_stages(cfg: dict) -> list[Stage]:
-    return [ToyTone(cfg), ToyWork(cfg), ToyAssemble(cfg)]
+    return [ToyTone(resources=Resources.for_stage(cfg, ToyTone.name)),
+            ToyWork(resources=Resources.for_stage(cfg, ToyWork.name)),
+            ToyAssemble(config_hash(cfg), resources=Resources.for_stage(cfg, ToyAssemble.name))]
 
 
 def toy_config(**resources) -> dict:
