@@ -186,8 +186,8 @@ class SignatureIndex:
 class NearDupIndex:
     """`check_and_add(example) -> Decision` on whole examples; `save()` pickles the state."""
 
-    def __init__(self, out_dir: str | Path, cfg: dict):
-        self.p = DedupParams.from_config(cfg)
+    def __init__(self, out_dir: str | Path, params: DedupParams):
+        self.p = params
         self.index = SignatureIndex(self.p)
         self.path = Path(out_dir) / STATE / "index.pkl"
         self.params = (self.p.jaccard, self.p.num_perm, self.p.shingle)

@@ -121,9 +121,8 @@ class LanguageParams(FilterParams):
 
     @classmethod
     def from_config(cls, cfg: dict) -> LanguageParams:
-        from pipelines.core.config import default_config
-        langs = cfg.get("languages") if cfg.get("languages") is not None else default_config()["languages"]
-        sec = {**filter_section(cfg, "language"), "languages": langs}
+        from pipelines.core.config import setting
+        sec = {**filter_section(cfg, "language"), "languages": setting(cfg, "languages")}
         return build_params(cls, sec, "filters.language")
 
 

@@ -85,7 +85,7 @@ def test_two_channel_examples_match_whatever_the_channel_split(call, params):
     y = _copies(x)["resampled_16k"][: len(x)]
     split_b = np.stack([np.where(np.arange(len(y)) >= 4 * SR, y, 0), np.where(np.arange(len(y)) < 4 * SR, y, 0)])
     cfg = load_config()
-    idx = NearDupIndex("/nonexistent-never-written", cfg)
+    idx = NearDupIndex("/nonexistent-never-written", DedupParams.from_config(cfg))
     a = T.example(split_a, kind="real", language="en", example_id="a", text=("hello there how are you", "fine"))
     b = T.example(split_b, kind="real", language="en", example_id="b", text=("completely other words heard", ""))
     assert idx.check_and_add(a).keep
