@@ -83,3 +83,25 @@ def test_local_pair_max_and_decision():
     assert one_speaker(0.2, 0.0, 0.36, 0.45)
     assert not one_speaker(0.4, 0.0, 0.36, 0.45)
     assert not one_speaker(0.2, 0.5, 0.36, 0.45)
+
+
+def test_recentring_keeps_the_voice_that_talks_most_whole():
+    """Voice A has 20 embeddings, voice B 4, all sharing one channel direction: the recording's
+    mean sits near A, A's centred embeddings point every way and part of A joins B; centred on
+    the mean of the clusters' means (recentre_iterations) A and B come out whole."""
+    rng = np.random.default_rng(0)
+    chan, a_dir, b_dir = np.zeros(DIM), np.zeros(DIM), np.zeros(DIM)
+    chan[0], a_dir[1], b_dir[2] = 1.0, 0.25, 0.6
+    e = np.vstack([chan + a_dir + 0.12 * rng.standard_normal((20, DIM)),
+                   chan + b_dir + 0.12 * rng.standard_normal((4, DIM))])
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    truth = np.array([0] * 20 + [1] * 4)
+    got = {}
+    for iterations in (0, 3):
+        c = _clustering()
+        c.min_cluster_size, c.recentre_iterations = 3, iterations
+        got[iterations] = c.cluster(e.copy(), min_clusters=1, max_clusters=6)
+    assert len(set(got[0][truth == 0])) > 1  # the recording's mean alone splits A
+    lab = got[3]
+    assert lab.max() == 1 and len(set(lab[truth == 0])) == 1 and len(set(lab[truth == 1])) == 1
+    assert lab[0] != lab[-1]

@@ -178,3 +178,19 @@ def test_embedding_frame_cap_reads_the_middle_frames():
     assert torch.allclose(capped[0], ref[0], atol=1e-5)
     assert not torch.allclose(capped[0], full[0], atol=1e-3)
     assert torch.allclose(capped[1], full[1], atol=1e-6)
+
+
+def test_embedding_level_normalisation_makes_it_gain_invariant():
+    """diarize.embed_level_dbfs: the kept frames are brought to one level, so a gain on the audio
+    leaves the embedding unchanged; without it the embedding moves with the gain."""
+    torch.manual_seed(0)
+    emb = ResemblyzerEmbedding().eval()
+    x = 0.05 * torch.randn(1, 1, 3 * 16000)
+    w = torch.ones(1, 293)
+    w[0, 150:] = 0
+    with torch.no_grad():
+        raw = [emb(g * x, w) for g in (1.0, 4.0)]
+        emb.level_dbfs = -30.0
+        level = [emb(g * x, w) for g in (1.0, 4.0)]
+    assert not torch.allclose(raw[0], raw[1], atol=1e-3)
+    assert torch.allclose(level[0], level[1], atol=1e-5)

@@ -45,12 +45,14 @@ class DiarizeParams:
     link_threshold: float
     step_s: float
     embed_max_s: float
+    embed_level_dbfs: float | None
     onset: float
     min_duration_off: float
     exclude_overlap: bool
     clustering_method: str
     clustering_threshold: float
     min_cluster_size: int
+    recentre_iterations: int
     single_speaker_distance: float
     local_pair_distance: float
     reassign_window_s: float
@@ -113,6 +115,7 @@ def build_embedded(p: DiarizeParams):
     seg = str(whisperx_segmentation_path())
     emb = ResemblyzerEmbedding.pretrained(resemblyzer_path())
     emb.max_frames = round(p.embed_max_s * 100)  # the encoder's mel frames are 10 ms
+    emb.level_dbfs = p.embed_level_dbfs
     pipe = EmbeddedSpeakerDiarization(
         segmentation=seg, segmentation_step=p.step_s / 5.0,  # the bundled model's windows are 5 s
         embedding=emb, embedding_exclude_overlap=p.exclude_overlap, plda=neutral_plda(emb.dimension))
@@ -122,6 +125,7 @@ def build_embedded(p: DiarizeParams):
                        "min_cluster_size": p.min_cluster_size,
                        "single_speaker_distance": p.single_speaker_distance,
                        "local_pair_distance": p.local_pair_distance}})
+    pipe.clustering.recentre_iterations = p.recentre_iterations
     pipe.encoder = emb  # for the window reassignment pass (Diarizer.reassign)
     return pipe
 

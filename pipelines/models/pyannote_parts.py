@@ -53,6 +53,7 @@ class ResemblyzerEmbedding(Model):
         self.linear = torch.nn.Linear(hidden_size, embedding_size)
         self.relu = torch.nn.ReLU()
         self.max_frames = 0  # cap on the frames one embedding reads (0: all); set by the diarizer
+        self.level_dbfs: float | None = None  # level each item's kept frames are brought to (None: as is)
         # a chunk-level representation model, as pyannote's own embedding checkpoints declare
         self.specifications = Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK,
                                              duration=5.0)
@@ -70,6 +71,17 @@ class ResemblyzerEmbedding(Model):
     @property
     def dimension(self) -> int:
         return int(self.hparams.embedding_size)
+
+    def _level_gain(self, x: torch.Tensor, keep: torch.Tensor, T: int) -> torch.Tensor:
+        """Power gain per item bringing the mean power of its kept frames to `level_dbfs`: the
+        encoder reads linear mel power, and resemblyzer trained it on utterances brought to
+        -30 dBFS, so without this an item's embedding moves with its level."""
+        n_fft, hop = int(self.hparams.n_fft), int(self.hparams.hop_length)
+        frames = torch.nn.functional.pad(x, (n_fft // 2, n_fft // 2)).unfold(-1, n_fft, hop)[:, :T]
+        power = frames.pow(2).mean(-1)  # (B, T): the samples each mel frame reads
+        k = keep[:, :power.shape[1]].float()
+        mean = (power * k).sum(1) / k.sum(1).clamp(min=1)
+        return 10.0 ** (self.level_dbfs / 10.0) / mean.clamp(min=1e-10)
 
     def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, 1, samples) [+ (batch, frames) activity weights] -> (batch, 256) unit vectors.
@@ -90,6 +102,8 @@ class ResemblyzerEmbedding(Model):
             excess = (keep.sum(1, keepdim=True) - self.max_frames).clamp(min=0)
             keep &= (rank >= excess // 2) & (rank < excess // 2 + self.max_frames)
         lengths = keep.sum(1)
+        if self.level_dbfs is not None:
+            mel = mel * self._level_gain(waveforms[:, 0].float(), keep, T)[:, None, None]
         out = torch.full((B, self.dimension), float("nan"), device=mel.device)
         ok = torch.nonzero(lengths > 0)[:, 0]
         if len(ok) == 0:
@@ -178,6 +192,10 @@ class CenteredAgglomerativeClustering(AgglomerativeClustering):
        microphone, level), which on real 8 kHz speech dominates the cosine so two voices look
        alike; removing the mean, as x-vector diarization recipes do before PLDA, leaves the
        between-speaker part. Centring cannot tell one voice from noise, hence step 1.
+    3. The recording's mean leans to whoever talks most: a voice with 80% of the speech sits near
+       it, its centred embeddings point every way and it splits in two. With
+       `recentre_iterations`, the embeddings are centred again on the mean of the clusters'
+       means (each speaker weighs alike) and clustered again, until the clusters stop changing.
     """
 
     def __init__(self, metric: str = "cosine", constrained_assignment: bool = False):
@@ -185,6 +203,7 @@ class CenteredAgglomerativeClustering(AgglomerativeClustering):
         self.single_speaker_distance = Uniform(0.0, 2.0)
         self.local_pair_distance = Uniform(0.0, 2.0)
         self._pair = 0.0
+        self.recentre_iterations = 0  # set by the diarizer (diarize.recentre_iterations)
 
     def __call__(self, embeddings, segmentations=None, **kwargs):
         emb, chunk_idx, _ = self.filter_embeddings(embeddings, segmentations=segmentations)
@@ -199,10 +218,21 @@ class CenteredAgglomerativeClustering(AgglomerativeClustering):
         one = one_speaker(last_merge(e), self._pair, self.single_speaker_distance, self.local_pair_distance)
         if num_clusters is None and (min_clusters or 1) <= 1 and one:
             return np.zeros(len(e), dtype=int)
-        e = e - e.mean(axis=0, keepdims=True)
-        e /= np.linalg.norm(e, axis=1, keepdims=True) + 1e-12
-        return super().cluster(e, min_clusters=min_clusters, max_clusters=max_clusters,
-                               num_clusters=num_clusters)
+        kw = {"min_clusters": min_clusters, "max_clusters": max_clusters, "num_clusters": num_clusters}
+        labels = super().cluster(_unit(e - e.mean(axis=0)), **kw)
+        for _ in range(self.recentre_iterations):
+            if labels.max() < 1:
+                break
+            centre = np.mean([e[labels == k].mean(axis=0) for k in np.unique(labels)], axis=0)
+            new = super().cluster(_unit(e - centre), **kw)
+            if np.array_equal(new, labels):
+                break
+            labels = new
+        return labels
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
 
 
 def last_merge(embeddings: np.ndarray) -> float:
