@@ -32,8 +32,12 @@ from pipelines.models.asr_base import (  # noqa: F401 (the interface, importable
     top_languages,
 )
 
-# faster-whisper's defaults for re-decoding a window at a higher temperature
-FALLBACK_COMPRESSION, FALLBACK_LOGPROB = 2.4, -1.0
+# Whisper's temperature schedule: a batched window over Whisper's compression-ratio limit (2.4: a
+# repetition loop) is decoded again with the others over it at the next one (asr_whisperx.fall_back).
+# Windows failing only the log-prob test (-1) are not: on bench/synth.py's 12 dialogues (seed 6) they
+# were 6 of 11 fallbacks and 30 of 39 re-decodes, mostly backchannels, and 4 of 6 kept their first decode.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+FALLBACK_LOG_PROB = None
 _MODELS: dict[tuple, Any] = {}  # (backend, model, device, compute_type) -> loaded model
 
 
@@ -48,7 +52,6 @@ class FasterWhisperAsr(Asr):
         self.batch_size = int(batch_size)
         self.device = device
         self._batched = None
-        self.counts_fallback = 0
 
     def transcribe_chunks(self, chunks: list[tuple[float, np.ndarray]], language: str | None = None) -> list[dict]:
         if self.batch_size <= 1:
@@ -57,21 +60,11 @@ class FasterWhisperAsr(Asr):
             # the same batched decoder as the whisperx backend, without its aligner
             from pipelines.models.asr_whisperx import WhisperXAsr
             self._batched = WhisperXAsr(self.model, device=self.device, batch_size=self.batch_size,
-                                        beam_size=self.beam_size)
-        segs = self._batched.decode(chunks, language)
-        out = []
-        for seg in segs:
+                                        beam_size=self.beam_size, temperatures=FALLBACK_TEMPERATURES,
+                                        log_prob_threshold=FALLBACK_LOG_PROB)
+        out = self._batched.decode(chunks, language)
+        for seg in out:
             off, audio = seg.pop("chunk")
-            if seg["compression_ratio"] > FALLBACK_COMPRESSION or seg["avg_logprob"] < FALLBACK_LOGPROB:
-                # Whisper's own fallback, which batched decoding lacks: this chunk again, chunk by
-                # chunk with temperature fallback (a repetition loop or a garbled decode otherwise stays)
-                seg.pop("whisper_words")
-                self.counts_fallback += 1
-                for g in super().transcribe_chunks([(off, audio)], language):
-                    g["chunk_index"] = seg["chunk_index"]
-                    out.append(g)
-                continue
-            out.append(seg)
             words = [_word(w["word"], w["start_s"] - off, w["end_s"] - off, w["prob"]) for w in seg.pop("whisper_words")]
             snap_words(words, audio)
             for w in words:
@@ -85,8 +78,7 @@ class FasterWhisperAsr(Asr):
 
     @property
     def counts(self) -> dict:
-        c = dict(self._batched.counts) if self._batched is not None else {}
-        return {**c, "fallback_chunks": self.counts_fallback}
+        return dict(self._batched.counts) if self._batched is not None else {}
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> list[dict]:
         a = to_16k_mono(audio, sample_rate)

@@ -16,6 +16,7 @@ text in order (difflib), never by position across segments.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,9 @@ from pipelines.models.registry import ModelMissing
 # A word the aligner could not place keeps Whisper's cross-attention time; its score is Whisper's
 # word probability scaled by this, so it ranks below an aligned word of the same ASR confidence.
 UNALIGNED_SCORE_SCALE = 0.5
+# Whisper decodes at most 224 new tokens per 30 s window; a shorter window gets as many per second
+# (plus a margin), so a repetition loop stops where the window's speech could not go on.
+TOKENS_PER_S, TOKEN_MARGIN = 224 / 30, 16
 
 
 class _TandemVad:
@@ -43,6 +47,26 @@ def _norm(w: str) -> str:
     return re.sub(r"[^\w']", "", w.lower())
 
 
+def _scored(r, tokenizer, options) -> dict:
+    """A generate result as the batched pipeline keeps it, with faster-whisper's avg log-prob and
+    the compression ratio of its text (the fallback tests)."""
+    from faster_whisper.transcribe import get_compression_ratio
+    tokens = r.sequences_ids[0]
+    cum = r.scores[0] * (len(tokens) ** options.length_penalty)
+    return {"avg_logprob": cum / (len(tokens) + 1), "no_speech_prob": r.no_speech_prob, "tokens": tokens,
+            "compression_ratio": get_compression_ratio(tokenizer.decode(tokens).strip())}
+
+
+def _fails(o: dict, options) -> bool:
+    """Whisper's test for decoding again at the next temperature: too repetitive or too unlikely,
+    unless the window is silence (no-speech probability over its threshold and a low log-prob)."""
+    lp, cr, ns = options.log_prob_threshold, options.compression_ratio_threshold, options.no_speech_threshold
+    low = lp is not None and o["avg_logprob"] < lp
+    if ns is not None and low and o["no_speech_prob"] > ns:
+        return False
+    return low or (cr is not None and o["compression_ratio"] > cr)
+
+
 def _batched_pipeline_cls():
     from faster_whisper.transcribe import BatchedInferencePipeline
 
@@ -51,6 +75,9 @@ def _batched_pipeline_cls():
 
         forced_language: str | None = None
         last_languages: tuple = ()
+        last_temperatures: list = []  # the temperature each window of the last batch was decoded at
+        fallback_decodes = 0  # windows decoded again at a higher temperature
+        durations: list = []  # seconds of audio in each window of the batch being decoded
 
         def generate_segment_batched(self, features, tokenizer, options):
             # faster-whisper 1.2.1's method, plus the per-chunk language kept in last_languages
@@ -77,19 +104,63 @@ def _batched_pipeline_cls():
             else:
                 langs = [(self.forced_language or "en", 1.0, None)] * n
             self.last_languages = langs
+            self.last_temperatures = [options.temperatures[0]] * n
             results = self.model.model.generate(
                 encoder_output, prompts, beam_size=options.beam_size, patience=options.patience,
-                length_penalty=options.length_penalty, max_length=self.model.max_length,
+                length_penalty=options.length_penalty, max_length=self._max_length(prompt, range(n)),
                 suppress_blank=options.suppress_blank, suppress_tokens=options.suppress_tokens,
                 return_scores=True, return_no_speech_prob=True, sampling_temperature=options.temperatures[0],
                 repetition_penalty=options.repetition_penalty, no_repeat_ngram_size=options.no_repeat_ngram_size)
-            out = []
-            for r in results:
-                seq_len = len(r.sequences_ids[0])
-                cum = r.scores[0] * (seq_len ** options.length_penalty)
-                out.append({"avg_logprob": cum / (seq_len + 1), "no_speech_prob": r.no_speech_prob,
-                            "tokens": r.sequences_ids[0]})
-            return encoder_output, out
+            out = [_scored(r, tokenizer, options) for r in results]
+            return encoder_output, self.fall_back(features, encoder_output, prompts, out, tokenizer, options)
+
+        def _max_length(self, prompt, idx) -> int:
+            """Prompt plus Whisper's 224 new tokens per 30 s window scaled to the longest window
+            of `idx` (`durations`, s), with a margin: a short window cannot loop on to 224 tokens."""
+            if not self.durations:
+                return self.model.max_length
+            dur = max(self.durations[i] for i in idx)
+            return min(self.model.max_length, len(prompt) + TOKEN_MARGIN + math.ceil(TOKENS_PER_S * dur))
+
+        def fall_back(self, features, encoder_output, prompts, out, tokenizer, options):
+            """Whisper's temperature fallback, batched: every window whose decode fails the
+            compression-ratio or log-prob test (and is not silence) is decoded again with the
+            others that failed, sampling best_of at the next temperature, on the encoder output
+            already computed; a window that fails at every temperature keeps, as Whisper does, the
+            decode with the best avg log-prob among those under the compression limit."""
+            import ctranslate2
+            tried = [[o] for o in out]
+            todo = [i for i, o in enumerate(out) if _fails(o, options)]
+            for t in options.temperatures[1:]:
+                if not todo:
+                    break
+                if getattr(encoder_output, "device", "cpu") == "cpu":
+                    enc = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoder_output)[todo]))
+                else:  # on a GPU encoding the few windows again is cheaper than a host round trip
+                    enc = self.model.encode(features[todo])
+                ctranslate2.set_random_seed(0)  # the same windows sample the same text on a rerun
+                rs = self.model.model.generate(
+                    enc, [prompts[i] for i in todo], beam_size=1, num_hypotheses=options.best_of,
+                    sampling_topk=0, sampling_temperature=t, length_penalty=options.length_penalty,
+                    max_length=self._max_length(prompts[0], todo), suppress_blank=options.suppress_blank,
+                    suppress_tokens=options.suppress_tokens, return_scores=True, return_no_speech_prob=True,
+                    repetition_penalty=options.repetition_penalty, no_repeat_ngram_size=options.no_repeat_ngram_size)
+                self.fallback_decodes += len(todo)
+                failed = []
+                for i, r in zip(todo, rs, strict=True):
+                    o = _scored(r, tokenizer, options)
+                    tried[i].append(o)
+                    self.last_temperatures[i] = t
+                    if _fails(o, options):
+                        failed.append(i)
+                    else:
+                        out[i] = o
+                todo = failed
+            cr = options.compression_ratio_threshold
+            for i in todo:
+                cands = [o for o in tried[i] if cr is None or o["compression_ratio"] <= cr] or tried[i]
+                out[i] = max(cands, key=lambda o: o["avg_logprob"])
+            return out
 
     return ChunkBatcher
 
@@ -100,27 +171,32 @@ class WhisperXAsr(Asr):
     backend = "whisperx"
 
     def __init__(self, model: Any, *, device: str, batch_size: int, beam_size: int,
-                 aligners: dict[str, Aligner | None] | None = None, align_loader: Any = None):
+                 aligners: dict[str, Aligner | None] | None = None, align_loader: Any = None,
+                 temperatures: Sequence[float] = (0.0,), log_prob_threshold: float | None = -1.0):
         """`model`: a faster-whisper WhisperModel (whisperx.load_model(...).model); `aligners`:
         {language: Aligner} (pipelines/models/aligner.py); `align_loader(lang)` loads one more or
-        returns None when the language has no aligner (its words keep Whisper's times)."""
+        returns None when the language has no aligner (its words keep Whisper's times);
+        `temperatures`: Whisper's fallback schedule (one: no fallback, as WhisperX decodes);
+        `log_prob_threshold`: None decodes again only windows over the compression limit."""
         self.model = model
         self.device = device
         self.batch_size = int(batch_size)
         self.beam_size = int(beam_size)
         self.aligners = dict(aligners or {})
         self.align_loader = align_loader
+        self.temperatures = [float(t) for t in temperatures]
+        self.log_prob_threshold = log_prob_threshold
         self.pipe = _batched_pipeline_cls()(model)
-        self.counts = {"words": 0, "words_unaligned": 0, "chunks": 0, "batches": 0}
+        self.counts = {"words": 0, "words_unaligned": 0, "chunks": 0, "batches": 0, "fallback_chunks": 0}
 
     # -- decoding --------------------------------------------------------------------------------
     def _options(self, tokenizer):
         from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
         return TranscriptionOptions(
             beam_size=self.beam_size, best_of=5, patience=1.0, length_penalty=1.0, repetition_penalty=1.0,
-            no_repeat_ngram_size=0, log_prob_threshold=-1.0, no_speech_threshold=0.6,
+            no_repeat_ngram_size=0, log_prob_threshold=self.log_prob_threshold, no_speech_threshold=0.6,
             compression_ratio_threshold=2.4, condition_on_previous_text=False, prompt_reset_on_temperature=0.5,
-            temperatures=[0.0], initial_prompt=None, prefix=None, suppress_blank=True,
+            temperatures=self.temperatures, initial_prompt=None, prefix=None, suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
             # WhisperX decodes without timestamp tokens: one segment per VAD chunk, times from alignment
             without_timestamps=True, max_initial_timestamp=0.0, word_timestamps=True,
@@ -144,9 +220,13 @@ class WhisperXAsr(Asr):
             meta = [{"offset": off, "duration": len(a) / ASR_SR,
                      "segments": [{"start": int(off * ASR_SR), "end": int(off * ASR_SR) + len(a)}]}
                     for off, a in part]
+            self.pipe.durations = [len(a) / ASR_SR for _, a in part]
             outs = self.pipe.forward(feats, tok, meta, opts)
             self.counts["batches"] += 1
             self.counts["chunks"] += len(part)
+            self.counts["fallback_decodes"] = self.pipe.fallback_decodes
+            self.counts["fallback_chunks"] = (self.counts.get("fallback_chunks", 0)
+                                              + sum(t > self.temperatures[0] for t in self.pipe.last_temperatures))
             for k, ((off, a), (lang, lp, top), out) in enumerate(zip(part, self.pipe.last_languages, outs,
                                                                         strict=True)):
                 for s in out:
