@@ -86,12 +86,12 @@ def test_window_failing_everywhere_keeps_whisper_choice():
     assert texts == ["garbled"] and calls == []
 
 
-def test_short_windows_cannot_loop_to_224_tokens():
+def test_short_windows_cannot_loop_to_the_model_limit():
     pipe = _batched_pipeline_cls()(SimpleNamespace(max_length=448))
     pipe.durations = [2.0, 4.0]
     prompt = [1, 2, 3]
     assert pipe._max_length(prompt, [0, 1]) == pytest.approx(3 + 16 + np.ceil(TOKENS_PER_S * 4.0))
-    pipe.durations = [30.0]  # a full window: openai-whisper's 224 new tokens, under faster-whisper's 448 in all
-    assert pipe._max_length(prompt, [0]) == 3 + 16 + 224
+    pipe.durations = [30.0]  # a full window: the model's own limit
+    assert pipe._max_length(prompt, [0]) == 448
     pipe.durations = []  # no durations known: the model's own limit
     assert pipe._max_length(prompt, [0]) == 448

@@ -31,9 +31,10 @@ from pipelines.models.registry import ModelMissing
 # A word the aligner could not place keeps Whisper's cross-attention time; its score is Whisper's
 # word probability scaled by this, so it ranks below an aligned word of the same ASR confidence.
 UNALIGNED_SCORE_SCALE = 0.5
-# Whisper decodes at most 224 new tokens per 30 s window; a shorter window gets as many per second
-# (plus a margin), so a repetition loop stops where the window's speech could not go on.
-TOKENS_PER_S, TOKEN_MARGIN = 224 / 30, 16
+# A window decodes at most twice Whisper's 224 new tokens per 30 s, in proportion to its length (plus
+# a margin): a repetition loop in a short window stops where its speech could not go on. At 224 per
+# 30 s the real-speech packing test (tests/test_transcribe_pack.py) lost words: WER .259 -> .309.
+TOKENS_PER_S, TOKEN_MARGIN = 2 * 224 / 30, 16
 
 
 class _TandemVad:
@@ -115,8 +116,8 @@ def _batched_pipeline_cls():
             return encoder_output, self.fall_back(features, encoder_output, prompts, out, tokenizer, options)
 
         def _max_length(self, prompt, idx) -> int:
-            """Prompt plus Whisper's 224 new tokens per 30 s window scaled to the longest window
-            of `idx` (`durations`, s), with a margin: a short window cannot loop on to 224 tokens."""
+            """Prompt plus TOKENS_PER_S for the longest window of `idx` (`durations`, s) and a
+            margin, within the model's limit: a short window cannot loop on to 448 tokens."""
             if not self.durations:
                 return self.model.max_length
             dur = max(self.durations[i] for i in idx)
