@@ -10,57 +10,38 @@ IIR passes and FIR convolutions (synthesis must keep pace with espeak, ~1,000x r
 from __future__ import annotations
 
 import numpy as np
+from synth.params import AugmentParams
 
 ORDER = ("echo", "reverb", "band_limit", "noise", "gain")
 
 
-_KEYS = {"gain": ("prob", "db"), "noise": ("prob", "snr_db", "color_decay_db"), "reverb": ("prob", "rt60_s", "wet"),
-         "echo": ("prob", "delay_s", "gain_db"), "band_limit": ("prob", "low_hz", "high_hz")}
-
-
-def check_augment(cfg: dict) -> None:
-    """`synth.augment` must name every augmentation with all its parameters, and nothing else."""
-    unknown = sorted(set(cfg) - set(ORDER) - {"enabled"})
-    if unknown:
-        raise KeyError(f"synth.augment: unknown augmentation(s) {unknown} (have {sorted(ORDER)})")
-    for name in ORDER:
-        if name not in cfg:
-            raise KeyError(f"synth.augment.{name}: missing (no default in pipelines/core/defaults)")
-        missing = [k for k in _KEYS[name] if k not in cfg[name]]
-        extra = sorted(set(cfg[name]) - set(_KEYS[name]))
-        if missing or extra:
-            raise KeyError(f"synth.augment.{name}: missing {missing}, unknown {extra}")
-
-
-def _u(rng: np.random.Generator, lo_hi) -> float:
+def _u(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
     return float(rng.uniform(lo_hi[0], lo_hi[1]))
 
 
 def augment_user_channel(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
-                         cfg: dict) -> tuple[np.ndarray, dict]:
-    """Augment channel 1 of float32 [2, T] in a copy; returns (audio, params applied). `cfg` is the
-    `synth.augment` section (every augmentation, see check_augment).
+                         params: AugmentParams) -> tuple[np.ndarray, dict]:
+    """Augment channel 1 of float32 [2, T] in a copy; returns (audio, params applied). `params` is
+    the typed `synth.augment` section (its `enabled` is the caller's switch, not read here).
 
     All draws are made up front in a fixed order, so turning one augmentation off does not
     change the parameters drawn for the others.
     """
-    check_augment(cfg)
-    c = cfg
     draws = {}
     for name in ORDER:
-        a = c[name]
-        on = bool(rng.random() < float(a["prob"]))
+        a = getattr(params, name)
+        on = bool(rng.random() < a.prob)
         if name == "gain":
-            d = {"db": _u(rng, a["db"])}
+            d = {"db": _u(rng, a.db)}
         elif name == "noise":
-            d = {"snr_db": _u(rng, a["snr_db"]), "color_decay_db": _u(rng, a["color_decay_db"]),
+            d = {"snr_db": _u(rng, a.snr_db), "color_decay_db": _u(rng, a.color_decay_db),
                  "noise_seed": int(rng.integers(2**31))}
         elif name == "reverb":
-            d = {"rt60_s": _u(rng, a["rt60_s"]), "wet": _u(rng, a["wet"]), "ir_seed": int(rng.integers(2**31))}
+            d = {"rt60_s": _u(rng, a.rt60_s), "wet": _u(rng, a.wet), "ir_seed": int(rng.integers(2**31))}
         elif name == "echo":
-            d = {"delay_s": _u(rng, a["delay_s"]), "gain_db": _u(rng, a["gain_db"])}
+            d = {"delay_s": _u(rng, a.delay_s), "gain_db": _u(rng, a.gain_db)}
         else:
-            d = {"low_hz": _u(rng, a["low_hz"]), "high_hz": _u(rng, a["high_hz"])}
+            d = {"low_hz": _u(rng, a.low_hz), "high_hz": _u(rng, a.high_hz)}
         if on:
             draws[name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
     out = audio.astype(np.float32, copy=True)

@@ -14,7 +14,7 @@ from pipelines.core.contracts import rejection_row, source_row, stable_hash, wor
 from pipelines.core.stage import Stage
 from pipelines.core.text import cer
 from pipelines.core.text import norm_text as normalize_text
-from synth.params import synth_section
+from synth.params import SynthSection
 from synth.roundtrip import ROUNDTRIP_NAME, RoundTripStage
 from synth.scripts import ScriptError, builtin_scripts, iter_jsonl, script_hash
 from synth.stages import STAGE_NAME, SynthesizeStage
@@ -55,9 +55,9 @@ def make_items(scripts: str | None, count: int, seed: int, languages: list[str],
     under OUT/_llm_cache); else a JSONL file (all its lines when count <= 0, else the first
     `count`). A malformed line is a rejected item naming the file and line.
     """
-    scfg = synth_section(cfg)
+    sp = SynthSection.from_config(cfg)
     if scripts is None or scripts == "builtin":
-        for s in builtin_scripts(count, seed, languages, scfg):
+        for s in builtin_scripts(count, seed, languages, sp.builtin):
             yield _item(s, f"builtin:{s['dialogue_id']}", dialogue_seed(seed, s["dialogue_id"]), cfg_hash)
         return
     if scripts == "llm" or scripts.startswith("llm:"):
@@ -65,11 +65,11 @@ def make_items(scripts: str | None, count: int, seed: int, languages: list[str],
         from pathlib import Path
 
         from synth.llm import llm_requests, request_key
-        llm = scfg["llm"]
+        llm = sp.llm
         for req in llm_requests(count, seed, languages, llm):
             key = request_key(req, llm)
             dseed = dialogue_seed(seed, key)
-            yield {"uri": f"llm:{llm['url']}#{req['index']}", "kind": "synthetic",
+            yield {"uri": f"llm:{llm.url}#{req['index']}", "kind": "synthetic",
                    "work_key": work_key(stable_hash(key, dseed), cfg_hash), "seed": dseed, "status": "ok",
                    "rejections": [], "cfg_hash": cfg_hash, "llm_request": req,
                    "llm_cache": str(Path(out_dir) / "_llm_cache"),
@@ -93,7 +93,7 @@ def make_items(scripts: str | None, count: int, seed: int, languages: list[str],
 def synthesis_stages(cfg: dict) -> list[Stage]:
     """The synthesis chain: [SynthesizeStage, RoundTripStage (if synth.roundtrip.enabled)]."""
     stages: list[Stage] = [SynthesizeStage.from_config(cfg)]
-    if synth_section(cfg)["roundtrip"]["enabled"]:
+    if SynthSection.from_config(cfg).roundtrip.enabled:
         stages.append(RoundTripStage.from_config(cfg))
     return stages
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 from pipelines.core.contracts import stable_hash
 from pipelines.core.stage import TransientError
+from synth.params import LlmParams
 from synth.phrasebook import TOPICS
 from synth.scripts import ScriptError, validate_script
 
@@ -113,10 +114,10 @@ class ChatClient:
         raise cls(f"{self.url}: no usable dialogue after {self.retries} attempts: {errors[-1]}")
 
 
-def llm_requests(count: int, seed: int, languages: list[str], cfg: dict) -> Iterator[dict]:
+def llm_requests(count: int, seed: int, languages: list[str], p: LlmParams) -> Iterator[dict]:
     """`count` planned dialogues (languages in turn, topic, turns and request seed drawn from the job
     seed); nothing is sent here."""
-    t_lo, t_hi = cfg["turns"]
+    t_lo, t_hi = p.turns
     topics = list(TOPICS["en"])
     for i in range(count):
         lang = languages[i % len(languages)]
@@ -127,22 +128,22 @@ def llm_requests(count: int, seed: int, languages: list[str], cfg: dict) -> Iter
                "dialogue_id": f"llm-{lang}-{seed}-{i:06d}", "seed": int(rng.integers(2**31))}
 
 
-def request_key(req: dict, cfg: dict) -> str:
+def request_key(req: dict, p: LlmParams) -> str:
     """The cache key of a request: its prompt, seed, model and temperature."""
     return stable_hash("llm-script", build_messages(req["language"], req["topic"], req["turns"]), req["seed"],
-                       cfg["model"], float(cfg["temperature"]), n=32)
+                       p.model, p.temperature, n=32)
 
 
-def fetch_script(req: dict, cfg: dict, cache_dir: str | None) -> dict:
+def fetch_script(req: dict, p: LlmParams, cache_dir: str | None) -> dict:
     """The script of a planned request: from the cache, else from the server (then cached)."""
     from pathlib import Path
-    key = request_key(req, cfg)
+    key = request_key(req, p)
     path = Path(cache_dir) / f"{key}.json" if cache_dir else None
     if path is not None and path.exists():
         return validate_script(json.loads(path.read_text()), str(path))
-    client = ChatClient(cfg["url"], cfg["model"], cfg["api_key"], cfg["timeout_s"], cfg["retries"])
+    client = ChatClient(p.url, p.model, p.api_key, p.timeout_s, p.retries)
     script = client.dialogue(req["language"], req["topic"], req["turns"], req["dialogue_id"], req["seed"],
-                             float(cfg["temperature"]))
+                             p.temperature)
     if path is not None:
         from pipelines.io.files import write_json_atomic
         write_json_atomic(script, path)

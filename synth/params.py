@@ -4,16 +4,21 @@
 partial override (a test's `{"timeline": {"gap_mean_s": 0.3}}`) keeps the other documented
 values. `from_dict` fills a dataclass from one sub-section: a key the dataclass needs and the
 section lacks, or a key it does not know, is an error naming it, never a silent default.
+`SynthSection.from_config(cfg)` types the whole block once, at job assembly; below it, synthesis
+reads attributes, never config keys. The `models` section is the one dict handed on as it is:
+pipelines/models reads it (asr.build_asr).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import types
 import typing
 from typing import Any
 
 from pipelines.core.config import section
+from synth.tts.base import TtsParams
 
 
 def _deep(base: dict, over: dict) -> dict:
@@ -28,8 +33,56 @@ def synth_section(cfg: dict) -> dict[str, Any]:
     return _deep(section({}, "synth"), cfg.get("synth") or {})
 
 
+_SCALARS = (int, float, str, bool)
+
+
+def _convert(t: Any, v: Any, where: str) -> Any:
+    """`v` as annotated type `t`: scalars, `X | None`, [low, high] ranges, `tuple[X, ...]`,
+    `dict[str, X]` and nested parameter dataclasses."""
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin in (typing.Union, types.UnionType):
+        if v is None:
+            if type(None) in args:
+                return None
+            raise ValueError(f"config {where}: must be set (got null)")
+        for a in args:  # the member that fits the value's shape
+            o = typing.get_origin(a)
+            if (o is dict and isinstance(v, dict)) or (o is tuple and isinstance(v, (list, tuple))) \
+                    or (a in _SCALARS and not isinstance(v, (dict, list, tuple))):
+                return _convert(a, v, where)
+        raise ValueError(f"config {where}: expected {t}, got {v!r}")
+    if v is None:
+        raise ValueError(f"config {where}: must be set (got null)")
+    if dataclasses.is_dataclass(t):
+        if not isinstance(v, dict):
+            raise ValueError(f"config {where}: expected a mapping, got {v!r}")
+        return from_dict(t, v, where)
+    if t in _SCALARS:
+        if isinstance(v, (dict, list, tuple)):
+            raise ValueError(f"config {where}: expected {t.__name__}, got {v!r}")
+        return t(v)
+    if origin is tuple:
+        if not isinstance(v, (list, tuple)):
+            raise ValueError(f"config {where}: expected a list, got {v!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], x, f"{where}[{i}]") for i, x in enumerate(v))
+        out = tuple(_convert(a, x, where) for a, x in zip(args, v))
+        if len(v) != 2 or out[0] > out[1]:
+            raise ValueError(f"config {where}: expected a [low, high] range, got {v}")
+        return out
+    if origin is dict:
+        if not isinstance(v, dict):
+            raise ValueError(f"config {where}: expected a mapping, got {v!r}")
+        return {str(k): _convert(args[1], x, f"{where}.{k}") for k, x in v.items()}
+    raise TypeError(f"{where}: no conversion for field type {t}")  # a parameter class's bug
+
+
 def from_dict(cls: type, d: dict, where: str):
-    """Dataclass `cls` from mapping `d` (a config sub-section named `where` in messages)."""
+    """Dataclass `cls` from mapping `d` (a config sub-section named `where` in messages). A class
+    with a `validate_raw(d)` classmethod checks the raw mapping first (its own messages)."""
+    check = getattr(cls, "validate_raw", None)
+    if check is not None:
+        check(d)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
@@ -39,23 +92,16 @@ def from_dict(cls: type, d: dict, where: str):
     for f in dataclasses.fields(cls):
         if f.name not in d:
             raise KeyError(f"config {where}.{f.name}: missing (no default in pipelines/core/defaults)")
-        v, t = d[f.name], hints[f.name]
-        if t in (int, float, str, bool):
-            if v is None:
-                raise ValueError(f"config {where}.{f.name}: must be set (got null)")
-            v = t(v)
-        elif typing.get_origin(t) is tuple:
-            v = tuple(float(x) for x in v)
-            if len(v) != 2 or v[0] > v[1]:
-                raise ValueError(f"config {where}.{f.name}: expected a [low, high] range, got {d[f.name]}")
-        kw[f.name] = v
+        kw[f.name] = _convert(hints[f.name], d[f.name], f"{where}.{f.name}")
     return cls(**kw)
 
 
 Range = tuple[float, float]
+IntRange = tuple[int, int]
+frozen = dataclasses.dataclass(frozen=True)
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class TimelineParams:
     """`synth.timeline` (meanings in 20_synth.yaml)."""
 
@@ -85,3 +131,156 @@ class TimelineParams:
 
     def replace(self, **kw) -> TimelineParams:
         return dataclasses.replace(self, **kw)
+
+
+@frozen
+class MainVoice:
+    """A pinned main-speaker voice (`synth.voices.main.<language>`)."""
+
+    name: str
+    pitch: int
+    rate: int
+
+
+@frozen
+class VoicesParams:
+    """`synth.voices`: bank per language (voice names, or a directory / list of reference clips),
+    pitch and rate ranges, the smallest pitch step between speakers, pinned main voices."""
+
+    bank: dict[str, str | tuple[str, ...]]
+    pitch: IntRange
+    rate: IntRange
+    min_pitch_step: int
+    main: dict[str, MainVoice]
+
+
+@frozen
+class BuiltinParams:
+    """`synth.builtin`: the built-in dialogue generator."""
+
+    turns: IntRange
+    sentences_per_turn: IntRange
+    three_speakers_prob: float
+
+
+@frozen
+class LlmParams:
+    """`synth.llm`: the OpenAI-compatible chat endpoint for "llm" scripts."""
+
+    url: str
+    model: str
+    temperature: float
+    turns: IntRange
+    retries: int
+    timeout_s: float
+    api_key: str | None
+
+
+@frozen
+class GainAug:
+    prob: float
+    db: Range
+
+
+@frozen
+class NoiseAug:
+    prob: float
+    snr_db: Range
+    color_decay_db: Range
+
+
+@frozen
+class ReverbAug:
+    prob: float
+    rt60_s: Range
+    wet: Range
+
+
+@frozen
+class EchoAug:
+    prob: float
+    delay_s: Range
+    gain_db: Range
+
+
+@frozen
+class BandLimitAug:
+    prob: float
+    low_hz: Range
+    high_hz: Range
+
+
+AUGMENTATIONS = {"gain": GainAug, "noise": NoiseAug, "reverb": ReverbAug, "echo": EchoAug, "band_limit": BandLimitAug}
+
+
+def check_augment(cfg: dict) -> None:
+    """`synth.augment` must name every augmentation with all its parameters, and nothing else."""
+    unknown = sorted(set(cfg) - set(AUGMENTATIONS) - {"enabled"})
+    if unknown:
+        raise KeyError(f"synth.augment: unknown augmentation(s) {unknown} (have {sorted(AUGMENTATIONS)})")
+    for name, kind in AUGMENTATIONS.items():
+        if name not in cfg:
+            raise KeyError(f"synth.augment.{name}: missing (no default in pipelines/core/defaults)")
+        keys = [f.name for f in dataclasses.fields(kind)]
+        missing = [k for k in keys if k not in cfg[name]]
+        extra = sorted(set(cfg[name]) - set(keys))
+        if missing or extra:
+            raise KeyError(f"synth.augment.{name}: missing {missing}, unknown {extra}")
+
+
+@frozen
+class AugmentParams:
+    """`synth.augment`: the user channel's augmentations, each with its probability and ranges.
+    `enabled` is the stage's switch; augment_user_channel applies what it is given."""
+
+    enabled: bool
+    gain: GainAug
+    noise: NoiseAug
+    reverb: ReverbAug
+    echo: EchoAug
+    band_limit: BandLimitAug
+
+    validate_raw = staticmethod(check_augment)
+
+
+@frozen
+class RoundtripParams:
+    """`synth.roundtrip` (RoundTripStage reads its own keys from the section; synthesis needs
+    `enabled` and `best_of`, checked here)."""
+
+    enabled: bool
+    pad_s: float
+    batch_size: int
+    pack_sep_s: float | None
+    best_of: int
+
+    def __post_init__(self):
+        if self.best_of < 1:
+            raise ValueError(f"synth.roundtrip.best_of must be >= 1, got {self.best_of}")
+        if self.best_of > 1 and not self.enabled:
+            raise ValueError(f"synth.roundtrip.best_of = {self.best_of} needs synth.roundtrip.enabled: the round "
+                             "trip's CER picks the best rendition")
+
+
+@frozen
+class SynthSection:
+    """The whole `synth` block, typed."""
+
+    tts: TtsParams
+    peak: float
+    flac_level: int
+    builtin: BuiltinParams
+    voices: VoicesParams
+    backchannels: dict[str, tuple[str, ...]]  # {language: tokens}; empty: synth/phrasebook.py's
+    timeline: TimelineParams
+    augment: AugmentParams
+    roundtrip: RoundtripParams
+    llm: LlmParams
+
+    def __post_init__(self):
+        if not 0 <= self.flac_level <= 8:
+            raise ValueError(f"synth.flac_level must be a FLAC compression level 0-8, got {self.flac_level}")
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> SynthSection:
+        return from_dict(cls, synth_section(cfg), "synth")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from pipelines.core.contracts import stable_hash
+from synth.params import BuiltinParams
 from synth.phrasebook import CLOSINGS, GREETINGS, OPENERS, TOPICS
 
 MAX_TURN_CHARS = 1000
@@ -103,13 +104,12 @@ def iter_jsonl(path: str | Path, languages: list[str] | None = None) -> Iterator
                 yield n, None, str(e)
 
 
-def generate_script(rng: np.random.Generator, language: str, dialogue_id: str, cfg: dict) -> dict:
+def generate_script(rng: np.random.Generator, language: str, dialogue_id: str, p: BuiltinParams) -> dict:
     """A varied built-in dialogue: one or two topics, 4-12 turns of 1-3 sentences, openers,
     sometimes a greeting, a closing or a third speaker. Every choice comes from `rng`."""
-    g = cfg["builtin"]
-    t_lo, t_hi = g["turns"]
-    s_lo, s_hi = g["sentences_per_turn"]
-    p_three = float(g["three_speakers_prob"])
+    t_lo, t_hi = p.turns
+    s_lo, s_hi = p.sentences_per_turn
+    p_three = p.three_speakers_prob
     if language not in TOPICS:
         raise ScriptError(f"builtin scripts: no phrasebook for language {language!r} (have {sorted(TOPICS)})")
     topics = list(TOPICS[language])
@@ -152,12 +152,12 @@ def _join(parts: list[str]) -> str:
     return out
 
 
-def builtin_scripts(count: int, seed: int, languages: list[str], cfg: dict) -> Iterator[dict]:
+def builtin_scripts(count: int, seed: int, languages: list[str], p: BuiltinParams) -> Iterator[dict]:
     """`count` dialogues, languages in turn; dialogue i depends only on (seed, i)."""
     for i in range(count):
         lang = languages[i % len(languages)]
         rng = np.random.default_rng([int(seed), i, 7])
-        yield generate_script(rng, lang, f"{lang}-{seed}-{i:06d}", cfg)
+        yield generate_script(rng, lang, f"{lang}-{seed}-{i:06d}", p)
 
 
 def split_sentences(text: str) -> list[str]:

@@ -11,7 +11,8 @@ from collections import Counter
 import numpy as np
 from pipelines.core.contracts import example_row, source_row, stable_hash
 from pipelines.core.stage import Resources, Stage
-from synth.params import TimelineParams, synth_section
+from synth.params import (AugmentParams, LlmParams, RoundtripParams, SynthSection, TimelineParams, TtsParams,
+                          VoicesParams, from_dict)
 from synth.scripts import script_hash, split_sentences
 
 STAGE_NAME = "synthesize"
@@ -19,39 +20,32 @@ STAGE_NAME = "synthesize"
 
 @dataclasses.dataclass(frozen=True)
 class SynthParams:
-    """What SynthesizeStage needs from the config (meanings in 20_synth.yaml)."""
+    """What SynthesizeStage needs from the config (meanings in 20_synth.yaml), typed once here."""
 
     sample_rate: int
     peak: float
-    tts: dict
-    voices: dict
-    backchannels: dict
+    tts: TtsParams
+    voices: VoicesParams
+    backchannels: dict[str, tuple[str, ...]]  # {language: tokens}
     timeline: TimelineParams
-    augment: dict
-    models: dict
+    augment: AugmentParams
+    models: dict  # the `models` section, handed to pipelines/models (the Whisper word-time fallback)
     asr: object  # AsrParams: the Whisper fallback for word times
     languages: tuple
-    llm: dict  # the chat endpoint, for items planned from "llm" scripts
-    best_of: int = 1  # renditions per dialogue; the round trip keeps the lowest CER
-    flac_level: int | None = None  # FLAC compression level 0-8 (None: libsndfile's default)
+    llm: LlmParams  # the chat endpoint, for items planned from "llm" scripts
+    best_of: int  # renditions per dialogue; the round trip keeps the lowest CER
+    flac_level: int  # FLAC compression level 0-8
 
     @classmethod
     def from_config(cls, cfg: dict) -> SynthParams:
-        from pipelines.core.config import default_config, section
+        from pipelines.core.config import section, setting
         from pipelines.models.asr import AsrParams
-        from synth.augment import check_augment
-        s = synth_section(cfg)
-        aug = dict(s["augment"])
-        check_augment(aug)
-        if not 0 <= int(s["flac_level"]) <= 8:
-            raise ValueError(f"synth.flac_level must be a FLAC compression level 0-8, got {s['flac_level']}")
-        d = default_config()
-        sr = cfg.get("sample_rate") or d["sample_rate"]
-        return cls(sample_rate=int(sr), peak=float(s["peak"]),
-                   tts=s["tts"], voices=s["voices"], backchannels=s["backchannels"],
-                   timeline=TimelineParams.from_config(cfg), augment=aug, models=section(cfg, "models"),
-                   asr=AsrParams.from_config(cfg), languages=tuple(cfg.get("languages") or d["languages"]),
-                   llm=s["llm"], best_of=best_of(s), flac_level=int(s["flac_level"]))
+        s = SynthSection.from_config(cfg)
+        return cls(sample_rate=int(setting(cfg, "sample_rate")), peak=s.peak, tts=s.tts, voices=s.voices,
+                   backchannels=s.backchannels, timeline=s.timeline, augment=s.augment,
+                   models=section(cfg, "models"), asr=AsrParams.from_config(cfg),
+                   languages=tuple(setting(cfg, "languages")), llm=s.llm, best_of=s.roundtrip.best_of,
+                   flac_level=s.flac_level)
 
 
 class SynthesizeStage(Stage):
@@ -75,10 +69,10 @@ class SynthesizeStage(Stage):
     def check(self) -> None:
         from synth.tts.registry import check_tts
         check_tts(self.params.tts, self.params.models, list(self.params.languages))
-        if self.params.tts["backend"] == "piper":
+        if self.params.tts.backend == "piper":
             from synth.tts.piper import piper_voices, warped_names
-            piper = self.params.tts["piper"]
-            if len(warped_names(piper_voices(piper["voices"]), piper.get("warps"))) < 2:
+            piper = self.params.tts.piper
+            if len(warped_names(piper_voices(piper.voices), piper.warps)) < 2:
                 import warnings
                 warnings.warn("synth.tts.piper has one voice (one model, warps [1.0]): every speaker of a dialogue "
                               "will sound the same (they differ only in rate); list more Piper voices or warps",
@@ -129,7 +123,7 @@ class SynthesizeStage(Stage):
         speakers = [main] + [s for s in speakers if s != main]
         channels = {s: (0 if s == main else 1) for s in speakers}
         voices = cast_voices(speakers, script["language"], np.random.default_rng([seed, 1]), P.voices,
-                             main_voice=(P.voices.get("main") or {}).get(script["language"]),
+                             main_voice=P.voices.main.get(script["language"]),
                              kind=getattr(self.tts, "voice_kind", "espeak"),
                              engine_voices=getattr(self.tts, "voices", None))
         for spk, h in (script.get("speakers") or {}).items():  # the script's own hints win
@@ -277,9 +271,8 @@ class SynthesizeStage(Stage):
         regions = vad(audio, sr)
         sound = [sound_regions(audio[c], sr) for c in (0, 1)]
         aug: dict = {}
-        if P.augment["enabled"]:
-            audio, aug = augment_user_channel(audio, sr, np.random.default_rng([seed, 3]),
-                                              {k: v for k, v in P.augment.items() if k != "enabled"})
+        if P.augment.enabled:
+            audio, aug = augment_user_channel(audio, sr, np.random.default_rng([seed, 3]), P.augment)
         aug_regions = [regions[0], vad.channel(audio[1], sr)] if aug else regions
         dur = audio.shape[1] / sr
         words = tl.words()
@@ -348,11 +341,6 @@ def candidate_seed(seed: int, k: int) -> int:
 
 
 def best_of(s: dict) -> int:
-    """synth.roundtrip.best_of, checked: N > 1 needs the round trip that picks the best."""
-    n = int(s["roundtrip"]["best_of"])
-    if n < 1:
-        raise ValueError(f"synth.roundtrip.best_of must be >= 1, got {n}")
-    if n > 1 and not s["roundtrip"]["enabled"]:
-        raise ValueError(f"synth.roundtrip.best_of = {n} needs synth.roundtrip.enabled: the round trip's CER "
-                         "picks the best rendition")
-    return n
+    """synth.roundtrip.best_of of a merged `synth` section (RoundTripStage.from_config's), checked:
+    N > 1 needs the round trip that picks the best (RoundtripParams)."""
+    return from_dict(RoundtripParams, s["roundtrip"], "synth.roundtrip").best_of

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from synth.params import MainVoice, VoicesParams
 
 # espeak-ng base voices per language (regional accents add variety) and voice variants.
 BASE_VOICES: dict[str, list[str]] = {
@@ -41,16 +42,16 @@ class Voice:
 AUDIO_EXT = (".wav", ".flac", ".ogg", ".mp3")
 
 
-def voice_bank(language: str, vcfg: dict, kind: str = "espeak", engine_voices: list[str] | None = None) -> list[str]:
-    """Voice names for `language` from `vcfg` (the `synth.voices` section).
+def voice_bank(language: str, vp: VoicesParams, kind: str = "espeak",
+               engine_voices: list[str] | None = None) -> list[str]:
+    """Voice names for `language` from `vp` (the typed `synth.voices` section).
 
     kind "espeak": `bank[language]` or base voice x variant. kind "clip" (voice cloning): reference
     clips, `bank[language]` being a list of audio files or a directory of them (a speaker per
     clip, e.g. one per speaker `tandem curate` found). kind "engine": the engine's own voices
     (`engine_voices`), which a bank entry may narrow.
     """
-    bank = vcfg["bank"]
-    entry = bank.get(language)
+    entry = vp.bank.get(language)
     if kind == "espeak":
         if entry:
             return list(entry)
@@ -74,19 +75,19 @@ def voice_bank(language: str, vcfg: dict, kind: str = "espeak", engine_voices: l
     return [str(x) for x in entry]
 
 
-def cast_voices(speakers: list[str], language: str, rng: np.random.Generator, vcfg: dict,
-                main_voice: dict | None = None, kind: str = "espeak",
+def cast_voices(speakers: list[str], language: str, rng: np.random.Generator, vp: VoicesParams,
+                main_voice: MainVoice | None = None, kind: str = "espeak",
                 engine_voices: list[str] | None = None) -> dict[str, Voice]:
     """Distinct voices for `speakers` (main first): different name, pitch and rate for each while
     the bank has names left (a bank of one voice gives every speaker that voice).
 
-    `vcfg` is the `synth.voices` section (pitch, rate ranges, min_pitch_step, bank);
-    `main_voice` ({name, pitch, rate}) pins the main speaker's voice across dialogues.
+    `vp` is the typed `synth.voices` section (pitch, rate ranges, min_pitch_step, bank);
+    `main_voice` pins the main speaker's voice across dialogues.
     """
-    p_lo, p_hi = vcfg["pitch"]
-    r_lo, r_hi = vcfg["rate"]
-    step = int(vcfg["min_pitch_step"])
-    bank = voice_bank(language, vcfg, kind, engine_voices)
+    p_lo, p_hi = vp.pitch
+    r_lo, r_hi = vp.rate
+    step = vp.min_pitch_step
+    bank = voice_bank(language, vp, kind, engine_voices)
     if not bank:
         raise ValueError(f"no voices for language {language!r}")
     out: dict[str, Voice] = {}
@@ -95,7 +96,7 @@ def cast_voices(speakers: list[str], language: str, rng: np.random.Generator, vc
     used_rate: list[int] = []
     for i, spk in enumerate(speakers):
         if i == 0 and main_voice:
-            v = Voice(main_voice["name"], int(main_voice["pitch"]), int(main_voice["rate"]))
+            v = Voice(main_voice.name, main_voice.pitch, main_voice.rate)
         else:
             free = [n for n in bank if n not in used_names] or bank
             name = free[int(rng.integers(len(free)))]

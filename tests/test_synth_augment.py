@@ -5,18 +5,23 @@ import copy
 import numpy as np
 import pytest
 from pipelines.core.config import load_config
-from synth.augment import augment_user_channel, check_augment
+from synth.augment import augment_user_channel
+from synth.params import AugmentParams, check_augment, from_dict
 
 SR = 24000
 
 
-def _cfg(only: str, **over) -> dict:
+def _params(c: dict) -> AugmentParams:
+    return from_dict(AugmentParams, {**c, "enabled": True}, "synth.augment")
+
+
+def _cfg(only: str, **over) -> AugmentParams:
     c = copy.deepcopy(load_config()["synth"]["augment"])
     c.pop("enabled")
     for k in c:
         c[k]["prob"] = 1.0 if k == only else 0.0
     c[only].update(over)
-    return c
+    return _params(c)
 
 
 def _speechlike(seed=0, seconds=20.0) -> np.ndarray:
@@ -84,9 +89,9 @@ def test_seeded_and_complete_config():
     a = _speechlike(seconds=6.0)
     c = copy.deepcopy(load_config()["synth"]["augment"])
     c.pop("enabled")
-    x1, d1 = augment_user_channel(a, SR, np.random.default_rng(9), c)
-    x2, d2 = augment_user_channel(a, SR, np.random.default_rng(9), c)
-    x3, d3 = augment_user_channel(a, SR, np.random.default_rng(10), c)
+    x1, d1 = augment_user_channel(a, SR, np.random.default_rng(9), _params(c))
+    x2, d2 = augment_user_channel(a, SR, np.random.default_rng(9), _params(c))
+    x3, d3 = augment_user_channel(a, SR, np.random.default_rng(10), _params(c))
     assert np.array_equal(x1, x2) and d1 == d2 and (d3 != d1 or not np.array_equal(x1, x3))
     del c["reverb"]["wet"]
     with pytest.raises(KeyError, match=r"synth.augment.reverb: missing \['wet'\]"):

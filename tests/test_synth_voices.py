@@ -9,6 +9,7 @@ import soundfile as sf
 from pipelines.core.config import config_hash, load_config
 from pipelines.io.audio import decode_flac, encode_flac
 from synth.job import make_items
+from synth.params import VoicesParams, from_dict
 from synth.stages import SynthesizeStage
 from synth.voicebank import solo_stretches, write_voice_bank
 from synth.voices import cast_voices, voice_bank
@@ -20,6 +21,10 @@ LANGS = ["en", "fr", "de", "es", "it", "pt"]
 def encoder():
     from resemblyzer import VoiceEncoder
     return VoiceEncoder("cpu", verbose=False)
+
+
+def _voices(**over) -> VoicesParams:
+    return from_dict(VoicesParams, dict(load_config()["synth"]["voices"], **over), "synth.voices")
 
 
 def _embed(encoder, x: np.ndarray, sr: int) -> np.ndarray:
@@ -59,7 +64,7 @@ def test_voice_bank_from_real_speakers(tmp_path, encoder):
     print(f"\nreal speakers: cosine distance between {np.round(diff, 3)}, within one speaker {np.round(same, 3)}")
     assert len(same) >= 2 and len(diff) >= 4 and max(same) < min(diff)
     # the bank is what a voice-cloning backend casts from: a directory per language
-    vc = dict(load_config()["synth"]["voices"], bank={"en": str(tmp_path / "bank" / "en")})
+    vc = _voices(bank={"en": str(tmp_path / "bank" / "en")})
     assert voice_bank("en", vc, kind="clip") == sorted(clips)
     cast = cast_voices(["A", "B"], "en", np.random.default_rng(0), vc, kind="clip")
     assert {v.name for v in cast.values()} == set(clips)
@@ -73,7 +78,7 @@ def test_solo_stretches_avoid_the_other_speaker():
 
 
 def test_clip_bank_errors_are_clear(tmp_path):
-    vc = dict(load_config()["synth"]["voices"], bank={"fr": str(tmp_path)})
+    vc = _voices(bank={"fr": str(tmp_path)})
     with pytest.raises(ValueError, match="no audio files"):
         voice_bank("fr", vc, kind="clip")
     with pytest.raises(ValueError, match="needs reference clips for 'de'"):

@@ -6,9 +6,38 @@ no word times of their own: forced alignment of the script, see synth/tts/align.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol
 
 import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class PiperParams:
+    """`synth.tts.piper`: voice models (None: the packaged English voice), warps, languages."""
+
+    voices: tuple[str, ...] | None
+    warps: tuple[float, ...]
+    languages: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PocketParams:
+    """`synth.tts.pocket`: {language: Pocket TTS config or variant}, tokens per chunk, temperature."""
+
+    models: dict[str, str]
+    max_tokens: int
+    temperature: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TtsParams:
+    """`synth.tts`: the backend and its engine's settings (espeak takes none), the aligner."""
+
+    backend: str
+    align_model: str | dict[str, str] | None  # one wav2vec2 aligner for every language, or {language: aligner}
+    piper: PiperParams
+    pocket: PocketParams
 
 
 class TTSError(RuntimeError):

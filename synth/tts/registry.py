@@ -8,41 +8,40 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from synth.tts.base import TTS, TTSError, WordTimer
+from synth.tts.base import TTS, TTSError, TtsParams, WordTimer
 
 
-def _espeak(tts: dict, sample_rate: int, timer: WordTimer, threads: int) -> TTS:
+def _espeak(tts: TtsParams, sample_rate: int, timer: WordTimer, threads: int) -> TTS:
     from synth.tts.espeak import EspeakTTS
     return EspeakTTS(sample_rate)
 
 
-def _piper(tts: dict, sample_rate: int, timer: WordTimer, threads: int) -> TTS:
+def _piper(tts: TtsParams, sample_rate: int, timer: WordTimer, threads: int) -> TTS:
     from synth.tts.piper import PiperTTS
-    p = tts["piper"]
-    return PiperTTS(sample_rate, voices=p["voices"], languages=tuple(p["languages"]), timer=timer,
-                    warps=p.get("warps"))
+    p = tts.piper
+    return PiperTTS(sample_rate, voices=p.voices, languages=p.languages, timer=timer, warps=p.warps)
 
 
-def _pocket(tts: dict, sample_rate: int, timer: WordTimer, threads: int) -> TTS:
+def _pocket(tts: TtsParams, sample_rate: int, timer: WordTimer, threads: int) -> TTS:
     from synth.tts.pocket import PocketTTS
-    p = tts["pocket"]
-    return PocketTTS(sample_rate, models=p["models"], timer=timer, threads=threads,
-                     max_tokens=int(p["max_tokens"]), temperature=float(p["temperature"]))
+    p = tts.pocket
+    return PocketTTS(sample_rate, models=p.models, timer=timer, threads=threads, max_tokens=p.max_tokens,
+                     temperature=p.temperature)
 
 
-def _check_espeak(tts: dict, languages: list[str]) -> None:
+def _check_espeak(tts: TtsParams, languages: list[str]) -> None:
     from pipelines.models import registry
     registry.espeak_data()
 
 
-def _check_piper(tts: dict, languages: list[str]) -> None:
+def _check_piper(tts: TtsParams, languages: list[str]) -> None:
     from synth.tts.piper import check_piper
-    check_piper(tts["piper"]["voices"])
+    check_piper(tts.piper.voices)
 
 
-def _check_pocket(tts: dict, languages: list[str]) -> None:
+def _check_pocket(tts: TtsParams, languages: list[str]) -> None:
     from synth.tts.pocket import check_pocket
-    check_pocket(tts["pocket"]["models"], languages)
+    check_pocket(tts.pocket.models, languages)
 
 
 # name -> (build, driver-side check, needs a word timer)
@@ -60,16 +59,17 @@ def _engine(backend: str) -> tuple[Callable, Callable, bool]:
         raise TTSError(f"unknown synth.tts.backend {backend!r}: use {', '.join(ENGINES)}") from None
 
 
-def make_tts(tts: dict, sample_rate: int, models: dict, threads: int = 2, asr_params=None) -> TTS:
-    """The backend `tts` (the synth.tts section) names, its models loaded now."""
-    build, _, _ = _engine(tts["backend"])
-    return build(tts, sample_rate, WordTimer(tts["align_model"], asr_params, models, threads), threads)
+def make_tts(tts: TtsParams, sample_rate: int, models: dict, threads: int = 2, asr_params=None) -> TTS:
+    """The backend `tts` (the typed synth.tts section) names, its models loaded now. `models` is
+    the `models` section, for the Whisper fallback of the word timer (pipelines/models reads it)."""
+    build, _, _ = _engine(tts.backend)
+    return build(tts, sample_rate, WordTimer(tts.align_model, asr_params, models, threads), threads)
 
 
-def check_tts(tts: dict, models: dict, languages: list[str] | None = None) -> None:
+def check_tts(tts: TtsParams, models: dict, languages: list[str] | None = None) -> None:
     """Driver-side: ModelMissing (with the fix) for a model the configured backend needs."""
-    _, check, timed = _engine(tts["backend"])
+    _, check, timed = _engine(tts.backend)
     langs = list(languages or [])
     check(tts, langs)
     if timed:
-        WordTimer(tts["align_model"]).check(langs)
+        WordTimer(tts.align_model).check(langs)
