@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.models.asr_base import ASR_SR, to_16k_mono
 from pipelines.models.registry import ModelMissing
 
-ALIGN_SR = 16000
 _ALIGNERS: dict[tuple, Aligner | None] = {}
 
 
@@ -53,7 +53,7 @@ class Aligner:
         """whisperx.align of `text` over the whole clip: its words, in order; a word it could not
         place lacks `start`/`end`/`score` or holds whisperx's interpolated times without a score."""
         import whisperx
-        dur = len(audio16k) / ALIGN_SR
+        dur = len(audio16k) / ASR_SR
         res = whisperx.align([{"text": text, "start": 0.0, "end": dur}], self.model, self.metadata,
                              np.asarray(audio16k, dtype=np.float32), self.device, return_char_alignments=False)
         return [w for sent in res["segments"] for w in (sent.get("words") or [])]
@@ -87,13 +87,10 @@ class Aligner:
         tokens = script_tokens(text)
         if not tokens:
             return []
-        x = np.asarray(audio, dtype=np.float32)
-        if sample_rate != ALIGN_SR:
-            import soxr
-            x = soxr.resample(x, sample_rate, ALIGN_SR).astype(np.float32)
+        x = to_16k_mono(audio, sample_rate)
         logp = self._log_probs(x)
         frames = logp.shape[1]
-        frame_s = len(x) / ALIGN_SR / max(frames, 1)
+        frame_s = len(x) / ASR_SR / max(frames, 1)
         sep = self.vocab.get("|")
         targets, owner = [], []
         for i, w in enumerate(self._ids(t) for t in tokens):

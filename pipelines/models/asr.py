@@ -146,7 +146,8 @@ def build_asr(p: AsrParams, models: dict, device: str = "cpu", threads: int = 2)
             _MODELS[key] = WhisperModel(path, device=device, compute_type=compute, cpu_threads=threads)
         return FasterWhisperAsr(_MODELS[key], beam_size=p.beam_size, batch_size=p.batch_size, device=device)
     if p.backend == "whisperx":
-        from pipelines.models.asr_whisperx import WhisperXAsr, load_aligner, load_whisperx_model
+        from pipelines.models.aligner import load_aligner
+        from pipelines.models.asr_whisperx import WhisperXAsr, load_whisperx_model
         from pipelines.models.fetch import asr_model_path, hub_dir
         download = bool(models["download"])
         path = p.model or "large-v3"

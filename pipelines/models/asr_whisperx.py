@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.models.aligner import Aligner, load_aligner  # noqa: F401 - load_aligner: the backend's loader
+from pipelines.models.aligner import Aligner
 from pipelines.models.asr_base import ASR_SR, Asr, to_16k_mono, top_languages
 from pipelines.models.registry import ModelMissing
 
@@ -226,8 +226,7 @@ class WhisperXAsr(Asr):
             self.counts["batches"] += 1
             self.counts["chunks"] += len(part)
             self.counts["fallback_decodes"] = self.pipe.fallback_decodes
-            self.counts["fallback_chunks"] = (self.counts.get("fallback_chunks", 0)
-                                              + sum(t > self.temperatures[0] for t in self.pipe.last_temperatures))
+            self.counts["fallback_chunks"] += sum(t > self.temperatures[0] for t in self.pipe.last_temperatures)
             for k, ((off, a), (lang, lp, top), out) in enumerate(zip(part, self.pipe.last_languages, outs,
                                                                         strict=True)):
                 for s in out:
