@@ -177,6 +177,7 @@ def _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog
             table.add(row)
         writer.commit()
         writer.settle()  # each duplicate cluster keeps its canonical example, whatever the arrival order
+        writer.drop_unclaimed()  # a part written by a worker that died before handing it over
         totals = dict(writer.totals)
     except BaseException as e:
         cause = infra_cause(e)

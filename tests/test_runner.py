@@ -238,3 +238,25 @@ def test_dedup_on_ray_judges_in_the_workers(ray_session, tmp_path):
     from pipelines.store.commit import committed_files
     _, n = query(tmp_path, "SELECT count(*) FROM read_parquet(?)", [[str(p) for p in committed_files(tmp_path, "dedup")]])
     assert n == [(4,)]  # the kept examples' signatures, written by the workers (settling retired a copy)
+
+
+def test_a_finished_run_leaves_no_unclaimed_staging(tmp_path):
+    # a worker that wrote its part and died before handing it over leaves staging no commit names;
+    # its items are redone elsewhere, and the run that finished drops it (not the next run)
+    from pipelines.store.commit import STAGING
+
+    out = tmp_path / "out"
+
+    class DiesAfterWriting(Stage):
+        name = "dies_after_writing"
+
+        def process(self, item):
+            stray = out / STAGING / f"p-dead-{item['index']}" / "examples"
+            stray.mkdir(parents=True, exist_ok=True)
+            (stray / "half.parquet").write_bytes(b"PAR1")
+            return item
+
+    cfg = toy_config(local=True)
+    res = run_job("toy", make_items(3, cfg), [DiesAfterWriting(), *toy_stages(cfg)], cfg, out)
+    assert res["items"] == 3 and res["examples"] == 3
+    assert not any((out / STAGING).iterdir())

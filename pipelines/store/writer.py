@@ -222,10 +222,17 @@ class JobWriter:
         self.totals["settled"] += res["settled"]
         return res
 
+    def drop_unclaimed(self) -> int:
+        """Once the run's last commit is in and its workers are done: drop staging that no commit
+        names, a part whose worker died after writing it (its items were redone in another part),
+        so a finished run leaves no staging behind. Lock holder only, as `recover` at the start."""
+        return recover(self.out)["dropped_uncommitted"]
+
     def close(self) -> dict:
         try:
             self.commit()
             self.settle()
+            self.drop_unclaimed()
         finally:
             self.release()
         return dict(self.totals)
