@@ -37,6 +37,7 @@ def long_recording(ev: Path, manifest: dict, language: str, minutes: float, out:
     """The set's files of one language, looped in order until `minutes`, written block by block."""
     import numpy as np
     import soundfile as sf
+
     from pipelines.io.audio import load
     files = [f for f in manifest["files"] if f["language"] == language]
     left = int(minutes * 60 * sr)
@@ -55,11 +56,13 @@ def long_recording(ev: Path, manifest: dict, language: str, minutes: float, out:
 def whisperx_baseline(path: Path, cfg: dict, device: str) -> dict:
     """WhisperX alone: load once, then time its batched transcription of the file."""
     import whisperx
-    from pipelines.core.config import section
+
+    from pipelines.models.asr_base import AsrParams
+    from pipelines.models.cache import ModelsParams
     from pipelines.models.registry import whisper_base_dir
-    a = section(cfg, "asr")
-    model_dir = str(a["model"] or whisper_base_dir(cfg))
-    compute = a["compute_type"] if device == "cpu" else "float16"
+    a = AsrParams.from_config(cfg)
+    model_dir = str(a.model or whisper_base_dir(ModelsParams.from_config(cfg)))
+    compute = a.compute_type if device == "cpu" else "float16"
     model = whisperx.load_model(model_dir, device, compute_type=compute, threads=2, vad_method="pyannote")
     audio = whisperx.load_audio(str(path))
     t0 = time.perf_counter()

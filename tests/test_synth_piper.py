@@ -4,8 +4,10 @@ import json
 
 import numpy as np
 import pytest
-from pipelines.core.config import load_config, section
+
+from pipelines.core.config import load_config
 from pipelines.models.asr import AsrParams
+from pipelines.models.cache import ModelsParams
 from synth.tts.base import TTSError, WordTimer
 from synth.tts.piper import PiperTTS
 
@@ -16,7 +18,7 @@ TEXT = "Good morning, did you see the weather forecast for the weekend?"
 def piper():
     cfg = load_config()
     # the fallback word timer: no aligner configured, so Whisper word-time matching (scored below 1)
-    return PiperTTS(sample_rate=24000, timer=WordTimer(None, AsrParams.from_config(cfg), section(cfg, "models")))
+    return PiperTTS(sample_rate=24000, timer=WordTimer(None, AsrParams.from_config(cfg), ModelsParams.from_config(cfg)))
 
 
 def test_piper_words_aligned_inside_audio(piper):
@@ -97,6 +99,7 @@ def test_speakers_of_piper_dialogues_differ():
     # Piper's one English model, warped per speaker (synth.tts.piper.warps): the speakers of each
     # dialogue are cast distinct voices, and their speech is as far apart as two real people's
     from resemblyzer import VoiceEncoder, preprocess_wav
+
     from pipelines.core.config import config_hash
     from pipelines.io.audio import decode_flac
     from synth.job import make_items

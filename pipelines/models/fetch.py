@@ -18,18 +18,18 @@ import os
 from pathlib import Path
 
 from pipelines.core.stage import ModelMissing
-from pipelines.models.cache import cache_dir, punkt_root
+from pipelines.models.cache import ModelsParams, cache_dir, punkt_root
 
 FETCH_HINT = "run `tandem models fetch --cache DIR` on a machine with hub access (HF_TOKEN set for gated models)"
 
 
-def hub_dir(cfg: dict | None = None) -> Path:
+def hub_dir(models: ModelsParams | None = None) -> Path:
     """The Hugging Face hub cache_dir: the model cache itself, shared with the diarization loader."""
-    return cache_dir(cfg)
+    return cache_dir(models)
 
 
-def align_dir(cfg: dict | None = None) -> Path:
-    return cache_dir(cfg) / "align"
+def align_dir(models: ModelsParams | None = None) -> Path:
+    return cache_dir(models) / "align"
 
 
 def default_aligner(lang: str) -> str | None:
@@ -51,22 +51,22 @@ def is_torchaudio_bundle(name: str) -> bool:
     return name in torchaudio.pipelines.__all__
 
 
-def _torchaudio_file(name: str, cfg: dict | None) -> Path | None:
+def _torchaudio_file(name: str, models: ModelsParams | None) -> Path | None:
     import torchaudio
     if not is_torchaudio_bundle(name):
         return None
-    return align_dir(cfg) / os.path.basename(torchaudio.pipelines.__dict__[name]._path)
+    return align_dir(models) / os.path.basename(torchaudio.pipelines.__dict__[name]._path)
 
 
-def _hub_present(repo: str, cfg: dict | None, repo_type: str = "model") -> Path | None:
+def _hub_present(repo: str, models: ModelsParams | None, repo_type: str = "model") -> Path | None:
     from huggingface_hub import snapshot_download
     try:
-        return Path(snapshot_download(repo, repo_type=repo_type, cache_dir=str(hub_dir(cfg)), local_files_only=True))
+        return Path(snapshot_download(repo, repo_type=repo_type, cache_dir=str(hub_dir(models)), local_files_only=True))
     except Exception:  # noqa: BLE001 - any miss in the local cache means "not present"
         return None
 
 
-def aligner_path(lang: str, align_model: str | dict | None, cfg: dict | None) -> Path:
+def aligner_path(lang: str, align_model: str | dict | None, models: ModelsParams | None) -> Path:
     """Where the aligner for `lang` is, or ModelMissing saying how to provide it."""
     ref = aligner_ref(lang, align_model)
     if ref is None:
@@ -79,20 +79,20 @@ def aligner_path(lang: str, align_model: str | dict | None, cfg: dict | None) ->
         if not (Path(ref) / "config.json").exists():
             raise ModelMissing(f"asr.align_model {ref}: not a transformers wav2vec2 directory (no config.json)")
         return Path(ref)
-    f = _torchaudio_file(ref, cfg)
+    f = _torchaudio_file(ref, models)
     if f is not None:
         if f.exists():
             return f
-        raise ModelMissing(f"aligner {ref} for {lang!r} is not in {align_dir(cfg)}: {FETCH_HINT}, "
+        raise ModelMissing(f"aligner {ref} for {lang!r} is not in {align_dir(models)}: {FETCH_HINT}, "
                            "or set asr.align_model to a local wav2vec2 directory")
-    p = _hub_present(ref, cfg)
+    p = _hub_present(ref, models)
     if p is None:
-        raise ModelMissing(f"aligner {ref} for {lang!r} is not in {hub_dir(cfg)}: {FETCH_HINT}, "
+        raise ModelMissing(f"aligner {ref} for {lang!r} is not in {hub_dir(models)}: {FETCH_HINT}, "
                            "or set asr.align_model to a local wav2vec2 directory")
     return p
 
 
-def asr_model_path(model: str, cfg: dict | None) -> Path:
+def asr_model_path(model: str, models: ModelsParams | None) -> Path:
     """A local CTranslate2 Whisper directory, or a faster-whisper size / hub id present in the cache."""
     if Path(model).is_dir():
         if not (Path(model) / "model.bin").exists():
@@ -100,20 +100,20 @@ def asr_model_path(model: str, cfg: dict | None) -> Path:
         return Path(model)
     from faster_whisper.utils import _MODELS
     repo = _MODELS.get(model, model)
-    p = _hub_present(repo, cfg)
+    p = _hub_present(repo, models)
     if p is None or not (p / "model.bin").exists():
-        raise ModelMissing(f"whisperx ASR model {model!r} ({repo}) is not in {hub_dir(cfg)}: {FETCH_HINT}, "
+        raise ModelMissing(f"whisperx ASR model {model!r} ({repo}) is not in {hub_dir(models)}: {FETCH_HINT}, "
                            "or set asr.model to a local CTranslate2 directory")
     return p
 
 
-def pipeline_path(pipeline: str, cfg: dict | None) -> Path:
+def pipeline_path(pipeline: str, models: ModelsParams | None) -> Path:
     """A local pyannote pipeline directory or config, or a hub pipeline present in the cache."""
     if Path(pipeline).exists():
         return Path(pipeline)
-    p = _hub_present(pipeline, cfg)
+    p = _hub_present(pipeline, models)
     if p is None:
-        raise ModelMissing(f"pyannote pipeline {pipeline} is not in {hub_dir(cfg)}: {FETCH_HINT}, "
+        raise ModelMissing(f"pyannote pipeline {pipeline} is not in {hub_dir(models)}: {FETCH_HINT}, "
                            "or set diarize.pipeline to a local directory")
     return p
 
@@ -123,11 +123,11 @@ def punkt_language(lang: str) -> str:
     return PUNKT_LANGUAGES.get(lang, "english")
 
 
-def use_punkt(cfg: dict | None, langs: list[str]) -> Path:
+def use_punkt(models: ModelsParams | None, langs: list[str]) -> Path:
     """Put the cache's punkt data first on NLTK's path and check `langs` are there, so
     whisperx.align never reaches its nltk.download fallback."""
     import nltk
-    root = punkt_root(cfg)
+    root = punkt_root(models)
     if str(root) not in nltk.data.path:
         nltk.data.path.insert(0, str(root))
     for lang in langs:
@@ -141,7 +141,7 @@ def use_punkt(cfg: dict | None, langs: list[str]) -> Path:
 
 # ---- fetch ------------------------------------------------------------------------------------------
 
-def fetch(cfg: dict | None, *, asr_model: str, languages: list[str], diarize_pipeline: str | None,
+def fetch(models: ModelsParams | None, *, asr_model: str, languages: list[str], diarize_pipeline: str | None,
           token: str | None, log=print) -> list[tuple[str, str, str]]:
     """Download every production model into the cache; [(what, status, detail)], status ok/failed.
 
@@ -157,9 +157,9 @@ def fetch(cfg: dict | None, *, asr_model: str, languages: list[str], diarize_pip
             rows.append((what, "failed", f"{type(e).__name__}: {str(e)[:300]}"))
         log(f"{what}: {rows[-1][1]} {rows[-1][2]}")
 
-    step("punkt_tab (nltk)", lambda: use_punkt(cfg, languages))
+    step("punkt_tab (nltk)", lambda: use_punkt(models, languages))
     if not Path(asr_model).is_dir():
-        step(f"asr {asr_model}", lambda: download_model(asr_model, cache_dir=str(hub_dir(cfg))))
+        step(f"asr {asr_model}", lambda: download_model(asr_model, cache_dir=str(hub_dir(models))))
     for lang in languages:
         ref = aligner_ref(lang, None)
         if ref is None:
@@ -168,13 +168,13 @@ def fetch(cfg: dict | None, *, asr_model: str, languages: list[str], diarize_pip
 
         def one(lang=lang, ref=ref):
             import whisperx
-            align_dir(cfg).mkdir(parents=True, exist_ok=True)
-            if _torchaudio_file(ref, cfg) is not None:
-                whisperx.load_align_model(lang, "cpu", model_dir=str(align_dir(cfg)))
+            align_dir(models).mkdir(parents=True, exist_ok=True)
+            if _torchaudio_file(ref, models) is not None:
+                whisperx.load_align_model(lang, "cpu", model_dir=str(align_dir(models)))
             else:
                 from huggingface_hub import snapshot_download
-                snapshot_download(ref, cache_dir=str(hub_dir(cfg)), token=token)
-            return aligner_path(lang, None, cfg)
+                snapshot_download(ref, cache_dir=str(hub_dir(models)), token=token)
+            return aligner_path(lang, None, models)
         step(f"aligner {lang} ({ref})", one)
     if diarize_pipeline and not Path(diarize_pipeline).exists():
         def pipe():
@@ -182,6 +182,6 @@ def fetch(cfg: dict | None, *, asr_model: str, languages: list[str], diarize_pip
             if not token:
                 raise ModelMissing(f"{diarize_pipeline} is gated: accept its terms on huggingface.co and "
                                    "export HF_TOKEN=<token>")
-            return snapshot_download(diarize_pipeline, cache_dir=str(hub_dir(cfg)), token=token)
+            return snapshot_download(diarize_pipeline, cache_dir=str(hub_dir(models)), token=token)
         step(f"diarization {diarize_pipeline}", pipe)
     return rows

