@@ -119,30 +119,16 @@ class FilterParams:
 
 
 def build_params(cls: type[P], sec: dict, where: str) -> P:
-    """Dataclass `cls` from a filter's config section: every field must be there and not null;
-    scalars are converted to their annotated type and each Threshold must resolve for every kind."""
+    """Dataclass `cls` from a filter's config section (pipelines/core/typed.py: every field there,
+    typed, not null); each Threshold must also resolve for every kind of data."""
+    from pipelines.core.typed import from_dict
+    p = from_dict(cls, sec, where, unknown="ignore")
     hints = typing.get_type_hints(cls)
-    kw: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        key = f"{where}.{f.name}"
-        if f.name not in sec:
-            raise KeyError(f"config {key}: missing (no default in pipelines/core/defaults/30_filters.yaml)")
-        v, t = sec[f.name], hints[f.name]
-        if v is None:
-            raise ValueError(f"config {key}: must be set (got null)")
-        if t == Threshold:
+        if f.init and hints[f.name] == Threshold:
             for kind in KINDS:
-                threshold(v, key, kind)
-        elif t in (int, float, str):
-            v = t(v)
-        elif t is bool and not isinstance(v, bool):
-            raise ValueError(f"config {key}: expected true or false, got {v!r}")
-        elif t == tuple[str, ...]:
-            v = tuple(str(x) for x in v)
-        kw[f.name] = v
-    return cls(**kw)
+                threshold(getattr(p, f.name), f"{where}.{f.name}", kind)
+    return p
 
 
 def num(metrics: dict, key: str) -> float:

@@ -54,13 +54,10 @@ def _stage_payload(stage: Stage) -> bytes:
                          "(models load once per worker, never on the driver)")
     import cloudpickle
     try:
-        return cloudpickle.dumps(("instance", stage))
+        return cloudpickle.dumps(stage)
     except (TypeError, AttributeError, pickle.PicklingError) as e:
-        try:
-            return cloudpickle.dumps(("class", (type(stage), stage.cfg, stage.attempt_run)))
-        except (TypeError, AttributeError, pickle.PicklingError):
-            raise TypeError(f"stage {stage.name} ({type(stage).__qualname__}) cannot be sent to Ray "
-                            f"workers: {e}") from None
+        raise TypeError(f"stage {stage.name} ({type(stage).__qualname__}) cannot be sent to Ray "
+                        f"workers: {e}") from None
 
 
 def _build_stage(payload: bytes, threads: int | None = None) -> Stage:
@@ -70,12 +67,7 @@ def _build_stage(payload: bytes, threads: int | None = None) -> Stage:
             os.environ[var] = str(threads)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
-    how, obj = pickle.loads(payload)
-    if how == "instance":
-        return obj
-    stage = obj[0](obj[1])
-    stage.attempt_run = obj[2]
-    return stage
+    return pickle.loads(payload)
 
 
 def _apply(stage: Stage, batch: dict) -> dict:
@@ -236,15 +228,14 @@ def source_dataset(items: Any, block_rows: int):
     return small_blocks(ds, block_rows)
 
 
-def _run_ray(items: Any, stages: list[Stage], cfg: dict, progress: bool, index: ActorIndex,
+def _run_ray(items: Any, stages: list[Stage], write: Resources, progress: bool, index: ActorIndex,
              spec: PartSpec, part_items: int) -> Iterator[dict]:
     """Run the chain on Ray; yields the parts' manifests as they are written."""
     import ray
     from ray.data import ActorPoolStrategy, DataContext, TaskPoolStrategy
 
     requests = stage_requests(stages)
-    # the last operator writes the parts (FLAC decode for dedup hashes, Parquet): a stage's request
-    write = Resources.for_stage(cfg, WRITE_STAGE)
+    # the last operator writes the parts (FLAC decode for dedup hashes, Parquet): `write` is its request
     node_cpus = [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
     check_fit([*requests, (SimpleNamespace(name=WRITE_STAGE), write)], ray.cluster_resources(), node_cpus)
     ctx = DataContext.get_current()
@@ -338,11 +329,15 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, cfg: dict, progress: bool):
-        self.cfg, self.progress = cfg, progress
-        self.part_items = int(section(cfg, "shards")["max_items_per_commit"])
+    def __init__(self, write: Resources, part_items: int, progress: bool):
+        """`write`: the part writer's resources; `part_items`: items per part (shards.max_items_per_commit)."""
+        self.write, self.part_items, self.progress = write, int(part_items), progress
+
+    @classmethod
+    def from_config(cls, cfg: dict, progress: bool) -> RayExecutor:
+        return cls(Resources.for_stage(cfg, WRITE_STAGE), int(section(cfg, "shards")["max_items_per_commit"]), progress)
 
     def run(self, items: Any, stages: list[Stage], writer) -> Iterator[dict]:
-        for part in _run_ray(items, stages, self.cfg, self.progress, writer.index, writer.spec, self.part_items):
+        for part in _run_ray(items, stages, self.write, self.progress, writer.index, writer.spec, self.part_items):
             if writer.add_part(part):
                 yield from part["stats"]

@@ -150,7 +150,7 @@ def run_job(job: str, items: Iterable[dict], stages: list[Stage], cfg: dict, out
         writer = JobWriter.from_config(out_dir, cfg, run_id=run_id, job=job, config_hash=h, dedup=dedup,
                            on_commit=catalog.ingest, index_factory=factory)
         try:
-            engine = LocalExecutor() if local else RayExecutor(cfg, progress)
+            engine = LocalExecutor() if local else RayExecutor.from_config(cfg, progress)
             return _run_held(job, items, stages, cfg, out_dir, argv, summarize, writer, catalog,
                              run_id=run_id, h=h, engine=engine, t0=t0)
         finally:

@@ -2,22 +2,20 @@
 
 `synth_section(cfg)` merges the job's `synth` settings over the YAML defaults at every depth, so a
 partial override (a test's `{"timeline": {"gap_mean_s": 0.3}}`) keeps the other documented
-values. `from_dict` fills a dataclass from one sub-section: a key the dataclass needs and the
-section lacks, or a key it does not know, is an error naming it, never a silent default.
-`SynthSection.from_config(cfg)` types the whole block once, at job assembly; below it, synthesis
-reads attributes, never config keys. The `models` section is the one dict handed on as it is:
-pipelines/models reads it (asr.build_asr).
+values. `from_dict` (pipelines/core/typed.py, the converter of every section) fills a dataclass
+from one sub-section: a key the dataclass needs and the section lacks, or a key it does not know,
+is an error naming it, never a silent default. `SynthSection.from_config(cfg)` types the whole
+block once, at job assembly; below it, synthesis reads attributes, never config keys.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import types
-import typing
 from typing import Any
 
 from pipelines.core.config import section
+from pipelines.core.typed import from_dict
 from synth.tts.base import TtsParams
 
 
@@ -31,69 +29,6 @@ def _deep(base: dict, over: dict) -> dict:
 def synth_section(cfg: dict) -> dict[str, Any]:
     """The job's `synth` section over its YAML defaults (nested keys merged, not replaced)."""
     return _deep(section({}, "synth"), cfg.get("synth") or {})
-
-
-_SCALARS = (int, float, str, bool)
-
-
-def _convert(t: Any, v: Any, where: str) -> Any:
-    """`v` as annotated type `t`: scalars, `X | None`, [low, high] ranges, `tuple[X, ...]`,
-    `dict[str, X]` and nested parameter dataclasses."""
-    origin, args = typing.get_origin(t), typing.get_args(t)
-    if origin in (typing.Union, types.UnionType):
-        if v is None:
-            if type(None) in args:
-                return None
-            raise ValueError(f"config {where}: must be set (got null)")
-        for a in args:  # the member that fits the value's shape
-            o = typing.get_origin(a)
-            if (o is dict and isinstance(v, dict)) or (o is tuple and isinstance(v, (list, tuple))) \
-                    or (a in _SCALARS and not isinstance(v, (dict, list, tuple))):
-                return _convert(a, v, where)
-        raise ValueError(f"config {where}: expected {t}, got {v!r}")
-    if v is None:
-        raise ValueError(f"config {where}: must be set (got null)")
-    if dataclasses.is_dataclass(t):
-        if not isinstance(v, dict):
-            raise ValueError(f"config {where}: expected a mapping, got {v!r}")
-        return from_dict(t, v, where)
-    if t in _SCALARS:
-        if isinstance(v, (dict, list, tuple)):
-            raise ValueError(f"config {where}: expected {t.__name__}, got {v!r}")
-        return t(v)
-    if origin is tuple:
-        if not isinstance(v, (list, tuple)):
-            raise ValueError(f"config {where}: expected a list, got {v!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], x, f"{where}[{i}]") for i, x in enumerate(v))
-        out = tuple(_convert(a, x, where) for a, x in zip(args, v))
-        if len(v) != 2 or out[0] > out[1]:
-            raise ValueError(f"config {where}: expected a [low, high] range, got {v}")
-        return out
-    if origin is dict:
-        if not isinstance(v, dict):
-            raise ValueError(f"config {where}: expected a mapping, got {v!r}")
-        return {str(k): _convert(args[1], x, f"{where}.{k}") for k, x in v.items()}
-    raise TypeError(f"{where}: no conversion for field type {t}")  # a parameter class's bug
-
-
-def from_dict(cls: type, d: dict, where: str):
-    """Dataclass `cls` from mapping `d` (a config sub-section named `where` in messages). A class
-    with a `validate_raw(d)` classmethod checks the raw mapping first (its own messages)."""
-    check = getattr(cls, "validate_raw", None)
-    if check is not None:
-        check(d)
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise KeyError(f"config {where}: unknown key(s) {unknown} (known: {sorted(names)})")
-    kw = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in d:
-            raise KeyError(f"config {where}.{f.name}: missing (no default in pipelines/core/defaults)")
-        kw[f.name] = _convert(hints[f.name], d[f.name], f"{where}.{f.name}")
-    return cls(**kw)
 
 
 Range = tuple[float, float]

@@ -98,3 +98,18 @@ def _diarize(cfg):
     from pipelines.core.config import typed_section
     from pipelines.models.diarization import DiarizeParams
     return typed_section(DiarizeParams, cfg, "diarize", cache_dir=None)
+
+
+def test_every_section_goes_through_one_converter():
+    from filters.quality import QualityParams
+    from pipelines.models.cache import ModelsParams
+    from synth.params import SynthSection
+    # bool("no") would be True: only YAML's true/false is a bool, in every section
+    with pytest.raises(ValueError, match="config models.download: expected true or false, got 'no'"):
+        ModelsParams.from_config(load_config(None, {"models": {"download": "no"}}))
+    with pytest.raises(ValueError, match="config filters.quality.dnsmos: expected true or false"):
+        QualityParams.from_config(load_config(None, {"filters": {"quality": {"dnsmos": "no"}}}))
+    with pytest.raises(ValueError, match="config synth.augment.enabled: expected true or false"):
+        SynthSection.from_config(load_config(None, {"synth": {"augment": {"enabled": "no"}}}))
+    with pytest.raises(ValueError, match=r"config models.cache_dir: expected str \| None, got \['a'\]"):
+        ModelsParams.from_config(load_config(None, {"models": {"cache_dir": ["a"]}}))

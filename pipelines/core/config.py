@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from pipelines.core.contracts import stable_hash
 
 # `shards` only changes how rows are grouped into files, never their content.
@@ -63,30 +64,12 @@ def setting(cfg: dict, name: str) -> Any:
 def typed_section(cls: type, cfg: dict, name: str, **extra: Any):
     """Dataclass `cls` filled from section `name` (YAML defaults applied) plus `extra` fields.
 
-    Each field is converted to its annotated scalar type; a field the section lacks, or sets to
-    null where the type does not allow it, is an error naming the key, never a silent default.
+    Keys of the section the class does not declare are other readers'; a field the section lacks,
+    a null the type does not allow, or a value of the wrong type is an error naming the key
+    (pipelines/core/typed.py), never a silent default.
     """
-    import dataclasses
-    import typing
-    sec = section(cfg, name)
-    hints = typing.get_type_hints(cls)
-    kw: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name in extra:
-            kw[f.name] = extra[f.name]
-            continue
-        if f.name not in sec:
-            raise KeyError(f"config {name}.{f.name}: missing (no default in pipelines/core/defaults)")
-        v, t = sec[f.name], hints[f.name]
-        if v is None:
-            if type(None) not in typing.get_args(t):
-                raise ValueError(f"config {name}.{f.name}: must be set (got null)")
-            kw[f.name] = None
-            continue
-        if t in (int, float, str, bool):
-            v = t(v)
-        kw[f.name] = v
-    return cls(**kw)
+    from pipelines.core.typed import from_dict
+    return from_dict(cls, section(cfg, name), name, unknown="ignore", **extra)
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
