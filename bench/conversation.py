@@ -22,6 +22,8 @@ Per file, on a 10 ms grid, collar 0:
 - purity: share of each reference speaker's solo speech carried on exactly its own channel (the one
   most of it lands on alone), over its solo speech carried at all, time-weighted over speakers.
 - carried: share of reference solo speech on any output channel.
+- gap_kept_db / gap_missed_db: median level gap (dB, 100 ms power, one channel against the other)
+  over the reference overlap kept / missed: how far under the louder voice the quieter one is.
 `--old` adds the exclusive split of before (diarize.keep_overlap=false, overlap_onset=0.5) as a
 second variant.
 Tuning files (thresholds chosen there): sample, SNG0072; reporting: SNG0480, MUL1011.
@@ -86,8 +88,18 @@ def load_inputs(work: Path, vad, shifts: list[float]) -> list[dict]:
                    for c in (0, 1) for s, e in vad.file_regions(str(stereo), channel=c)]
             mono = work / f"{name}.wav"
             sf.write(str(mono), x.mean(axis=1), sr, subtype="PCM_16")
-            out.append({"id": name, "part": part, "mono": str(mono), "ref": ref})
+            out.append({"id": name, "part": part, "mono": str(mono), "ref": ref, "levels": levels(x, sr)})
     return out
+
+
+def levels(x: np.ndarray, sr: int) -> np.ndarray:
+    """(2, frames) dB of each channel on the 10 ms grid, power averaged over 100 ms around each
+    frame (a word's level, not a syllable's)."""
+    hop = round(GRID * sr)
+    k = len(x) // hop
+    p = (x[:k * hop].reshape(k, hop, 2) ** 2).mean(axis=1).T
+    p = np.stack([np.convolve(c, np.ones(10) / 10, mode="same") for c in p])
+    return 10 * np.log10(p + 1e-10)
 
 
 def grid(turns: list[tuple[float, float]], n: int) -> np.ndarray:
@@ -124,7 +136,7 @@ def channels_from_turns(turns: list[dict], n: int, seed: int) -> np.ndarray:
                      for c in (0, 1)])
 
 
-def scores(ref: list[dict], turns: list[dict], ch: np.ndarray, n: int) -> dict:
+def scores(ref: list[dict], turns: list[dict], ch: np.ndarray, n: int, lev: np.ndarray | None = None) -> dict:
     from pyannote.core import Annotation, Segment
     from pyannote.metrics.diarization import DiarizationErrorRate
     a, b = Annotation(), Annotation()
@@ -148,7 +160,14 @@ def scores(ref: list[dict], turns: list[dict], ch: np.ndarray, n: int) -> dict:
     for t in turns:
         if t.get("overlap"):
             hyp_ov |= grid([(t["start_s"], t["end_s"])], n)
-    return {"der": round(float(der), 3), "overlap_kept": None if kept is None else round(kept, 3),
+    gaps = {}
+    if lev is not None and kept is not None:  # how far under the louder voice the quieter one is
+        m_ = min(n, lev.shape[1])
+        gap = np.abs(lev[0, :m_] - lev[1, :m_])
+        on = both[:m_] & ch[0, :m_] & ch[1, :m_]
+        for key, sel in (("gap_kept_db", on), ("gap_missed_db", both[:m_] & ~on)):
+            gaps[key] = round(float(np.median(gap[sel])), 1) if sel.sum() >= 10 else None
+    return {**gaps, "der": round(float(der), 3), "overlap_kept": None if kept is None else round(kept, 3),
             "purity": round(pure / max(1, carried), 3), "carried": round(carried / max(1, solo_all), 3),
             "ref_overlap_s": round(both.sum() * GRID, 1), "hyp_overlap_s": round(hyp_ov.sum() * GRID, 1),
             "speakers": len({t["speaker"] for t in turns})}
@@ -178,7 +197,7 @@ def run(inputs: list[dict], cfg: dict, turns_only: bool, log=print) -> list[dict
                 turns = item["turns"]
                 ch = (channels_from_turns(turns, n, int(item["seed"])) if turns_only
                       else channels_from_examples(item.get("examples") or [], n))
-                r.update(scores(f["ref"], turns, ch, n))
+                r.update(scores(f["ref"], turns, ch, n, f.get("levels")))
                 r["examples"] = len(item.get("examples") or [])
             log(json.dumps(r))
             res.append(r)
@@ -186,7 +205,8 @@ def run(inputs: list[dict], cfg: dict, turns_only: bool, log=print) -> list[dict
 
 
 def table(variants: list[str], per: list[list[dict]]) -> str:
-    cols = ("der", "overlap_kept", "purity", "carried", "ref_overlap_s", "hyp_overlap_s", "speakers")
+    cols = ("der", "overlap_kept", "purity", "carried", "ref_overlap_s", "hyp_overlap_s", "speakers",
+            "gap_kept_db", "gap_missed_db")
     lines = ["| variant | file | part | " + " | ".join(cols) + " |", "|---" * (len(cols) + 3) + "|"]
     for v, rs in zip(variants, per):
         for r in rs:

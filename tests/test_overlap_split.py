@@ -71,6 +71,57 @@ def test_exclusive_of_a_full_view():
     assert overlap_turns(ex, full, 8.0) == [(3.0, 4.0, "B"), (4.5, 5.0, "B")]
 
 
+def _default(key: str):
+    return load_config(None)["diarize"][key]
+
+
+def test_count_hears_a_backchannel_two_chunks_agree_on():
+    """overlap_speaker_count with the shipped overlap_onset: A talks through 12 s (1 s steps of
+    5 s chunks, five chunks see each frame); a 0.4 s backchannel at 6.0 s heard by two of the
+    five chunks that see it counts two speakers (pyannote's rounding, 0.5, needs three); one
+    heard by one of five chunks at 4.0 s stays one speaker (a lone chunk is the false overlap that
+    overlap_onset 0.15 let in on SNG0072)."""
+    from pyannote.core import SlidingWindow, SlidingWindowFeature
+    from pipelines.models.pyannote_parts import overlap_speaker_count
+    frame = 0.05
+    seg = np.zeros((8, 100, 3), np.float32)
+    seg[:, :, 0] = 1.0  # A, local speaker 0 in every chunk
+    for c, (s, e) in ((5, (6.0, 6.4)), (6, (6.0, 6.4)), (3, (4.0, 4.4))):
+        seg[c, round((s - c) / frame):round((e - c) / frame), 1] = 1.0
+    chunks = SlidingWindowFeature(seg, SlidingWindow(start=0.0, duration=5.0, step=1.0))
+    frames = SlidingWindow(start=0.0, duration=frame, step=frame)
+    count = overlap_speaker_count(chunks, frames, warm_up=(0.0, 0.0), overlap_onset=_default("overlap_onset"))
+    at = lambda t: int(count.data[count.sliding_window.closest_frame(t), 0])
+    assert [at(3.0), at(4.2), at(6.2), at(8.0)] == [1, 1, 2, 1]
+
+
+def test_short_backchannel_is_kept_on_both_channels(tmp_path):
+    """A 0.3 s backchannel of B inside A's turn (the full view's second speaker) becomes an
+    overlap turn under the shipped min_overlap_s and assembly carries it on both channels; B's
+    channel stays silent elsewhere in A's turn."""
+    from pipelines.curate.assemble import AssembleStage
+    from pipelines.io.audio import decode_flac
+    full = [(0.0, 6.0, "A"), (2.0, 2.3, "B"), (6.0, 10.0, "B")]
+    excl = exclusive_of(full, 10.0)
+    ov = overlap_turns(excl, full, 10.0, _default("min_overlap_s"))
+    assert [(round(s, 3), round(e, 3), k) for s, e, k in ov] == [(2.0, 2.3, "B")]
+    turns = ([{"start_s": s, "end_s": e, "speaker": k, "overlap": False} for s, e, k in excl]
+             + [{"start_s": s, "end_s": e, "speaker": k, "overlap": True} for s, e, k in ov])
+    sr = 24000
+    p = tmp_path / "work.wav"
+    sf.write(str(p), (0.3 * np.random.default_rng(1).standard_normal(10 * sr)).astype(np.float32), sr,
+             subtype="PCM_16")
+    words = [{"word": w, "start_s": s, "end_s": s + 0.5, "score": 0.9} for w, s in (("one", 1.0), ("two", 7.0))]
+    st = AssembleStage.from_config(load_config(None))
+    item = st.process({"work_path": str(p), "turns": turns, "segments": [_seg(words)], "source_id": "s",
+                       "seed": 0, "cfg_hash": "h", "sample_rate": sr, "duration_s": 10.0, "uri": str(p)})
+    (ex,) = item["examples"]
+    audio, _ = decode_flac(ex["audio"])
+    rms = lambda c, a, b: float(np.sqrt(np.mean(audio[c, int(a * sr):int(b * sr)] ** 2)))
+    assert rms(0, 2.05, 2.25) > 0.2 and rms(1, 2.05, 2.25) > 0.2  # both channels carry the backchannel
+    assert rms(1, 0.5, 1.9) < 1e-3 and rms(1, 2.4, 5.9) < 1e-3
+
+
 def test_clip_turns_to_the_recording():
     assert clip_turns([(-0.1, 1.0, "A"), (2.0, 3.4, "B"), (3.3, 4.0, "A")], 3.3) == [(0.0, 1.0, "A"), (2.0, 3.3, "B")]
 
