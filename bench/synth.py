@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/synth.py [--dialogues 12] [--cer-per-language 10] [--seed 0] [--backend espeak]
     .venv/bin/python bench/synth.py --turn-taking 40 --seeds 3,7,11  # IPU / pause / gap / overlap vs Fisher, on the audio
-    .venv/bin/python bench/synth.py --dialogues 0 --cer-per-language 2 --seed 6  # round trip vs bare batched Whisper
+    .venv/bin/python bench/synth.py --dialogues 0 --cer-per-language 2 --seed 6 --no-old --profile  # round trip vs bare batched Whisper, per call kind
 
 Prints dialogue audio seconds per wall second for the synthesis stage (TTS + timeline + mix +
 augment + FLAC, run as a Ray batch runs it: SynthesizeStage.run_items, which speaks the next
@@ -43,6 +43,8 @@ def main() -> int:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                     help="where the round trip (and its bare baseline) decodes; TTS runs on the CPU either way")
     ap.add_argument("--no-old", action="store_true", help="skip the old per-channel path (the slowest)")
+    ap.add_argument("--profile", action="store_true",
+                    help="with the round trip: seconds, windows and tokens of each Whisper call kind per path")
     ap.add_argument("--backend", default="espeak", choices=["espeak", "piper"])
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. asr.batch_size=1")
@@ -129,6 +131,9 @@ def _roundtrip(syn, args, langs, cfg, h) -> None:
                          resources=dataclasses.replace(new.resources, num_gpus=gpus))
     old.ensure_setup()  # the same WhisperModel (cached per process), decoded window by window
     bare = BatchedInferencePipeline(new.asr.model)
+    timed = None
+    if args.profile:  # every path decodes on this one CTranslate2 model (cached per process)
+        timed = new.asr.model.model = _Timed(new.asr.model.model)
     bs, beam = max(1, new.asr_params.batch_size), new.asr_params.beam_size
     paths = ["new", "bare"] + ([] if args.no_old else ["old"])
     wall = {k: 0.0 for k in paths}
@@ -143,6 +148,8 @@ def _roundtrip(syn, args, langs, cfg, h) -> None:
                 if it["status"] == "ok"]
         for k in paths:
             block = [{**it, "examples": [dict(ex) for ex in it["examples"]]} for it in done]
+            if timed is not None:
+                timed.path = k
             t0, c0 = time.perf_counter(), time.process_time()
             if k == "bare":
                 hyps = []
@@ -186,6 +193,8 @@ def _roundtrip(syn, args, langs, cfg, h) -> None:
     for k in paths:
         print(f"{names[k]:38} {wall[k]:7.1f}  {cpu[k]:7.1f}   {wall[k] / wall['bare']:9.2f}   "
               f"{cpu[k] / cpu['bare']:9.2f}")
+    if timed is not None:
+        timed.report(wall)
     print(f"round trip: {audio_s / wall['new']:.1f} dialogue-hours per {new.device}-hour "
           f"(bare pass {audio_s / wall['bare']:.1f})")
     print("\nCER max-of-channels per dialogue: mean / p50 / p90")
@@ -205,6 +214,50 @@ def _roundtrip(syn, args, langs, cfg, h) -> None:
         row += f"   {sum(x > lim for x in per['new'][lang]):3}/{len(per['new'][lang])} > {lim:g}"
         row += f"      {wrong[0]:.3f} / {statistics.median(wrong):.3f}"
         print(row)
+
+
+class _Timed:
+    """The CTranslate2 Whisper model with each call timed (wall s), per path and call kind: encode,
+    decode (the first pass), fallback (sampling at a higher temperature), word times (cross-attention
+    alignment), language (detection); windows and new tokens counted."""
+
+    def __init__(self, model):
+        self._model, self.path, self.stats = model, "", {}
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def _call(self, kind, fn, windows, *a, **k):
+        t0 = time.perf_counter()
+        out = fn(*a, **k)
+        s = self.stats.setdefault((self.path, kind), [0.0, 0, 0])
+        s[0] += time.perf_counter() - t0
+        s[1] += windows
+        if kind in ("decode", "fallback"):
+            s[2] += sum(len(x) for r in out for x in r.sequences_ids)
+        return out
+
+    def encode(self, features, *a, **k):
+        return self._call("encode", self._model.encode, features.shape[0], features, *a, **k)
+
+    def generate(self, enc, prompts, *a, **k):
+        kind = "fallback" if k.get("sampling_temperature", 0.0) > 0 else "decode"
+        return self._call(kind, self._model.generate, len(prompts), enc, prompts, *a, **k)
+
+    def align(self, enc, sot, tokens, *a, **k):
+        return self._call("word times", self._model.align, len(tokens), enc, sot, tokens, *a, **k)
+
+    def detect_language(self, enc, *a, **k):
+        return self._call("language", self._model.detect_language, 0, enc, *a, **k)
+
+    def report(self, wall: dict) -> None:
+        print("Whisper calls per path: wall s (windows, tokens of every hypothesis); other = the "
+              "rest of the path's wall (features, audio, VAD, packing, scoring)")
+        for path, w in wall.items():
+            parts = {kind: v for (p, kind), v in self.stats.items() if p == path}
+            other = w - sum(v[0] for v in parts.values())
+            print(f"  {path:5} " + ", ".join(f"{kind} {v[0]:.1f} ({v[1]}" + (f", {v[2]})" if v[2] else ")")
+                                           for kind, v in parts.items()) + f", other {other:.1f}")
 
 
 def _turn_taking(syn, args, langs, cfg, h) -> int:

@@ -187,9 +187,12 @@ class RoundtripParams:
     pad_s: float
     batch_size: int
     pack_sep_s: float | None
+    fallback_best_of: int
     best_of: int
 
     def __post_init__(self):
+        if self.fallback_best_of < 1:
+            raise ValueError(f"synth.roundtrip.fallback_best_of must be >= 1, got {self.fallback_best_of}")
         if self.best_of < 1:
             raise ValueError(f"synth.roundtrip.best_of must be >= 1, got {self.best_of}")
         if self.best_of > 1 and not self.enabled:

@@ -28,10 +28,11 @@ class RoundTripStage(Stage):
     uses_model = True
 
     def __init__(self, asr, models: ModelsParams | None, pad_s: float, best_of: int = 1, pack_sep_s: float | None = 0.3, *,
-                 resources: Resources | None = None):
+                 fallback_best_of: int = 5, resources: Resources | None = None):
         super().__init__(resources=resources)
         self.asr_params, self.models, self.pad_s, self.best_of = asr, models, float(pad_s), int(best_of)
         self.pack_sep_s = None if pack_sep_s is None else float(pack_sep_s)
+        self.fallback_best_of = int(fallback_best_of)
 
     @classmethod
     def from_config(cls, cfg: dict) -> RoundTripStage:
@@ -41,7 +42,7 @@ class RoundTripStage(Stage):
         rt = SynthSection.from_config(cfg).roundtrip
         asr = dataclasses.replace(AsrParams.from_config(cfg), batch_size=rt.batch_size)
         return cls(asr, ModelsParams.from_config(cfg), rt.pad_s, rt.best_of, rt.pack_sep_s,
-                   resources=Resources.for_stage(cfg, cls.name))
+                   fallback_best_of=rt.fallback_best_of, resources=Resources.for_stage(cfg, cls.name))
 
     def check(self) -> None:
         from pipelines.models.asr import check_asr
@@ -49,7 +50,9 @@ class RoundTripStage(Stage):
 
     def setup(self) -> None:
         from pipelines.models.asr import build_asr
-        self.asr = build_asr(self.asr_params, self.models, device=self.device, threads=self.resources.threads)
+        # the language is the script's: Whisper's candidates would go unread (segments keep none)
+        self.asr = build_asr(self.asr_params, self.models, device=self.device, threads=self.resources.threads,
+                             best_of=self.fallback_best_of, hear_languages=False)
 
     _ahead: dict | None = None  # id(example) -> {channel: segments}, decoded by run_items
 

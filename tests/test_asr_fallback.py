@@ -95,3 +95,43 @@ def test_short_windows_cannot_loop_to_the_model_limit():
     assert pipe._max_length(prompt, [0]) == 448
     pipe.durations = []  # no durations known: the model's own limit
     assert pipe._max_length(prompt, [0]) == 448
+
+
+class LidModel:
+    """A multilingual decoder that counts its language detections and says "bonjour" to every window."""
+
+    is_multilingual = True
+
+    def __init__(self):
+        self.detects = 0
+
+    def detect_language(self, enc):
+        self.detects += 1
+        return [[("<|fr|>", 0.9), ("<|en|>", 0.1)] for _ in range(len(enc))]
+
+    def generate(self, enc, prompts, **kw):
+        return [SimpleNamespace(sequences_ids=[[ord(c) for c in "bonjour"]], scores=[-0.1], no_speech_prob=0.0)
+                for _ in prompts]
+
+
+def test_given_language_asks_the_audio_only_when_its_candidates_are_wanted():
+    from pipelines.models.asr_whisperx import WhisperXAsr
+    lid = LidModel()
+    model = SimpleNamespace(model=lid, max_length=448, encode=lambda f: f,
+                            get_prompt=lambda tok, previous_tokens, without_timestamps, hotwords: [50258, 7, 50359])
+    tok = SimpleNamespace(language=7, decode=lambda ids: "".join(map(chr, ids)),
+                          tokenizer=SimpleNamespace(token_to_id=lambda t: 8))
+    pipe = _batched_pipeline_cls()(model)
+    pipe.forced_language, pipe.durations = "fr", [5.0, 5.0]
+    pipe.generate_segment_batched(np.zeros((2, 2, 4), np.float32), tok, _options([0.0]))
+    assert lid.detects == 1 and [x[:2] for x in pipe.last_languages] == [("fr", 1.0)] * 2
+    assert pipe.last_languages[0][2][0]["language"] == "fr"  # the audio's candidates kept
+    pipe.hear_languages = False  # the round trip: no detection, no candidates
+    pipe.generate_segment_batched(np.zeros((2, 2, 4), np.float32), tok, _options([0.0]))
+    assert lid.detects == 1 and pipe.last_languages == [("fr", 1.0, None)] * 2
+    # the switches reach the decoder from the backend's constructor
+    fake_tok = SimpleNamespace(non_speech_tokens=[], transcribe=1, translate=2, sot=3, sot_prev=4, sot_lm=5,
+                               no_speech=6)
+    asr = WhisperXAsr(model, device="cpu", batch_size=2, beam_size=5, best_of=2, hear_languages=False)
+    assert asr.pipe.hear_languages is False and asr._options(fake_tok).best_of == 2
+    assert WhisperXAsr(model, device="cpu", batch_size=2, beam_size=5)._options(fake_tok).best_of == 5

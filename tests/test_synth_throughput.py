@@ -77,7 +77,7 @@ def _roundtrip(batch_size: int, monkeypatch, num_gpus: float = 0.0):
     st.resources = Resources(num_gpus=num_gpus)
     fake, seen = FakeAsr(), {}
 
-    def build(p, models, device="cpu", threads=2):
+    def build(p, models, device="cpu", threads=2, **decoder):
         seen.update(device=device, batch_size=p.batch_size)
         return fake
     monkeypatch.setattr(asr_mod, "build_asr", build)
@@ -146,3 +146,14 @@ def test_packed_round_trip_sends_fewer_windows(items, monkeypatch):
                 assert min(w["start_s"] for w in own) - 0.3 <= s["start_s"] <= s["end_s"]
                 assert s["end_s"] <= max(w["end_s"] for w in own) + 0.3
     assert counts[0.3] < counts[None]
+
+
+def test_round_trip_decoder_settings(monkeypatch):
+    import pipelines.models.asr as asr_mod
+    got = {}
+    monkeypatch.setattr(asr_mod, "build_asr", lambda *a, **k: got.update(k) or FakeAsr())
+    RoundTripStage.from_config(load_config(overrides={"synth": {"roundtrip": {"fallback_best_of": 3}}})).ensure_setup()
+    # the script's language is given and Whisper's candidates go unread: not asked for
+    assert got["best_of"] == 3 and got["hear_languages"] is False
+    with pytest.raises(ValueError, match="synth.roundtrip.fallback_best_of"):
+        RoundTripStage.from_config(load_config(overrides={"synth": {"roundtrip": {"fallback_best_of": 0}}}))

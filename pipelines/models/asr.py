@@ -47,8 +47,11 @@ class FasterWhisperAsr(Asr):
 
     backend = "faster-whisper"
 
-    def __init__(self, model: Any, beam_size: int = 5, batch_size: int = 1, device: str = "cpu"):
+    def __init__(self, model: Any, beam_size: int = 5, batch_size: int = 1, device: str = "cpu", *,
+                 best_of: int = 5, hear_languages: bool = True):
+        """`best_of`, `hear_languages`: the batched decoder's (WhisperXAsr)."""
         self.model = model
+        self.best_of, self.hear_languages = int(best_of), bool(hear_languages)
         self.beam_size = beam_size
         self.batch_size = int(batch_size)
         self.device = device
@@ -62,7 +65,8 @@ class FasterWhisperAsr(Asr):
             from pipelines.models.asr_whisperx import WhisperXAsr
             self._batched = WhisperXAsr(self.model, device=self.device, batch_size=self.batch_size,
                                         beam_size=self.beam_size, temperatures=FALLBACK_TEMPERATURES,
-                                        log_prob_threshold=FALLBACK_LOG_PROB)
+                                        log_prob_threshold=FALLBACK_LOG_PROB, best_of=self.best_of,
+                                        hear_languages=self.hear_languages)
         out = self._batched.decode(chunks, language)
         for seg in out:
             off, audio = seg.pop("chunk")
@@ -119,14 +123,15 @@ def _check_faster_whisper(p: AsrParams, models: ModelsParams | None) -> None:
         raise ModelMissing(f"asr.model {p.model}: not a CTranslate2 Whisper directory (no model.bin)")
 
 
-def _build_faster_whisper(p: AsrParams, models: ModelsParams | None, device: str, compute: str, threads: int) -> Asr:
+def _build_faster_whisper(p: AsrParams, models: ModelsParams | None, device: str, compute: str, threads: int,
+                          **decoder) -> Asr:
     from pipelines.models.registry import whisper_base_dir
     path = str(p.model or whisper_base_dir(models))
     key = (p.backend, path, device, compute)
     if key not in _MODELS:
         from faster_whisper import WhisperModel
         _MODELS[key] = WhisperModel(path, device=device, compute_type=compute, cpu_threads=threads)
-    return FasterWhisperAsr(_MODELS[key], beam_size=p.beam_size, batch_size=p.batch_size, device=device)
+    return FasterWhisperAsr(_MODELS[key], beam_size=p.beam_size, batch_size=p.batch_size, device=device, **decoder)
 
 
 def _check_whisperx(p: AsrParams, models: ModelsParams | None) -> None:
@@ -141,7 +146,8 @@ def _check_whisperx(p: AsrParams, models: ModelsParams | None) -> None:
             aligner_path(lang, p.align_model, models)
 
 
-def _build_whisperx(p: AsrParams, models: ModelsParams | None, device: str, compute: str, threads: int) -> Asr:
+def _build_whisperx(p: AsrParams, models: ModelsParams | None, device: str, compute: str, threads: int,
+                    **decoder) -> Asr:
     from pipelines.models.aligner import load_aligner
     from pipelines.models.asr_whisperx import WhisperXAsr, load_whisperx_model
     from pipelines.models.fetch import asr_model_path, hub_dir
@@ -153,7 +159,8 @@ def _build_whisperx(p: AsrParams, models: ModelsParams | None, device: str, comp
     if key not in _MODELS:
         _MODELS[key] = load_whisperx_model(str(path), device, compute, threads, hub_dir(models), not download)
     return WhisperXAsr(_MODELS[key], device=device, batch_size=p.batch_size, beam_size=p.beam_size,
-                       align_loader=lambda lang: load_aligner(lang, p.align_model, device, models, download))
+                       align_loader=lambda lang: load_aligner(lang, p.align_model, device, models, download),
+                       **decoder)
 
 
 # asr.backend -> (driver-side check, build): the one place that knows every ASR backend
@@ -175,10 +182,13 @@ def check_asr(p: AsrParams, models: ModelsParams | None) -> None:
     _backend(p.backend)[0](p, models)
 
 
-def build_asr(p: AsrParams, models: ModelsParams | None, device: str = "cpu", threads: int = 2) -> Asr:
-    """The backend `p` names, with models from the cache `models` points to (or local paths)."""
+def build_asr(p: AsrParams, models: ModelsParams | None, device: str = "cpu", threads: int = 2, *,
+              best_of: int = 5, hear_languages: bool = True) -> Asr:
+    """The backend `p` names, with models from the cache `models` points to (or local paths);
+    `best_of` and `hear_languages` go to the batched decoder (WhisperXAsr)."""
     compute = p.compute_type if device == "cpu" else "float16"
-    return _backend(p.backend)[1](p, models, device, compute, threads)
+    return _backend(p.backend)[1](p, models, device, compute, threads, best_of=best_of,
+                                  hear_languages=hear_languages)
 
 
 def speech_chunks(regions: list[tuple[float, float]], max_s: float, gap_s: float) -> list[tuple[float, float]]:

@@ -75,6 +75,7 @@ def _batched_pipeline_cls():
         """BatchedInferencePipeline that records (language, probability) per decoded chunk."""
 
         forced_language: str | None = None
+        hear_languages = True  # with a forced language: still keep Whisper's candidates (one decoder step)
         last_languages: tuple = ()
         last_temperatures: list = []  # the temperature each window of the last batch was decoded at
         fallback_decodes = 0  # windows decoded again at a higher temperature
@@ -89,7 +90,9 @@ def _batched_pipeline_cls():
                 without_timestamps=options.without_timestamps, hotwords=options.hotwords)
             encoder_output = self.model.encode(features)
             prompts = [prompt.copy() for _ in range(n)]
-            if self.model.model.is_multilingual:
+            if self.forced_language is not None and not self.hear_languages:
+                langs = [(self.forced_language, 1.0, None)] * n
+            elif self.model.model.is_multilingual:
                 # detected even when the language is given (one decoder step on the encoder output
                 # already computed): the language filter asks the audio before trusting the text
                 idx = prompt.index(tokenizer.language)
@@ -173,12 +176,16 @@ class WhisperXAsr(Asr):
 
     def __init__(self, model: Any, *, device: str, batch_size: int, beam_size: int,
                  aligners: dict[str, Aligner | None] | None = None, align_loader: Any = None,
-                 temperatures: Sequence[float] = (0.0,), log_prob_threshold: float | None = -1.0):
+                 temperatures: Sequence[float] = (0.0,), log_prob_threshold: float | None = -1.0,
+                 best_of: int = 5, hear_languages: bool = True):
         """`model`: a faster-whisper WhisperModel (whisperx.load_model(...).model); `aligners`:
         {language: Aligner} (pipelines/models/aligner.py); `align_loader(lang)` loads one more or
         returns None when the language has no aligner (its words keep Whisper's times);
         `temperatures`: Whisper's fallback schedule (one: no fallback, as WhisperX decodes);
-        `log_prob_threshold`: None decodes again only windows over the compression limit."""
+        `log_prob_threshold`: None decodes again only windows over the compression limit;
+        `best_of`: hypotheses sampled per window at each fallback temperature (Whisper's 5);
+        `hear_languages` False: with a language given, Whisper's candidates are not asked for
+        (segments carry audio_languages None), for callers that never read them."""
         self.model = model
         self.device = device
         self.batch_size = int(batch_size)
@@ -187,14 +194,16 @@ class WhisperXAsr(Asr):
         self.align_loader = align_loader
         self.temperatures = [float(t) for t in temperatures]
         self.log_prob_threshold = log_prob_threshold
+        self.best_of = int(best_of)
         self.pipe = _batched_pipeline_cls()(model)
+        self.pipe.hear_languages = bool(hear_languages)
         self.counts = {"words": 0, "words_unaligned": 0, "chunks": 0, "batches": 0, "fallback_chunks": 0}
 
     # -- decoding --------------------------------------------------------------------------------
     def _options(self, tokenizer):
         from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
         return TranscriptionOptions(
-            beam_size=self.beam_size, best_of=5, patience=1.0, length_penalty=1.0, repetition_penalty=1.0,
+            beam_size=self.beam_size, best_of=self.best_of, patience=1.0, length_penalty=1.0, repetition_penalty=1.0,
             no_repeat_ngram_size=0, log_prob_threshold=self.log_prob_threshold, no_speech_threshold=0.6,
             compression_ratio_threshold=2.4, condition_on_previous_text=False, prompt_reset_on_temperature=0.5,
             temperatures=self.temperatures, initial_prompt=None, prefix=None, suppress_blank=True,
