@@ -83,7 +83,7 @@ def test_model_backends_come_from_one_registry_per_kind():
         asr.build_asr(dataclasses.replace(p, backend="kaldi"), models)
     # a backend registered under a new name is what build_asr calls: nothing else to edit
     built = []
-    asr.BACKENDS["probe"] = (lambda q, m: None, lambda q, m, device, compute, threads: built.append((q, m, compute)))
+    asr.BACKENDS["probe"] = (lambda q, m: None, lambda q, m, device, compute, threads, **decoder: built.append((q, m, compute)))
     try:
         asr.build_asr(dataclasses.replace(p, backend="probe"), models)
     finally:
