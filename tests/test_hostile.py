@@ -576,3 +576,20 @@ def test_case5_a_lost_node_is_not_a_death_on_the_input(tmp_path, monkeypatch):
     # an attempt left by another run (a killed driver, a cancelled job) is not counted either
     marker.write_text(json.dumps({"run": "r0", "pid": 1, "host": "h", "node": "alive", "deaths": []}))
     assert attempts.enter(marker, "r") == []
+
+
+def test_case5_a_stage_error_exits_non_zero_and_the_rerun_retries_it(tmp_path):
+    import subprocess
+    import sys
+    out = tmp_path / "out"
+    env = {**os.environ, "TANDEM_TOY_FAULT": f"toy_work:raise:1:{tmp_path / 'raise.marker'}"}
+    cmd = [sys.executable, "-m", "tandem.testing.toy", str(out), "--items", "3", "--local", "--commit-every", "1"]
+    r = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 3, r.stderr[-2000:]
+    assert "1 item(s) failed with an error inside a stage" in r.stderr and "toy fault at item 1" in r.stderr
+    from catalogs import catalog
+    assert catalog.query(out, "SELECT count(*) FROM rejections")[1] == [(0,)]  # never the data's fault
+    r = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    _, n = catalog.query(out, "SELECT count(*) FROM examples WHERE status = 'accepted'")
+    assert n == [(3,)]

@@ -8,7 +8,7 @@ Faults for tests: TANDEM_TOY_FAULT="<stage>:<mode>:<index>:<marker path>" (sever
 ";") makes that stage fire once, on the item with that index, in whichever process handles it.
 The marker file is created exclusively when the fault fires, so a retried item does not fire
 again. Modes: `exit` (os._exit(1) of the worker), `kill` (SIGKILL of the worker), `driver`
-(SIGKILL of the driver whose pid is in TANDEM_TOY_DRIVER_PID). The runner forwards TANDEM_*
+(SIGKILL of the driver whose pid is in TANDEM_TOY_DRIVER_PID), `raise` (an exception in the stage). The runner forwards TANDEM_*
 variables to Ray workers.
 
 `python -m tandem.testing.toy OUT --items N ...` runs a toy job through `ray_jobs.runner.run_job`
@@ -100,8 +100,10 @@ def _fire(mode: str, index: str, marker: str) -> None:
     elif mode == "driver":
         os.kill(int(os.environ[DRIVER_PID_ENV]), signal.SIGKILL)
         time.sleep(5)  # the driver is gone; do not race ahead of it
+    elif mode == "raise":
+        raise RuntimeError(f"toy fault at item {index}")  # a bug in a stage, not the input's fault
     else:
-        raise ValueError(f"{FAULT_ENV}: unknown mode {mode!r} (exit | kill | driver)")
+        raise ValueError(f"{FAULT_ENV}: unknown mode {mode!r} (exit | kill | driver | raise)")
 
 
 class ToyTone(Stage):
@@ -263,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"toy: error: {e}", file=sys.stderr)
         return e.exit_code
     print(json.dumps({k: out[k] for k in ("run_id", "items", "skipped", "examples", "commits")}))
-    return 0
+    from ray_jobs.jobs import report_retries
+    return report_retries(out)  # items left for a rerun make a non-zero exit, as the tandem CLI
 
 
 if __name__ == "__main__":
