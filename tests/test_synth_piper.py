@@ -50,12 +50,18 @@ def test_engine_words_follow_the_spoken_phonemes():
     chunk = SimpleNamespace(phoneme_alignments=[SimpleNamespace(phoneme=p, num_samples=n) for p, n in spoken],
                             audio_float_array=np.zeros(sum(n for _, n in spoken)))
     words = engine_words("for the you?", [chunk], [list("fɔːɹ"), list("ðə"), list("juː?")], 0.1)
+    # the space before "you?" is its onset: the word starts where "the" ends
     assert [(w["word"], w["start_s"], w["end_s"]) for w in words] == [("for", 1.0, 1.7), ("the", 1.7, 2.1),
-                                                                       ("you?", 2.6, 3.1)]
+                                                                       ("you?", 2.1, 3.1)]
     assert [w["score"] for w in words] == [0.25, 1.0, round(2 / 3, 3)]
-    # a second sentence chunk continues after the first one's samples
+    # a second sentence chunk continues after the first one's samples; the sentence end and start
+    # between them ("$", "^") stay a gap, as a pause does
     words2 = engine_words("for the you? for the you?", [chunk, chunk], [list("fɔːɹ"), list("ðə"), list("juː?")] * 2, 0.1)
     assert words2[3]["start_s"] == pytest.approx(1.0 + 4.1) and words2[5]["end_s"] == pytest.approx(3.1 + 4.1)
+    paused = [("^", 10), ("f", 4), ("ɚ", 3), (",", 3), (" ", 5), ("j", 2), ("u", 3), ("$", 6)]
+    chunk3 = SimpleNamespace(phoneme_alignments=[SimpleNamespace(phoneme=p, num_samples=n) for p, n in paused],
+                             audio_float_array=np.zeros(sum(n for _, n in paused)))
+    assert [w["start_s"] for w in engine_words("for, you", [chunk3], [list("fɔːɹ"), list("juː")], 0.1)] == [1.0, 2.5]
     # no durations from the engine: no engine times (the caller falls back to the word timer)
     assert engine_words("for", [SimpleNamespace(phoneme_alignments=None, audio_float_array=np.zeros(3))],
                         [list("fɔːɹ")], 0.1) is None
