@@ -67,6 +67,24 @@ def test_engine_words_follow_the_spoken_phonemes():
                         [list("fɔːɹ")], 0.1) is None
 
 
+def test_piper_pads_are_split_between_their_phonemes():
+    # Piper counts the PAD after each phoneme (id 0 here) into that phoneme; it is the transition
+    # into the next one, so half of it goes to each side: "hi" starts 1 sample early, ends 2 early
+    from types import SimpleNamespace
+
+    from synth.tts.piper import engine_words, phoneme_spans
+    al = [SimpleNamespace(phoneme=p, phoneme_ids=ids) for p, ids in
+          (("^", [1, 0]), ("h", [20, 0]), ("a", [14, 0]), ("ɪ", [21, 0]), ("$", [2]))]
+    per_id = [5, 2, 4, 2, 6, 3, 4, 4, 3]
+    chunk = SimpleNamespace(phoneme_alignments=al, phoneme_id_samples=per_id, audio_float_array=np.zeros(sum(per_id)))
+    assert phoneme_spans(chunk, [0]) == [("^", 0, 6), ("h", 6, 12), ("a", 12, 20), ("ɪ", 20, 28), ("$", 28, 33)]
+    assert [(w["start_s"], w["end_s"]) for w in engine_words("hi", [chunk], [list("haɪ")], 1.0, [0])] == [(6.0, 28.0)]
+    # without the per-id samples (or the PAD ids) each phoneme keeps the PAD after it, as Piper counts
+    for a, n in zip(al, (7, 6, 9, 8, 3)):
+        a.num_samples = n
+    assert phoneme_spans(chunk, None)[1:3] == [("h", 7, 13), ("a", 13, 22)]
+
+
 def test_piper_falls_back_to_the_word_timer(piper, monkeypatch):
     import synth.tts.piper as mod
     monkeypatch.setattr(mod, "engine_words", lambda *a, **k: None)

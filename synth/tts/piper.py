@@ -105,27 +105,54 @@ def _with_durations(model: str) -> bytes | None:
 _NOT_WORD = set("^$_,.;:!?¡¿—–-…\"«»“”()[] ")
 
 
+def phoneme_spans(chunk, pad_ids: list[int] | None = None) -> list[tuple[str, int, int]]:
+    """(phoneme, first sample, end sample) of a Piper chunk's phonemes.
+
+    Piper counts the PAD id after each phoneme into that phoneme's samples; the PAD is the
+    transition into the next phoneme, so given the per-id samples (`phoneme_id_samples`) and
+    `pad_ids`, each PAD is split between the phonemes on either side (owning it whole put Piper's
+    words 16 ms late at their start and 11 ms at their end against PocketSphinx, median, 148
+    phrasebook words; split: 6 and 1 ms, bench note in docs/EVALUATION.md)."""
+    per_id = getattr(chunk, "phoneme_id_samples", None)
+    out, pos = [], 0
+    if per_id is None or not pad_ids:
+        for a in chunk.phoneme_alignments:
+            out.append((a.phoneme, pos, pos + int(a.num_samples)))
+            pos += int(a.num_samples)
+        return out
+    k, carry = 0, 0  # carry: the second half of the PAD before, which starts this phoneme
+    for a in chunk.phoneme_alignments:
+        ids = list(a.phoneme_ids)
+        n = [int(x) for x in per_id[k: k + len(ids)]]
+        k += len(ids)
+        npad = len(pad_ids) if len(ids) > len(pad_ids) and ids[-len(pad_ids):] == list(pad_ids) else 0
+        own, pad = sum(n[: len(n) - npad]), sum(n[len(n) - npad:])
+        start = pos - carry
+        pos += own + pad
+        carry = pad - pad // 2
+        out.append((a.phoneme, start, pos - carry))
+    return out
+
+
 def engine_words(text: str, chunks: list, word_phonemes: list[list[str]],
-                 seconds_per_sample: float) -> list[dict] | None:
+                 seconds_per_sample: float, pad_ids: list[int] | None = None) -> list[dict] | None:
     """Word times from Piper's own phoneme durations.
 
     espeak phonemizes a sentence with words run together ("for the" -> one word "fɚðə"), so the
     spoken phonemes are matched (difflib) to each script word's phonemes spoken alone; a word's
     time is the span of the spoken phonemes matched to it. Score: the share of the word's own
     phonemes found as spoken (1.0 for most words; less where context changed them). None when the
-    engine gave no durations or a word matched nothing. A word starts where the word before it ends
-    when only a space lies between them."""
+    engine gave no durations or a word matched nothing. Phoneme times: phoneme_spans (`pad_ids`:
+    the voice's PAD ids). A word starts where the word before it ends when only a space lies
+    between them."""
     spoken: list[tuple[str, int, int]] = []
     between: list[tuple[str, int, int]] = []  # the rest: spaces, pauses, punctuation, sentence ends
     offset = 0
     for c in chunks:
         if c.phoneme_alignments is None:
             return None
-        pos = offset
-        for a in c.phoneme_alignments:
-            n = int(a.num_samples)
-            (spoken if a.phoneme not in _NOT_WORD else between).append((a.phoneme, pos, pos + n))
-            pos += n
+        for ph, a, b in phoneme_spans(c, pad_ids):
+            (spoken if ph not in _NOT_WORD else between).append((ph, offset + a, offset + b))
         offset += len(c.audio_float_array)
     script = text.split()
     ref = [(ph, i) for i, phs in enumerate(word_phonemes) for ph in phs if ph not in _NOT_WORD]
@@ -242,7 +269,8 @@ class PiperTTS:
         words = None
         if self.engine_times:
             per_word = [[p for sent in pv.phonemize(w) for p in sent] for w in text.split()]
-            words = engine_words(text, chunks, per_word, 1.0 / (sr * k))
+            from piper.const import PAD
+            words = engine_words(text, chunks, per_word, 1.0 / (sr * k), pv.config.phoneme_id_map.get(PAD, []))
         if words is None:
             self.fallbacks += 1
             words = self.timer.words(text, audio, self.sample_rate, language)
