@@ -83,7 +83,9 @@ def test_streaming_deterministic_and_cloned(tts, env):
     a, _, _ = tts.synthesize(TEXT, "fr", voice=env["clips"][0])
     chunks = list(tts.stream(TEXT, "fr", env["clips"][0]))
     assert len(chunks) >= 1
-    np.testing.assert_array_equal(np.concatenate(chunks), a)  # same seed, same bytes, streamed or not
+    # same seed, same audio, streamed or not; CPU float kernels may round the last bit differently
+    # from run to run (seen: 1.2e-7 on a loaded machine), far under one 16-bit step of the FLAC (3e-5)
+    np.testing.assert_allclose(np.concatenate(chunks), a, rtol=0, atol=2e-6)
     b, _, _ = tts.synthesize(TEXT, "fr", voice=env["clips"][1])
     assert not np.array_equal(a[: min(len(a), len(b))], b[: min(len(a), len(b))])  # another voice prompt
     assert len(tts._states) == 2  # one prompt state per clip, computed once
