@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 from synth.tts.base import TTSError
-from synth.tts.espeak import EspeakTTS, word_ends
+from synth.tts.espeak import EspeakTTS, phonemes, say_as, word_ends
 
 TEXTS = {
     "en": "I always pack far too many clothes for a short trip.",
@@ -40,6 +40,22 @@ def test_words_cover_every_token_inside_audio(tts, lang):
     for w in words:
         seg = audio[int(w["start_s"] * sr): int(w["end_s"] * sr)]
         assert len(seg) and np.sqrt((seg**2).mean()) > 0.01, w
+
+
+# how espeak-ng reads an interjection it does not know: as letter names or an abbreviation
+LETTER_READINGS = {"en": ["ɛmˈɛm", "eɪtʃ"], "fr": ["milim", "ɛmˈɛm"], "de": ["ɛmh", "hˌɑː"], "es": ["eme", "atʃe"],
+                   "it": ["ɛmme", "akːa"], "pt": ["ɡˈudʊ", "ɛmʲ", "ɐɡˌɐ"]}
+
+
+@pytest.mark.parametrize("lang", sorted(LETTER_READINGS))
+def test_interjections_are_said_as_sounds_not_spelled(tts, lang):
+    # fr "mm" was read "millimètre", pt "é" "e agudo", es "mm" "eme eme": words that did not match the audio
+    from synth.phrasebook import BACKCHANNELS, OPENERS
+    for text in BACKCHANNELS[lang] + OPENERS[lang]:
+        said = phonemes(say_as(text, lang), lang)
+        assert not any(r in said for r in LETTER_READINGS[lang]), (text, said)
+    audio, sr, words = tts.synthesize(BACKCHANNELS[lang][1] + ", " + BACKCHANNELS[lang][1] + ".", lang)
+    assert [w["word"] for w in words] == [BACKCHANNELS[lang][1] + ",", BACKCHANNELS[lang][1] + "."]  # script spelling
 
 
 def _calls(tts):

@@ -96,6 +96,47 @@ def _espeak():
     return lib
 
 
+# Interjections espeak-ng reads as letters or as an abbreviation (fr "mm" -> "millimètre", es "mm" ->
+# "eme eme", pt "é" -> "e agudo", en "mm-hmm" -> "em em hum"): the engine is given a spelling it
+# says as the sound; the word keeps the script's spelling. Piper phonemizes with espeak-ng, so it
+# speaks them the same way.
+SAY_AS: dict[str, dict[str, str]] = {
+    "en": {"mm-hmm": "um-hum"},
+    "fr": {"mm": "heum"},
+    "de": {"mhm": "hm-hm", "hmm": "hm"},
+    "es": {"mm": "hum", "hmm": "hum"},
+    "it": {"mm": "hum"},
+    "pt": {"é": "éh", "hmm": "hum"},
+}
+
+
+def say_as(text: str, language: str) -> str:
+    """`text` with each SAY_AS word of `language` respelled (case-insensitive, its punctuation kept);
+    the whitespace tokens stay one for one."""
+    table = SAY_AS.get(language.split("-")[0], {})
+    if not table:
+        return text
+
+    def one(m: re.Match) -> str:
+        lead, core, tail = m.group(1), m.group(2), m.group(3)
+        return lead + table.get(core.lower(), core) + tail
+    return re.sub(r"(?<!\S)([^\w\s]*)([\w'-]*\w)([^\w\s]*)(?!\S)", one, text)
+
+
+def phonemes(text: str, voice: str) -> str:
+    """What espeak-ng will say for `text` in `voice`, as IPA (clauses joined by " | ")."""
+    with _LOCK:
+        lib = _espeak()
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise TTSError(f"espeak: no voice {voice!r}")
+        p, out = ctypes.c_char_p(text.encode()), []
+        while p.value:
+            out.append(lib.espeak_TextToPhonemes(ctypes.byref(p), _CHARS_UTF8, 2).decode())  # 2: IPA
+    return " | ".join(out)
+
+
 def word_ends(audio: np.ndarray, sr: int, starts: list[float], frame_s: float = 0.01,
               floor_db: float = -55.0) -> list[float]:
     """End of each word: the last frame above an energy floor before the next word's start.
@@ -250,14 +291,17 @@ class EspeakTTS:
         if not text:
             raise TTSError("espeak: empty text")
         name = voice or language
+        spoken = say_as(text, language)
         if self._worker is not None:
-            pcm, events, err = self._worker.synth(text, name, pitch, rate)
+            pcm, events, err = self._worker.synth(spoken, name, pitch, rate)
         else:
-            pcm, events, err = raw_synth(text, name, pitch, rate)
+            pcm, events, err = raw_synth(spoken, name, pitch, rate)
         if err:
             raise TTSError(f"espeak: {err} for language {language!r}")
         audio = pcm.astype(np.float32) / 32768.0
-        words = _words_from_events(text, events)
+        words = _words_from_events(spoken, events)
+        for w, t in zip(words, [t for t in text.split() if re.search(r"\w", t)]):
+            w["word"] = t  # the script's spelling
         starts = [w["start_s"] for w in words]
         ends = word_ends(audio, ESPEAK_RATE, starts)
         for w, e in zip(words, ends):

@@ -258,7 +258,9 @@ class PiperTTS:
         from piper import SynthesisConfig
         scale = (175.0 / rate) if rate else float(pv.config.length_scale)
         syn = SynthesisConfig(length_scale=scale * k)
-        chunks = list(pv.synthesize(text, syn_config=syn, include_alignments=self.engine_times))
+        from synth.tts.espeak import say_as
+        spoken = say_as(text, language)
+        chunks = list(pv.synthesize(spoken, syn_config=syn, include_alignments=self.engine_times))
         audio = (np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32) if chunks
                  else np.zeros(0, np.float32))
         sr = pv.config.sample_rate
@@ -268,7 +270,7 @@ class PiperTTS:
             audio = soxr.resample(audio, sr * k, self.sample_rate).astype(np.float32)
         words = None
         if self.engine_times:
-            per_word = [[p for sent in pv.phonemize(w) for p in sent] for w in text.split()]
+            per_word = [[p for sent in pv.phonemize(w) for p in sent] for w in spoken.split()]
             from piper.const import PAD
             words = engine_words(text, chunks, per_word, 1.0 / (sr * k), pv.config.phoneme_id_map.get(PAD, []))
         if words is None:
