@@ -10,8 +10,9 @@ voice; pocket: only when its model and voice bank load offline, else it says why
 and checks each rendered channel on its own, two ways.
 
 Reference alignment (--reference; the tool is printed): `pocketsphinx` (default; English only:
-PocketSphinx's en-us acoustic model and CMU dictionary force-align the channel's script over its
-whole audio; words outside the dictionary are aligned by letter and not scored, and counted),
+PocketSphinx's en-us acoustic model and CMU dictionary force-align the channel's script, in pieces
+cut at the channel's silences, as the engine was given it (synth.tts.espeak.say_as); words outside
+the dictionary are aligned by letter and not scored, and counted, as are pieces that fail),
 `wav2vec2` (the aligner synth.tts.align_model names, whisperx's CTC alignment of the script), or
 `whisper` (the embedded faster-whisper model's word timestamps, paired with the script by
 normalised text in order, runs of >= 2 agreeing words; Whisper base's own word times err by
@@ -81,6 +82,9 @@ def reference_words(kind: str, ctx: dict, ref: list[dict], x16, language: str, s
         if "sphinx" not in ctx:
             from bench.word_checks import SphinxAligner
             ctx["sphinx"] = SphinxAligner()
+        if ctx["engine"] in ("espeak", "piper"):  # they were given interjections respelled as they sound
+            from synth.tts.espeak import say_as
+            ref = [{**w, "word": say_as(w["word"], language)} for w in ref]
         got, oov, pieces, failed = ctx["sphinx"].align(ref, x16, sound)
         for k, v in (("oov", len(oov)), ("pieces", pieces), ("failed", failed)):
             ctx[k] = ctx.get(k, 0) + v
@@ -137,7 +141,7 @@ def main() -> int:
             print(f"{engine}: skipped, it does not load here ({type(e).__name__}: {str(e)[:200]})")
             continue
         models = ModelsParams.from_config(cfg)
-        ctx = {"align_model": SynthSection.from_config(cfg).tts.align_model, "models": models}
+        ctx = {"align_model": SynthSection.from_config(cfg).tts.align_model, "models": models, "engine": engine}
         if args.reference == "whisper":
             ctx["whisper"] = build_asr(AsrParams.from_config(cfg), models).model
         items = list(make_items(None, args.per_language * len(langs), args.seed, langs, cfg, config_hash(cfg), "/u"))
